@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Shared pieces of the mntcr command-line tool. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "mntcr/mntcr.h"
+
+/* Exit codes (docs/man/mntcr.1.scd). */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,     /* operation failed; for diff: the namespaces differ */
+	EXIT_USAGE = 2,    /* bad arguments; for diff: any error */
+	EXIT_NO_PID = 3,   /* the process does not exist or may not be read */
+	EXIT_BAD_IMAGE = 4, /* unreadable, truncated, corrupt image */
+	EXIT_VERSION = 5,  /* image of an unknown format version */
+	EXIT_RESTORE = 6,  /* restore failed (plan or executor); nothing left behind */
+	EXIT_UNSUPPORTED = 7, /* the namespace holds something mntcr cannot restore */
+};
+
+/* Print "mntcr <verb>: <message>" to stderr. Returns EXIT_FAIL for convenience. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Map a library error on reading a pid to a message and exit code. */
+int cli_pid_error(pid_t pid, int err);
+/* Map a library error on reading an image to a message and exit code. */
+int cli_image_error(const char *file, int err);
+
+/* Parse a decimal pid; false on garbage. */
+bool cli_parse_pid(const char *s, pid_t *ret);
+
+/* Load "pid:N" or an image path ("-" = stdin) into a tree. Prints errors. */
+int cli_load(const char *spec, struct mntcr_tree **ret_tree, int *ret_exit);
+/* Load an image file ("-" = stdin). Prints errors. */
+int cli_load_image(const char *file, struct mntcr_tree **ret_tree, int *ret_exit);
+
+extern const char *cli_verb;
+
+int cmd_dump(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_plan(int argc, char **argv);

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+
+const char *cli_verb = NULL;
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} verbs[] = {
+	{ "dump", cmd_dump, "write the mount namespace of a process to an image" },
+	{ "restore", cmd_restore, "rebuild a mount namespace from an image" },
+	{ "plan", cmd_plan, "print the operations a restore would run" },
+	{ "show", cmd_show, "print the mount tree of a process or an image" },
+	{ "diff", cmd_diff, "compare two namespaces (images or pid:N)" },
+	{ "check", cmd_check, "report kernel features and the restore engine" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: mntcr COMMAND [OPTIONS]\n\nCommands:\n");
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].help);
+	fprintf(f, "\nRun 'mntcr COMMAND --help' for a command's options, 'man mntcr-COMMAND' for more.\n");
+}
+
+int cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "mntcr%s%s: ", cli_verb ? " " : "", cli_verb ? cli_verb : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_FAIL;
+}
+
+bool cli_parse_pid(const char *s, pid_t *ret)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v <= 0 || v > 0x3fffffff)
+		return false;
+	*ret = (pid_t)v;
+	return true;
+}
+
+int cli_pid_error(pid_t pid, int err)
+{
+	switch (-err) {
+	case ESRCH:
+	case ENOENT:
+		cli_error("No process with pid %d", (int)pid);
+		return EXIT_NO_PID;
+	case EACCES:
+	case EPERM:
+		cli_error("Not allowed to read the mount namespace of pid %d: %s", (int)pid,
+			  strerror(-err));
+		return EXIT_NO_PID;
+	case EBADMSG:
+		cli_error("The mount table of pid %d is inconsistent (run with MNTCR_DEBUG=1 for details)",
+			  (int)pid);
+		return EXIT_FAIL;
+	default:
+		cli_error("Failed to read the mount namespace of pid %d: %s", (int)pid, strerror(-err));
+		return EXIT_FAIL;
+	}
+}
+
+int cli_image_error(const char *file, int err)
+{
+	const char *name = (!file || strcmp(file, "-") == 0) ? "standard input" : file;
+
+	switch (-err) {
+	case EBADMSG:
+		cli_error("%s is not a valid mntcr image: truncated, corrupt or inconsistent "
+			  "(run with MNTCR_DEBUG=1 for details)",
+			  name);
+		return EXIT_BAD_IMAGE;
+	case EPROTO:
+		cli_error("%s is an image of a format version this mntcr does not know", name);
+		return EXIT_VERSION;
+	default:
+		cli_error("Failed to read image %s: %s", name, strerror(-err));
+		return EXIT_BAD_IMAGE;
+	}
+}
+
+int cli_load_image(const char *file, struct mntcr_tree **ret_tree, int *ret_exit)
+{
+	int fd, r;
+
+	if (strcmp(file, "-") == 0)
+		fd = STDIN_FILENO;
+	else {
+		fd = open(file, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			cli_error("Failed to open image %s: %s", file, strerror(errno));
+			*ret_exit = EXIT_BAD_IMAGE;
+			return r;
+		}
+	}
+	r = mntcr_image_read(fd, ret_tree);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	if (r < 0)
+		*ret_exit = cli_image_error(file, r);
+	return r;
+}
+
+int cli_load(const char *spec, struct mntcr_tree **ret_tree, int *ret_exit)
+{
+	pid_t pid;
+	int r;
+
+	if (strncmp(spec, "pid:", 4) == 0) {
+		if (!cli_parse_pid(spec + 4, &pid)) {
+			cli_error("Invalid pid in '%s'", spec);
+			*ret_exit = EXIT_USAGE;
+			return -EINVAL;
+		}
+		r = mntcr_tree_read_pid(pid, 0, ret_tree);
+		if (r < 0)
+			*ret_exit = cli_pid_error(pid, r);
+		return r;
+	}
+	return cli_load_image(spec, ret_tree, ret_exit);
+}
+
+static void log_to_stderr(int level, const char *msg, void *userdata)
+{
+	static const char *prefix[] = { "", "warning: ", "", "debug: " };
+
+	(void)userdata;
+	fprintf(stderr, "mntcr%s%s: %s%s\n", cli_verb ? " " : "", cli_verb ? cli_verb : "",
+		prefix[level < 0 || level > 3 ? 0 : level], msg);
+}
+
+int main(int argc, char **argv)
+{
+	mntcr_set_log_func(log_to_stderr, NULL, MNTCR_LOG_WARNING);
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("mntcr %s\n", MNTCR_VERSION);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (strcmp(argv[1], verbs[i].name) == 0) {
+			cli_verb = verbs[i].name;
+			return verbs[i].fn(argc - 1, argv + 1);
+		}
+	fprintf(stderr, "mntcr: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

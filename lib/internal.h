@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Functions shared between library files, not exported. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tree.h"
+
+/* mountinfo.c */
+int mountinfo_parse_line(char *line, struct mntcr_mount *m);
+
+/* statmount.c */
+int statmount_ns_id_of_pid(pid_t pid, uint64_t *ret_ns_id);
+int statmount_read(uint64_t ns_id, struct mntcr_tree **ret_tree);
+
+/* read.c */
+int tree_read_self(struct mntcr_tree **ret_tree);

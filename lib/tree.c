@@ -1,0 +1,579 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "tree.h"
+
+#include <assert.h>
+
+int tree_new(struct mntcr_tree **ret)
+{
+	struct mntcr_tree *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->root = IDX_NONE;
+	*ret = t;
+	return 0;
+}
+
+void mount_clear(struct mntcr_mount *m)
+{
+	free(m->root);
+	free(m->mountpoint);
+	free(m->fstype);
+	free(m->source);
+	free(m->sb_opts);
+	*m = (struct mntcr_mount){ 0 };
+}
+
+void sb_clear(struct mntcr_sb *sb)
+{
+	free(sb->fstype);
+	free(sb->source);
+	free(sb->opts);
+	free(sb->ext_path);
+	free(sb->ext_root);
+	*sb = (struct mntcr_sb){ 0 };
+}
+
+MNTCR_EXPORT struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t)
+{
+	if (!t)
+		return NULL;
+	for (size_t i = 0; i < t->n_mounts; i++)
+		mount_clear(&t->mounts[i]);
+	for (size_t i = 0; i < t->n_sbs; i++)
+		sb_clear(&t->sbs[i]);
+	free(t->mounts);
+	free(t->sbs);
+	free(t->child_idx);
+	free(t->sb_mount_idx);
+	free(t->kernel);
+	free(t->hostname);
+	u64map_release(&t->by_id);
+	free(t);
+	return NULL;
+}
+
+int tree_add_mount(struct mntcr_tree *t, struct mntcr_mount *m)
+{
+	int r;
+
+	assert(!t->indexed);
+	r = GROW(t->mounts, t->cap_mounts, t->n_mounts + 1);
+	if (r < 0)
+		return r;
+	t->mounts[t->n_mounts++] = *m;
+	*m = (struct mntcr_mount){ 0 };
+	return 0;
+}
+
+int tree_add_sb(struct mntcr_tree *t, struct mntcr_sb *sb)
+{
+	int r;
+
+	assert(!t->indexed);
+	r = GROW(t->sbs, t->cap_sbs, t->n_sbs + 1);
+	if (r < 0)
+		return r;
+	t->sbs[t->n_sbs++] = *sb;
+	*sb = (struct mntcr_sb){ 0 };
+	t->sbs_from_image = true;
+	return 0;
+}
+
+bool tree_find(const struct mntcr_tree *t, uint64_t id, size_t *ret_idx)
+{
+	return u64map_get(&t->by_id, id, ret_idx);
+}
+
+const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m)
+{
+	const char *rel;
+
+	if (m->parent == IDX_NONE)
+		return m->mountpoint + 1;
+	rel = path_relative(m->mountpoint, t->mounts[m->parent].mountpoint);
+	assert(rel);
+	return rel;
+}
+
+/* -------------------------------------------------------------------------- */
+/* Indexing */
+
+static const struct mntcr_tree *sort_tree; /* qsort has no user data argument */
+
+/*
+ * Attach order among the children of one parent: deeper mountpoints first,
+ * so that a mount covering a sibling's path is attached after that sibling;
+ * on one path, the older (lower) mount first.
+ */
+static int cmp_attach_order(const void *a, const void *b)
+{
+	const struct mntcr_mount *x = &sort_tree->mounts[*(const size_t *)a];
+	const struct mntcr_mount *y = &sort_tree->mounts[*(const size_t *)b];
+	size_t dx = path_depth(x->mountpoint), dy = path_depth(y->mountpoint);
+	int c;
+
+	if (dx != dy)
+		return dx > dy ? -1 : 1;
+	c = strcmp(x->mountpoint, y->mountpoint);
+	if (c)
+		return c;
+	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
+}
+
+static int cmp_by_path(const void *a, const void *b)
+{
+	const struct mntcr_mount *x = &sort_tree->mounts[*(const size_t *)a];
+	const struct mntcr_mount *y = &sort_tree->mounts[*(const size_t *)b];
+	int c = strcmp(x->mountpoint, y->mountpoint);
+
+	if (c)
+		return c;
+	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
+}
+
+static int index_ids(struct mntcr_tree *t)
+{
+	u64map_release(&t->by_id);
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+		int r;
+
+		if (u64map_get(&t->by_id, m->id, NULL))
+			return log_debug_errno(-EBADMSG, "Duplicate mount id %" PRIu64, m->id);
+		r = u64map_put(&t->by_id, m->id, i);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int index_parents(struct mntcr_tree *t)
+{
+	size_t root = IDX_NONE;
+
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+		size_t p;
+
+		if (!m->root || !m->mountpoint || !m->fstype)
+			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " lacks a root, mountpoint or type",
+					       m->id);
+		if (m->mountpoint[0] != '/' || m->root[0] != '/')
+			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " has a relative path", m->id);
+		if (tree_find(t, m->parent_id, &p) && p != i) {
+			m->parent = p;
+			continue;
+		}
+		m->parent = IDX_NONE;
+		if (root != IDX_NONE)
+			return log_debug_errno(-EBADMSG,
+					       "Mounts %" PRIu64 " and %" PRIu64 " both lack a parent",
+					       t->mounts[root].id, m->id);
+		root = i;
+	}
+	if (root == IDX_NONE && t->n_mounts > 0)
+		return log_debug_errno(-EBADMSG, "No root mount: the parent ids form a cycle");
+	if (root != IDX_NONE && !streq(t->mounts[root].mountpoint, "/"))
+		return log_debug_errno(-EBADMSG, "The root mount %" PRIu64 " is not mounted on /",
+				       t->mounts[root].id);
+	t->root = root;
+
+	/* Every mount must lie below its parent's mountpoint. */
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+
+		if (m->parent != IDX_NONE && !path_startswith(m->mountpoint, t->mounts[m->parent].mountpoint))
+			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " (%s) is not below its parent %" PRIu64 " (%s)",
+					       m->id, m->mountpoint, t->mounts[m->parent].id,
+					       t->mounts[m->parent].mountpoint);
+	}
+	return 0;
+}
+
+/* Counting sort of mounts by parent into child_idx, then order each run. */
+static int index_children(struct mntcr_tree *t)
+{
+	size_t *count, n = t->n_mounts;
+
+	free(t->child_idx);
+	t->child_idx = malloc((n ? n : 1) * sizeof(size_t));
+	count = calloc(n + 1, sizeof(size_t));
+	if (!t->child_idx || !count) {
+		free(count);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		t->mounts[i].n_children = 0;
+		if (t->mounts[i].parent != IDX_NONE)
+			count[t->mounts[i].parent]++;
+	}
+	for (size_t i = 0, off = 0; i < n; i++) {
+		t->mounts[i].first_child = off;
+		off += count[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+
+		if (m->parent != IDX_NONE) {
+			struct mntcr_mount *p = &t->mounts[m->parent];
+			t->child_idx[p->first_child + p->n_children++] = i;
+		}
+	}
+	free(count);
+	return 0;
+}
+
+/*
+ * Detect cycles: every mount must reach the root by following parents. Each
+ * mount is visited once thanks to the state array.
+ */
+static int check_acyclic(struct mntcr_tree *t)
+{
+	uint8_t *state = calloc(t->n_mounts ? t->n_mounts : 1, 1); /* 0 new, 1 on path, 2 ok */
+	size_t *stack = malloc((t->n_mounts ? t->n_mounts : 1) * sizeof(size_t));
+	int r = 0;
+
+	if (!state || !stack) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < t->n_mounts && r == 0; i++) {
+		size_t n = 0, j = i;
+
+		while (j != IDX_NONE && state[j] == 0) {
+			state[j] = 1;
+			stack[n++] = j;
+			j = t->mounts[j].parent;
+		}
+		if (j != IDX_NONE && state[j] == 1) {
+			r = log_debug_errno(-EBADMSG, "The parent ids of mount %" PRIu64 " form a cycle",
+					    t->mounts[j].id);
+			break;
+		}
+		while (n > 0)
+			state[stack[--n]] = 2;
+	}
+out:
+	free(state);
+	free(stack);
+	return r;
+}
+
+/*
+ * Covering. For a child M of parent P, walk the components of M's
+ * mountpoint below P's: a sibling S mounted on one of those prefixes (or on
+ * M's own path, when two siblings share it) hides M. The kernel resolves a
+ * path to the topmost mount of each stack, and a sibling on a shorter
+ * prefix is reached first, so the shortest covering prefix is the coverer.
+ * A child mounted on M's own root (same mountpoint as M) covers M as the
+ * next layer of a stack.
+ */
+static int index_covers(struct mntcr_tree *t)
+{
+	_cleanup_free_ size_t *sorted = NULL;
+	_cleanup_free_ char *buf = NULL;
+	size_t maxlen = 1;
+
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		size_t l = strlen(t->mounts[i].mountpoint);
+		if (l > maxlen)
+			maxlen = l;
+		t->mounts[i].covered_by = IDX_NONE;
+		t->mounts[i].cover = COVER_NONE;
+		t->mounts[i].hidden = false;
+	}
+	sorted = malloc((t->n_mounts ? t->n_mounts : 1) * sizeof(size_t));
+	buf = malloc(maxlen + 1);
+	if (!sorted || !buf)
+		return -ENOMEM;
+	memcpy(sorted, t->child_idx, t->n_mounts ? (t->n_mounts - (t->root != IDX_NONE)) * sizeof(size_t) : 0);
+
+	sort_tree = t;
+	for (size_t pi = 0; pi < t->n_mounts; pi++) {
+		struct mntcr_mount *p = &t->mounts[pi];
+		size_t *kids = sorted + p->first_child, nk = p->n_children;
+
+		if (nk == 0)
+			continue;
+		qsort(kids, nk, sizeof(size_t), cmp_by_path);
+		for (size_t k = 0; k < nk; k++) {
+			struct mntcr_mount *m = &t->mounts[kids[k]];
+
+			if (!streq(m->mountpoint, p->mountpoint))
+				continue;
+			/* m sits on p's root: p is the lower layer of a stack */
+			if (p->covered_by == IDX_NONE || t->mounts[p->covered_by].id < m->id) {
+				p->covered_by = kids[k];
+				p->cover = COVER_ROOT;
+			}
+		}
+		for (size_t k = 0; k < nk; k++) {
+			struct mntcr_mount *m = &t->mounts[kids[k]];
+			size_t plen = streq(p->mountpoint, "/") ? 0 : strlen(p->mountpoint);
+			size_t mlen = strlen(m->mountpoint);
+
+			/* The next layer of p's stack hides every other child of p. */
+			if (p->cover == COVER_ROOT && p->covered_by != kids[k]) {
+				m->covered_by = p->covered_by;
+				m->cover = COVER_SIBLING;
+				continue;
+			}
+			/* Prefixes of m's path strictly below p, shortest first, m's own path last. */
+			for (size_t e = plen + 1; e <= mlen; e++) {
+				size_t lo = 0, hi = nk;
+
+				if (e < mlen && m->mountpoint[e] != '/')
+					continue;
+				memcpy(buf, m->mountpoint, e);
+				buf[e] = 0;
+				/* binary search for the first sibling with path == buf */
+				while (lo < hi) {
+					size_t mid = (lo + hi) / 2;
+					if (strcmp(t->mounts[kids[mid]].mountpoint, buf) < 0)
+						lo = mid + 1;
+					else
+						hi = mid;
+				}
+				for (; lo < nk && streq(t->mounts[kids[lo]].mountpoint, buf); lo++) {
+					struct mntcr_mount *s = &t->mounts[kids[lo]];
+
+					if (s == m || (e == mlen && s->id < m->id))
+						continue;
+					m->covered_by = kids[lo];
+					m->cover = COVER_SIBLING;
+					break;
+				}
+				if (m->covered_by != IDX_NONE)
+					break;
+			}
+		}
+	}
+	sort_tree = NULL;
+
+	/* Hidden: covered, or below a hidden mount, or below a mount whose root is covered by another. */
+	if (t->root == IDX_NONE)
+		return 0;
+	{
+		size_t *stack = sorted, n = 0; /* reuse: at most n_mounts entries */
+
+		stack[n++] = t->root;
+		while (n > 0) {
+			struct mntcr_mount *m = &t->mounts[stack[--n]];
+
+			for (size_t i = 0; i < m->n_children; i++) {
+				size_t ci = tree_child_idx(t, m, i);
+				struct mntcr_mount *c = &t->mounts[ci];
+
+				c->hidden = m->hidden || c->cover == COVER_SIBLING;
+				stack[n++] = ci;
+			}
+		}
+		t->mounts[t->root].hidden = false;
+		/* The lower layers of a stack are hidden too. */
+		for (size_t i = 0; i < t->n_mounts; i++)
+			if (t->mounts[i].cover == COVER_ROOT)
+				t->mounts[i].hidden = true;
+	}
+	return 0;
+}
+
+static int index_sbs_by_dev(struct mntcr_tree *t)
+{
+	struct u64map by_dev = { 0 };
+	int r = 0;
+
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+		uint64_t key = ((uint64_t)m->dev_major << 32) | m->dev_minor;
+		size_t s;
+
+		if (u64map_get(&by_dev, key, &s)) {
+			m->sb = s;
+			continue;
+		}
+		r = GROW(t->sbs, t->cap_sbs, t->n_sbs + 1);
+		if (r < 0)
+			break;
+		t->sbs[t->n_sbs] = (struct mntcr_sb){
+			.dev_major = m->dev_major,
+			.dev_minor = m->dev_minor,
+			.fstype = xstrdup(m->fstype),
+			.source = xstrdup(m->source),
+			.opts = xstrdup(m->sb_opts),
+			.owned = true,
+		};
+		if (!t->sbs[t->n_sbs].fstype || (m->sb_opts && !t->sbs[t->n_sbs].opts) ||
+		    (m->source && !t->sbs[t->n_sbs].source)) {
+			sb_clear(&t->sbs[t->n_sbs]);
+			r = -ENOMEM;
+			break;
+		}
+		m->sb = t->n_sbs++;
+		r = u64map_put(&by_dev, key, m->sb);
+		if (r < 0)
+			break;
+	}
+	u64map_release(&by_dev);
+	return r;
+}
+
+static int index_sb_mounts(struct mntcr_tree *t)
+{
+	size_t *count;
+
+	free(t->sb_mount_idx);
+	t->sb_mount_idx = malloc((t->n_mounts ? t->n_mounts : 1) * sizeof(size_t));
+	count = calloc(t->n_sbs + 1, sizeof(size_t));
+	if (!t->sb_mount_idx || !count) {
+		free(count);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		if (t->mounts[i].sb >= t->n_sbs) {
+			free(count);
+			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " refers to superblock %zu of %zu",
+					       t->mounts[i].id, t->mounts[i].sb, t->n_sbs);
+		}
+		count[t->mounts[i].sb]++;
+	}
+	for (size_t s = 0, off = 0; s < t->n_sbs; s++) {
+		t->sbs[s].first_mount = off;
+		t->sbs[s].n_mounts = 0;
+		off += count[s];
+	}
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		struct mntcr_sb *sb = &t->sbs[t->mounts[i].sb];
+		t->sb_mount_idx[sb->first_mount + sb->n_mounts++] = i;
+	}
+	free(count);
+	return 0;
+}
+
+int tree_index(struct mntcr_tree *t)
+{
+	int r;
+
+	r = index_ids(t);
+	if (r < 0)
+		return r;
+	r = index_parents(t);
+	if (r < 0)
+		return r;
+	r = check_acyclic(t);
+	if (r < 0)
+		return r;
+	r = index_children(t);
+	if (r < 0)
+		return r;
+	r = index_covers(t);
+	if (r < 0)
+		return r;
+
+	/* Children in attach order. */
+	sort_tree = t;
+	for (size_t i = 0; i < t->n_mounts; i++)
+		if (t->mounts[i].n_children > 1)
+			qsort(t->child_idx + t->mounts[i].first_child, t->mounts[i].n_children,
+			      sizeof(size_t), cmp_attach_order);
+	sort_tree = NULL;
+
+	if (!t->sbs_from_image) {
+		r = index_sbs_by_dev(t);
+		if (r < 0)
+			return r;
+	}
+	r = index_sb_mounts(t);
+	if (r < 0)
+		return r;
+	t->indexed = true;
+	return 0;
+}
+
+int tree_walk(const struct mntcr_tree *t, int (*fn)(const struct mntcr_tree *t, size_t idx, void *ud),
+	      void *ud)
+{
+	_cleanup_free_ size_t *stack = NULL;
+	size_t n = 0;
+
+	if (t->root == IDX_NONE)
+		return 0;
+	stack = malloc(t->n_mounts * sizeof(size_t));
+	if (!stack)
+		return -ENOMEM;
+	stack[n++] = t->root;
+	while (n > 0) {
+		size_t i = stack[--n];
+		const struct mntcr_mount *m = &t->mounts[i];
+		int r = fn(t, i, ud);
+
+		if (r < 0)
+			return r;
+		/* push in reverse so that children are visited in attach order */
+		for (size_t k = m->n_children; k > 0; k--)
+			stack[n++] = tree_child_idx(t, m, k - 1);
+	}
+	return 0;
+}
+
+/* -------------------------------------------------------------------------- */
+/* Public getters */
+
+MNTCR_EXPORT size_t mntcr_tree_n_mounts(const struct mntcr_tree *t) { return t->n_mounts; }
+MNTCR_EXPORT size_t mntcr_tree_root(const struct mntcr_tree *t) { return t->root; }
+MNTCR_EXPORT const struct mntcr_mount *mntcr_tree_mount(const struct mntcr_tree *t, size_t idx)
+{
+	return idx < t->n_mounts ? &t->mounts[idx] : NULL;
+}
+MNTCR_EXPORT size_t mntcr_tree_n_sbs(const struct mntcr_tree *t) { return t->n_sbs; }
+MNTCR_EXPORT const struct mntcr_sb *mntcr_tree_sb(const struct mntcr_tree *t, size_t idx)
+{
+	return idx < t->n_sbs ? &t->sbs[idx] : NULL;
+}
+MNTCR_EXPORT enum mntcr_source mntcr_tree_source(const struct mntcr_tree *t) { return t->source; }
+MNTCR_EXPORT pid_t mntcr_tree_pid(const struct mntcr_tree *t) { return t->pid; }
+MNTCR_EXPORT uint64_t mntcr_tree_ns_id(const struct mntcr_tree *t) { return t->ns_id; }
+
+MNTCR_EXPORT uint64_t mntcr_mount_id(const struct mntcr_mount *m) { return m->id; }
+MNTCR_EXPORT uint64_t mntcr_mount_parent_id(const struct mntcr_mount *m) { return m->parent_id; }
+MNTCR_EXPORT size_t mntcr_mount_parent(const struct mntcr_mount *m) { return m->parent; }
+MNTCR_EXPORT const char *mntcr_mount_root(const struct mntcr_mount *m) { return m->root; }
+MNTCR_EXPORT const char *mntcr_mount_mountpoint(const struct mntcr_mount *m) { return m->mountpoint; }
+MNTCR_EXPORT const char *mntcr_mount_fstype(const struct mntcr_mount *m) { return m->fstype; }
+MNTCR_EXPORT const char *mntcr_mount_source(const struct mntcr_mount *m) { return m->source; }
+MNTCR_EXPORT const char *mntcr_mount_sb_options(const struct mntcr_mount *m) { return m->sb_opts; }
+MNTCR_EXPORT void mntcr_mount_dev(const struct mntcr_mount *m, unsigned *ret_major, unsigned *ret_minor)
+{
+	*ret_major = m->dev_major;
+	*ret_minor = m->dev_minor;
+}
+MNTCR_EXPORT uint64_t mntcr_mount_attr(const struct mntcr_mount *m) { return m->attr; }
+MNTCR_EXPORT uint64_t mntcr_mount_shared(const struct mntcr_mount *m) { return m->shared; }
+MNTCR_EXPORT uint64_t mntcr_mount_master(const struct mntcr_mount *m) { return m->master; }
+MNTCR_EXPORT uint64_t mntcr_mount_propagate_from(const struct mntcr_mount *m) { return m->propagate_from; }
+MNTCR_EXPORT bool mntcr_mount_unbindable(const struct mntcr_mount *m) { return m->unbindable; }
+MNTCR_EXPORT size_t mntcr_mount_sb(const struct mntcr_mount *m) { return m->sb; }
+MNTCR_EXPORT size_t mntcr_mount_n_children(const struct mntcr_mount *m) { return m->n_children; }
+MNTCR_EXPORT size_t mntcr_mount_child(const struct mntcr_tree *t, const struct mntcr_mount *m, size_t i)
+{
+	return i < m->n_children ? tree_child_idx(t, m, i) : MNTCR_NONE;
+}
+MNTCR_EXPORT enum mntcr_cover mntcr_mount_cover(const struct mntcr_mount *m) { return (enum mntcr_cover)m->cover; }
+MNTCR_EXPORT size_t mntcr_mount_covered_by(const struct mntcr_mount *m) { return m->covered_by; }
+MNTCR_EXPORT bool mntcr_mount_hidden(const struct mntcr_mount *m) { return m->hidden; }
+MNTCR_EXPORT char mntcr_mount_type(const struct mntcr_mount *m)
+{
+	return m->type == NODE_DIR ? 'd' : m->type == NODE_FILE ? 'f' : '?';
+}
+
+MNTCR_EXPORT const char *mntcr_sb_fstype(const struct mntcr_sb *sb) { return sb->fstype; }
+MNTCR_EXPORT const char *mntcr_sb_source(const struct mntcr_sb *sb) { return sb->source; }
+MNTCR_EXPORT const char *mntcr_sb_options(const struct mntcr_sb *sb) { return sb->opts; }
+MNTCR_EXPORT void mntcr_sb_dev(const struct mntcr_sb *sb, unsigned *ret_major, unsigned *ret_minor)
+{
+	*ret_major = sb->dev_major;
+	*ret_minor = sb->dev_minor;
+}
+MNTCR_EXPORT bool mntcr_sb_owned(const struct mntcr_sb *sb) { return sb->owned; }
+MNTCR_EXPORT const char *mntcr_sb_ext_path(const struct mntcr_sb *sb) { return sb->ext_path; }
+MNTCR_EXPORT const char *mntcr_sb_ext_root(const struct mntcr_sb *sb) { return sb->ext_root; }

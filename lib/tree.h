@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The mount-tree model: one tree per mount namespace.
+ *
+ * Mounts live in one array and refer to each other by index, so the model can
+ * be built in any order (the kernel lists a child before its parent after
+ * MOVE_MOUNT_BENEATH or a propagation tuck) and then indexed once:
+ * tree_index() links parents and children, groups mounts into superblocks,
+ * and computes which mounts are covered, by whom, and which are hidden.
+ * Every lookup is hash-based or a binary search: nothing is O(n^2).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mntcr/mntcr.h"
+#include "util.h"
+
+#define IDX_NONE SIZE_MAX
+
+/* How a mount is covered (mntcr_mount_cover). */
+enum mount_cover {
+	COVER_NONE = 0,
+	COVER_SIBLING = 1, /* a sibling is mounted on an ancestor of (or on) its mountpoint */
+	COVER_ROOT = 2,    /* a child is mounted on its own root: the next mount of a stack */
+};
+
+enum node_type {
+	NODE_UNKNOWN = 0,
+	NODE_DIR = 1,
+	NODE_FILE = 2, /* any non-directory: regular file, device node, socket, fifo */
+};
+
+struct mntcr_mount {
+	/* As read from the kernel or the image. */
+	uint64_t id;        /* 64-bit unique id (statmount) or the mountinfo id */
+	uint64_t parent_id; /* id of the parent; the root's parent may be absent */
+	uint32_t old_id;    /* mountinfo (32-bit, reused) id; 0 when unknown */
+	uint32_t dev_major, dev_minor;
+	char *root;       /* path inside the filesystem (bytes) */
+	char *mountpoint; /* absolute path in the namespace (bytes) */
+	uint64_t attr;    /* MOUNT_ATTR_* per-mount flags */
+	char *fstype;     /* "type" or "type.subtype" */
+	char *source;     /* may be NULL ("none") */
+	char *sb_opts;    /* superblock options as mountinfo prints them, "rw,..." */
+	uint64_t shared;  /* peer group id, 0 = not shared */
+	uint64_t master;  /* master peer group id, 0 = not a slave */
+	uint64_t propagate_from;
+	bool unbindable;
+	enum node_type type; /* what the mount's root is */
+
+	/* Derived by tree_index(). */
+	size_t parent;       /* IDX_NONE for the namespace root */
+	size_t sb;           /* index into tree->sbs */
+	size_t first_child;  /* offset into tree->child_idx */
+	size_t n_children;   /* children in attach order: covered ones before their coverers */
+	size_t covered_by;   /* the mount that covers this one directly, or IDX_NONE */
+	enum mount_cover cover;
+	bool hidden;         /* no path walk reaches this mount */
+};
+
+struct mntcr_sb {
+	uint32_t dev_major, dev_minor;
+	char *fstype;
+	char *source;
+	char *opts;     /* superblock options with "rw"/"ro" first */
+	bool owned;     /* only the target namespace has it: created anew at restore */
+	char *ext_path; /* external: the dumper-side mountpoint of a mount of it */
+	char *ext_root; /* external: that mount's root inside the filesystem */
+	size_t first_mount; /* offset into tree->sb_mount_idx */
+	size_t n_mounts;
+};
+
+struct mntcr_tree {
+	struct mntcr_mount *mounts;
+	size_t n_mounts, cap_mounts;
+	struct mntcr_sb *sbs;
+	size_t n_sbs, cap_sbs;
+
+	size_t root; /* the namespace's root mount */
+	uint64_t ns_id;
+	pid_t pid;
+	enum mntcr_source source;
+	bool unique_ids; /* ids are 64-bit unique ids */
+	bool sbs_from_image; /* sbs were given (image), not derived from dev numbers */
+	char *kernel;    /* uname -r of the dumping machine */
+	char *hostname;
+
+	/* Indexes, built by tree_index(). */
+	struct u64map by_id;  /* mount id -> index */
+	size_t *child_idx;    /* children of every mount, grouped per parent */
+	size_t *sb_mount_idx; /* mounts of every superblock, grouped per sb */
+	bool indexed;
+};
+
+int tree_new(struct mntcr_tree **ret);
+/* Append a mount; takes ownership of the strings in *m, which is cleared. */
+int tree_add_mount(struct mntcr_tree *t, struct mntcr_mount *m);
+/* Append a superblock (image reader); takes ownership of the strings. */
+int tree_add_sb(struct mntcr_tree *t, struct mntcr_sb *sb);
+/*
+ * Link and validate: duplicate ids, missing parents, cycles, more than one
+ * root, children outside their parent's path give -EBADMSG (logged at debug
+ * level with the offending ids). Groups mounts into superblocks by device
+ * number unless the superblocks came with the mounts (image).
+ */
+int tree_index(struct mntcr_tree *t);
+void mount_clear(struct mntcr_mount *m);
+void sb_clear(struct mntcr_sb *sb);
+
+static inline struct mntcr_mount *tree_child(const struct mntcr_tree *t, const struct mntcr_mount *m,
+					     size_t i)
+{
+	return &t->mounts[t->child_idx[m->first_child + i]];
+}
+
+static inline size_t tree_child_idx(const struct mntcr_tree *t, const struct mntcr_mount *m, size_t i)
+{
+	return t->child_idx[m->first_child + i];
+}
+
+static inline size_t tree_sb_mount_idx(const struct mntcr_tree *t, const struct mntcr_sb *sb, size_t i)
+{
+	return t->sb_mount_idx[sb->first_mount + i];
+}
+
+bool tree_find(const struct mntcr_tree *t, uint64_t id, size_t *ret_idx);
+
+/* The path of mount m relative to its parent's mountpoint ("" for a stacked mount). */
+const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m);
+
+/*
+ * Pre-order walk from the root in attach order. Calls fn for each mount;
+ * a negative return stops the walk and is returned.
+ */
+int tree_walk(const struct mntcr_tree *t, int (*fn)(const struct mntcr_tree *t, size_t idx, void *ud),
+	      void *ud);

@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "util.h"
+
+#include <limits.h>
+
+#include "mntcr/mntcr.h"
+
+/* -------------------------------------------------------------------------- */
+/* Logging */
+
+static mntcr_log_func_t log_func;
+static void *log_userdata;
+static int log_max_level = -1; /* -1: not yet initialised from MNTCR_DEBUG */
+
+int log_level_get(void)
+{
+	if (log_max_level < 0) {
+		const char *e = getenv("MNTCR_DEBUG");
+		log_max_level = (e && *e && !streq(e, "0")) ? LOG_LVL_DEBUG : LOG_LVL_ERROR;
+	}
+	return log_max_level;
+}
+
+MNTCR_EXPORT void mntcr_set_log_func(mntcr_log_func_t fn, void *userdata, int level)
+{
+	log_func = fn;
+	log_userdata = userdata;
+	log_max_level = level;
+	if (getenv("MNTCR_DEBUG"))
+		log_max_level = LOG_LVL_DEBUG;
+}
+
+void log_internal(int level, const char *fmt, ...)
+{
+	int saved = errno;
+	char msg[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	if (log_func)
+		log_func(level, msg, log_userdata);
+	else
+		fprintf(stderr, "mntcr: %s%s\n", level == LOG_LVL_DEBUG ? "debug: " : "", msg);
+	errno = saved;
+}
+
+/* -------------------------------------------------------------------------- */
+/* strbuf */
+
+int grow_array(void **arr, size_t *cap, size_t need, size_t elem_size)
+{
+	size_t ncap;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap : 8;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2)
+			return -ENOMEM;
+		ncap *= 2;
+	}
+	if (ncap > SIZE_MAX / elem_size)
+		return -ENOMEM;
+	p = realloc(*arr, ncap * elem_size);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+int strbuf_reserve(struct strbuf *sb, size_t extra)
+{
+	if (sb->len + extra + 1 < sb->len)
+		return -ENOMEM;
+	return grow_array((void **)&sb->buf, &sb->cap, sb->len + extra + 1, 1);
+}
+
+int strbuf_add(struct strbuf *sb, const void *data, size_t n)
+{
+	int r = strbuf_reserve(sb, n);
+	if (r < 0)
+		return r;
+	memcpy(sb->buf + sb->len, data, n);
+	sb->len += n;
+	sb->buf[sb->len] = 0;
+	return 0;
+}
+
+int strbuf_puts(struct strbuf *sb, const char *s)
+{
+	return strbuf_add(sb, s, strlen(s));
+}
+
+int strbuf_printf(struct strbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+	int n, r;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	r = strbuf_reserve(sb, (size_t)n);
+	if (r < 0)
+		return r;
+	va_start(ap, fmt);
+	vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	sb->len += (size_t)n;
+	return 0;
+}
+
+void strbuf_release(struct strbuf *sb)
+{
+	free(sb->buf);
+	*sb = (struct strbuf){ 0 };
+}
+
+char *strbuf_detach(struct strbuf *sb)
+{
+	char *p;
+
+	if (!sb->buf && strbuf_reserve(sb, 0) < 0)
+		return NULL;
+	sb->buf[sb->len] = 0;
+	p = sb->buf;
+	*sb = (struct strbuf){ 0 };
+	return p;
+}
+
+/* -------------------------------------------------------------------------- */
+/* Hashing (splitmix64 finaliser, FNV-1a for bytes) */
+
+uint64_t hash_u64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+uint64_t hash_bytes(const void *data, size_t n, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return hash_u64(h);
+}
+
+/* -------------------------------------------------------------------------- */
+/* u64map */
+
+static int u64map_grow(struct u64map *m)
+{
+	struct u64map n = { 0 };
+
+	n.cap = m->cap ? m->cap * 2 : 64;
+	n.keys = calloc(n.cap, sizeof(*n.keys));
+	n.vals = calloc(n.cap, sizeof(*n.vals));
+	n.used = calloc(n.cap, 1);
+	if (!n.keys || !n.vals || !n.used) {
+		u64map_release(&n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->used[i])
+			(void)u64map_put(&n, m->keys[i], m->vals[i]);
+	u64map_release(m);
+	*m = n;
+	return 0;
+}
+
+int u64map_put(struct u64map *m, uint64_t key, size_t val)
+{
+	size_t i;
+
+	if ((m->n + 1) * 4 > m->cap * 3) {
+		int r = u64map_grow(m);
+		if (r < 0)
+			return r;
+	}
+	for (i = hash_u64(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (!m->used[i]) {
+			m->used[i] = 1;
+			m->keys[i] = key;
+			m->vals[i] = val;
+			m->n++;
+			return 0;
+		}
+		if (m->keys[i] == key) {
+			m->vals[i] = val;
+			return 0;
+		}
+	}
+}
+
+bool u64map_get(const struct u64map *m, uint64_t key, size_t *ret_val)
+{
+	if (m->cap == 0)
+		return false;
+	for (size_t i = hash_u64(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (!m->used[i])
+			return false;
+		if (m->keys[i] == key) {
+			if (ret_val)
+				*ret_val = m->vals[i];
+			return true;
+		}
+	}
+}
+
+void u64map_release(struct u64map *m)
+{
+	free(m->keys);
+	free(m->vals);
+	free(m->used);
+	*m = (struct u64map){ 0 };
+}
+
+/* -------------------------------------------------------------------------- */
+/* strmap */
+
+static int strmap_grow(struct strmap *m)
+{
+	struct strmap n = { 0 };
+
+	n.cap = m->cap ? m->cap * 2 : 64;
+	n.keys = calloc(n.cap, sizeof(*n.keys));
+	n.vals = calloc(n.cap, sizeof(*n.vals));
+	if (!n.keys || !n.vals) {
+		strmap_release(&n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->keys[i])
+			(void)strmap_put(&n, m->keys[i], m->vals[i]);
+	strmap_release(m);
+	*m = n;
+	return 0;
+}
+
+int strmap_put(struct strmap *m, const char *key, size_t val)
+{
+	if ((m->n + 1) * 4 > m->cap * 3) {
+		int r = strmap_grow(m);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = hash_bytes(key, strlen(key), 0) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (!m->keys[i]) {
+			m->keys[i] = key;
+			m->vals[i] = val;
+			m->n++;
+			return 0;
+		}
+		if (streq(m->keys[i], key)) {
+			m->vals[i] = val;
+			return 0;
+		}
+	}
+}
+
+bool strmap_get(const struct strmap *m, const char *key, size_t *ret_val)
+{
+	if (m->cap == 0)
+		return false;
+	for (size_t i = hash_bytes(key, strlen(key), 0) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (!m->keys[i])
+			return false;
+		if (streq(m->keys[i], key)) {
+			if (ret_val)
+				*ret_val = m->vals[i];
+			return true;
+		}
+	}
+}
+
+void strmap_release(struct strmap *m)
+{
+	free(m->keys);
+	free(m->vals);
+	*m = (struct strmap){ 0 };
+}
+
+/* -------------------------------------------------------------------------- */
+/* Paths */
+
+const char *path_relative(const char *path, const char *prefix)
+{
+	size_t n;
+
+	if (streq(prefix, "/"))
+		return path[0] == '/' ? path + 1 : NULL;
+	n = strlen(prefix);
+	if (strncmp(path, prefix, n) != 0)
+		return NULL;
+	if (path[n] == 0)
+		return path + n;
+	if (path[n] != '/')
+		return NULL;
+	return path + n + 1;
+}
+
+bool path_startswith(const char *path, const char *prefix)
+{
+	return path_relative(path, prefix) != NULL;
+}
+
+char *path_join(const char *a, const char *b)
+{
+	size_t la = strlen(a);
+	char *p;
+
+	while (la > 0 && a[la - 1] == '/')
+		la--;
+	while (*b == '/')
+		b++;
+	if (*b == 0)
+		return la == 0 ? strdup("/") : strndup(a, la);
+	if (asprintf(&p, "%.*s/%s", (int)la, a, b) < 0)
+		return NULL;
+	return p;
+}
+
+size_t path_depth(const char *path)
+{
+	size_t n = 0;
+
+	for (const char *p = path; *p; p++)
+		if (*p == '/' && p[1] != 0 && p[1] != '/')
+			n++;
+	return n;
+}
+
+bool path_is_normalized(const char *path)
+{
+	const char *p = path;
+
+	if (!path || path[0] != '/')
+		return false;
+	if (streq(path, "/"))
+		return true;
+	while (*p) {
+		const char *c = p + 1, *e = strchrnul(c, '/');
+		size_t n = (size_t)(e - c);
+
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		p = e;
+	}
+	return true;
+}
+
+char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int safe_atou64(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -errno;
+	if (*end)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max)
+{
+	struct strbuf sb = { 0 };
+
+	for (;;) {
+		ssize_t n;
+		int r = strbuf_reserve(&sb, 65536);
+		if (r < 0) {
+			strbuf_release(&sb);
+			return r;
+		}
+		n = read(fd, sb.buf + sb.len, sb.cap - sb.len - 1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			strbuf_release(&sb);
+			return r;
+		}
+		if (n == 0)
+			break;
+		sb.len += (size_t)n;
+		if (sb.len > max) {
+			strbuf_release(&sb);
+			return -EFBIG;
+		}
+	}
+	*ret_len = sb.len;
+	*ret_buf = strbuf_detach(&sb);
+	return *ret_buf ? 0 : -ENOMEM;
+}

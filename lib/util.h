@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Small shared helpers: cleanup attributes, logging, growable buffers,
+ * an open-addressing hash map keyed by 64-bit integers, path helpers.
+ */
+#pragma once
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MNTCR_EXPORT __attribute__((visibility("default")))
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _unused_ __attribute__((unused))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define TAKE_FD(fd)                                                                                \
+	({                                                                                         \
+		int *_p = &(fd);                                                                   \
+		int _v = *_p;                                                                      \
+		*_p = -EBADF;                                                                      \
+		_v;                                                                                \
+	})
+
+#define TAKE_PTR(ptr)                                                                              \
+	({                                                                                         \
+		__typeof__(ptr) *_pp = &(ptr);                                                     \
+		__typeof__(ptr) _pv = *_pp;                                                        \
+		*_pp = NULL;                                                                       \
+		_pv;                                                                               \
+	})
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+
+static inline void closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+
+static inline void fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+
+static inline bool streq(const char *a, const char *b)
+{
+	return strcmp(a, b) == 0;
+}
+
+static inline bool streq_ptr(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* -------------------------------------------------------------------------- */
+/* Logging. Library code logs at debug level; the caller decides what is fatal. */
+
+enum log_level {
+	LOG_LVL_ERROR = 0,
+	LOG_LVL_WARNING = 1,
+	LOG_LVL_INFO = 2,
+	LOG_LVL_DEBUG = 3,
+};
+
+void log_internal(int level, const char *fmt, ...) _printf_(2, 3);
+int log_level_get(void);
+
+/* Every log_*_errno() returns its (negative) error argument. */
+#define log_full_errno(level, r, ...)                                                              \
+	({                                                                                         \
+		int _r = (r);                                                                      \
+		if ((level) <= log_level_get())                                                    \
+			log_internal((level), __VA_ARGS__);                                        \
+		_r;                                                                                \
+	})
+#define log_debug(...) (void)log_full_errno(LOG_LVL_DEBUG, 0, __VA_ARGS__)
+#define log_warning(...) (void)log_full_errno(LOG_LVL_WARNING, 0, __VA_ARGS__)
+#define log_debug_errno(r, ...) log_full_errno(LOG_LVL_DEBUG, r, __VA_ARGS__)
+#define log_error_errno(r, ...) log_full_errno(LOG_LVL_ERROR, r, __VA_ARGS__)
+
+/* -------------------------------------------------------------------------- */
+/* Growable byte buffer. */
+
+struct strbuf {
+	char *buf;
+	size_t len;
+	size_t cap;
+};
+
+int strbuf_reserve(struct strbuf *sb, size_t extra);
+int strbuf_add(struct strbuf *sb, const void *data, size_t n);
+int strbuf_puts(struct strbuf *sb, const char *s);
+int strbuf_printf(struct strbuf *sb, const char *fmt, ...) _printf_(2, 3);
+void strbuf_release(struct strbuf *sb);
+/* Returns the NUL-terminated buffer (never NULL on success) and empties sb. */
+char *strbuf_detach(struct strbuf *sb);
+
+/* Grow an array of elements to hold at least `need` items. */
+int grow_array(void **arr, size_t *cap, size_t need, size_t elem_size);
+#define GROW(arr, cap, need) grow_array((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+
+/* -------------------------------------------------------------------------- */
+/* Hash map: uint64_t key -> size_t value. Open addressing, linear probing. */
+
+struct u64map {
+	uint64_t *keys;
+	size_t *vals;
+	uint8_t *used;
+	size_t cap; /* power of two */
+	size_t n;
+};
+
+int u64map_put(struct u64map *m, uint64_t key, size_t val); /* replaces */
+bool u64map_get(const struct u64map *m, uint64_t key, size_t *ret_val);
+void u64map_release(struct u64map *m);
+
+/* Hash map: string key (borrowed, must outlive the map) -> size_t value. */
+struct strmap {
+	const char **keys;
+	size_t *vals;
+	size_t cap;
+	size_t n;
+};
+
+int strmap_put(struct strmap *m, const char *key, size_t val); /* replaces */
+bool strmap_get(const struct strmap *m, const char *key, size_t *ret_val);
+void strmap_release(struct strmap *m);
+
+uint64_t hash_bytes(const void *data, size_t n, uint64_t seed);
+uint64_t hash_u64(uint64_t x);
+
+/* -------------------------------------------------------------------------- */
+/* Paths (absolute, '/'-separated, no trailing slash except "/"). */
+
+/* True if `path` equals `prefix` or lies below it. */
+bool path_startswith(const char *path, const char *prefix);
+/*
+ * The part of `path` below `prefix`, without a leading '/': "" when equal.
+ * NULL when path is not at or below prefix.
+ */
+const char *path_relative(const char *path, const char *prefix);
+/* Join a and b with exactly one '/'. */
+char *path_join(const char *a, const char *b);
+/* Number of components ("/" = 0, "/a/b" = 2). */
+size_t path_depth(const char *path);
+/* A path is sane: absolute, no "." or ".." components, no empty components. */
+bool path_is_normalized(const char *path);
+
+char *xstrdup(const char *s); /* strdup that returns NULL for NULL */
+int safe_atou64(const char *s, uint64_t *ret);
+int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max);
