@@ -43,3 +43,6 @@ int cmd_diff(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+
+/* restore --dry-run and plan */
+int cli_print_plan(struct mntcr_tree *image, const struct mntcr_restore_opts *opts);

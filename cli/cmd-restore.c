@@ -1,7 +1,207 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "cli.h"
+
+struct restore_args {
+	const char *image;
+	const char *persist;
+	bool dry_run;
+	struct mntcr_restore_opts opts;
+	struct mntcr_external *externals;
+	size_t n_externals;
+	char **cmd;
+};
+
+static void restore_usage(FILE *f)
+{
+	fprintf(f, "Usage: mntcr restore --image FILE [--persist NSFILE] [--root DIR] [--external KEY=PATH]...\n"
+		   "                     [--dry-run] [-- CMD ARGS...]\n"
+		   "Rebuild the mount namespace of an image (FILE '-' = standard input).\n"
+		   "  -i, --image FILE        the image to restore\n"
+		   "  -p, --persist NSFILE    bind the new namespace on NSFILE and exit\n"
+		   "  -r, --root DIR          bind the namespace's root mount from DIR\n"
+		   "  -e, --external KEY=PATH take the mount (KEY = its mountpoint) or the superblock\n"
+		   "                          (KEY = MAJ:MIN, as 'mntcr show' prints it) from PATH\n"
+		   "  -n, --dry-run           print the plan, mount nothing\n"
+		   "  -- CMD ARGS...          run CMD in the restored namespace (default: $SHELL)\n");
+}
+
+static int add_external(struct restore_args *a, char *spec)
+{
+	char *eq = strchr(spec, '=');
+	struct mntcr_external *n;
+
+	if (!eq || eq == spec || !eq[1]) {
+		cli_error("Invalid --external '%s': expected KEY=PATH", spec);
+		return -EINVAL;
+	}
+	n = realloc(a->externals, (a->n_externals + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	a->externals = n;
+	*eq = 0;
+	a->externals[a->n_externals++] = (struct mntcr_external){ .key = spec, .path = eq + 1 };
+	return 0;
+}
+
+/* Shared by restore --dry-run and plan: print the plan against our own namespace. */
+int cli_print_plan(struct mntcr_tree *image, const struct mntcr_restore_opts *opts)
+{
+	struct mntcr_report rep = { .op_index = MNTCR_NONE };
+	struct mntcr_tree *self = NULL;
+	struct mntcr_plan *plan = NULL;
+	int r, ret = EXIT_OK;
+
+	r = mntcr_tree_read_pid(getpid(), MNTCR_READ_NO_CLASSIFY, &self);
+	if (r < 0)
+		return cli_error("Failed to read this process's mount table: %s", strerror(-r));
+	r = mntcr_plan_build(image, self, opts, &plan, &rep);
+	if (r < 0) {
+		cli_error("%s", rep.msg ? rep.msg : strerror(-r));
+		ret = r == -EOPNOTSUPP ? EXIT_UNSUPPORTED : EXIT_RESTORE;
+	} else if (mntcr_plan_print(plan, stdout) < 0 || fflush(stdout) != 0)
+		ret = cli_error("Failed to write the plan");
+	mntcr_report_clear(&rep);
+	mntcr_plan_free(plan);
+	mntcr_tree_free(self);
+	return ret;
+}
+
+static int persist(int nsfd, const char *file)
+{
+	char src[64];
+	int fd;
+
+	/* Like unshare --mount=FILE: the file is created if missing. */
+	fd = open(file, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return cli_error("Failed to create %s: %s", file, strerror(errno));
+	close(fd);
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", nsfd);
+	if (mount(src, file, NULL, MS_BIND, NULL) < 0)
+		return cli_error("Failed to bind the restored namespace on %s (mount MS_BIND): %s", file,
+				 strerror(errno));
+	return EXIT_OK;
+}
+
+static int run_in(int nsfd, char **cmd)
+{
+	char *shell_argv[] = { NULL, NULL };
+
+	if (setns(nsfd, CLONE_NEWNS) < 0)
+		return cli_error("Failed to enter the restored namespace (setns): %s", strerror(errno));
+	close(nsfd);
+	/* setns put root and cwd at the namespace's root; make cwd explicit */
+	if (chdir("/") < 0)
+		return cli_error("Failed to chdir to / in the restored namespace: %s", strerror(errno));
+	if (!cmd || !cmd[0]) {
+		shell_argv[0] = getenv("SHELL") ? getenv("SHELL") : "/bin/sh";
+		cmd = shell_argv;
+	}
+	execvp(cmd[0], cmd);
+	cli_error("Failed to execute %s in the restored namespace: %s", cmd[0], strerror(errno));
+	return errno == ENOENT ? 127 : 126;
+}
 
 int cmd_restore(int argc, char **argv)
 {
-	return cli_error("Not implemented yet");
+	static const struct option opts[] = {
+		{ "image", required_argument, NULL, 'i' },
+		{ "persist", required_argument, NULL, 'p' },
+		{ "root", required_argument, NULL, 'r' },
+		{ "external", required_argument, NULL, 'e' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	struct restore_args a = { 0 };
+	struct mntcr_report rep = { .op_index = MNTCR_NONE };
+	struct mntcr_tree *t = NULL;
+	int c, r, ret = EXIT_OK, nsfd = -1;
+
+	while ((c = getopt_long(argc, argv, "+i:p:r:e:nh", opts, NULL)) >= 0) {
+		switch (c) {
+		case 'i':
+			a.image = optarg;
+			break;
+		case 'p':
+			a.persist = optarg;
+			break;
+		case 'r':
+			a.opts.root = optarg;
+			break;
+		case 'e':
+			if (add_external(&a, optarg) < 0) {
+				free(a.externals);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'n':
+			a.dry_run = true;
+			break;
+		case 'h':
+			restore_usage(stdout);
+			free(a.externals);
+			return EXIT_OK;
+		default:
+			restore_usage(stderr);
+			free(a.externals);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		a.cmd = argv + optind;
+	if (!a.image) {
+		cli_error("--image is required");
+		free(a.externals);
+		return EXIT_USAGE;
+	}
+	if (a.persist && a.cmd) {
+		cli_error("--persist and a command exclude each other");
+		free(a.externals);
+		return EXIT_USAGE;
+	}
+	if (a.opts.root && access(a.opts.root, F_OK) < 0) {
+		cli_error("--root %s: %s", a.opts.root, strerror(errno));
+		free(a.externals);
+		return EXIT_USAGE;
+	}
+	a.opts.externals = a.externals;
+	a.opts.n_externals = a.n_externals;
+
+	if (cli_load_image(a.image, &t, &ret) < 0)
+		goto out;
+
+	if (a.dry_run) {
+		ret = cli_print_plan(t, &a.opts);
+		goto out;
+	}
+	r = mntcr_restore(t, &a.opts, &nsfd, &rep);
+	if (r < 0) {
+		cli_error("%s", rep.msg ? rep.msg : strerror(-r));
+		ret = r == -EOPNOTSUPP ? EXIT_UNSUPPORTED : EXIT_RESTORE;
+		goto out;
+	}
+	mntcr_tree_free(t);
+	t = NULL;
+	if (a.persist)
+		ret = persist(nsfd, a.persist);
+	else
+		ret = run_in(nsfd, a.cmd);
+out:
+	if (nsfd >= 0)
+		close(nsfd);
+	mntcr_report_clear(&rep);
+	mntcr_tree_free(t);
+	free(a.externals);
+	return ret;
 }

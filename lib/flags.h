@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sys.h"
+
 struct mount_flag {
 	const char *name;   /* as mountinfo's per-mount options print it */
 	uint64_t attr;      /* MOUNT_ATTR_* */

@@ -15,4 +15,6 @@ int statmount_ns_id_of_pid(pid_t pid, uint64_t *ret_ns_id);
 int statmount_read(uint64_t ns_id, struct mntcr_tree **ret_tree);
 
 /* read.c */
+/* Mark t's superblocks external when self (the dumper's namespace) has a visible mount of them. */
+int tree_classify(struct mntcr_tree *t, const struct mntcr_tree *self);
 int tree_read_self(struct mntcr_tree **ret_tree);

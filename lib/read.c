@@ -65,7 +65,7 @@ static int read_raw(pid_t pid, unsigned flags, struct mntcr_tree **ret)
  * Among the caller's mounts of one superblock, the best source for binds:
  * reachable by path, with the shortest root (it contains the most).
  */
-static int classify(struct mntcr_tree *t, const struct mntcr_tree *self)
+int tree_classify(struct mntcr_tree *t, const struct mntcr_tree *self)
 {
 	struct u64map best = { 0 }; /* dev -> index in self */
 	int r = 0;
@@ -133,7 +133,7 @@ static bool statx_is_mount(const struct mntcr_tree *t, const struct statx *stx, 
 }
 
 /*
- * What each mount's root is. A mount with children is a directory. A leaf
+ * What each mount's root is. A mount with children below its root is a directory. Any other
  * is looked up by path in the target (beneath its root, symlinks resolved
  * in it); the answer counts only if the path lands on that very mount. The
  * lower layers of a stack take the type of the top. Only owned superblocks
@@ -144,9 +144,13 @@ static int find_types(struct mntcr_tree *t, pid_t pid)
 	_cleanup_close_ int rootfd = -EBADF;
 	char path[64];
 
-	for (size_t i = 0; i < t->n_mounts; i++)
-		if (t->mounts[i].n_children > 0)
-			t->mounts[i].type = NODE_DIR;
+	/* A child below a mount's root makes the root a directory; one on the root says nothing. */
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+
+		if (m->parent != IDX_NONE && *mount_relpath(t, m))
+			t->mounts[m->parent].type = NODE_DIR;
+	}
 
 	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
 	rootfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -196,7 +200,7 @@ MNTCR_EXPORT int mntcr_tree_read_pid(pid_t pid, unsigned flags, struct mntcr_tre
 		r = read_raw(getpid(), flags, &self);
 		if (r < 0)
 			goto fail;
-		r = classify(t, self);
+		r = tree_classify(t, self);
 		if (r < 0)
 			goto fail;
 		r = find_types(t, pid);

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The restore plan: an ordered list of operations on numbered fd slots.
+ * plan.c builds it without a single syscall; exec.c runs it and is the only
+ * code that mounts.
+ */
+#pragma once
+
+#include "tree.h"
+
+/*
+ * mount_setattr(2) accepts a mount of a detached tree only while it is that
+ * tree's root (EINVAL otherwise), so per-mount flags are set on each clone
+ * before it is attached anywhere, and propagation once the whole tree is
+ * attached in the namespace.
+ */
+enum plan_phase {
+	PHASE_CREATE,      /* superblocks and templates, directories, detached clones */
+	PHASE_FLAGS,       /* per-mount flags on the detached clones, superblock ro */
+	PHASE_ASSEMBLE,    /* move_mount children into parents, covered before covering */
+	PHASE_ROOT,        /* the tree becomes the namespace's root */
+	PHASE_PROPAGATION, /* peer groups, slaves, unbindable */
+	_PHASE_MAX,
+};
+
+enum plan_op_type {
+	OP_SB_CREATE,      /* fsopen + fsconfig + fsmount of sb -> slot */
+	OP_TEMPLATE_BIND,  /* non-recursive private clone of a path in our namespace -> slot */
+	OP_MKPATH,         /* create path (and parents) inside the filesystem of slot src */
+	OP_CLONE,          /* open_tree(src, path, OPEN_TREE_CLONE) -> slot */
+	OP_ATTACH,         /* move_mount(slot, "", src, path) */
+	OP_SETATTR,        /* mount_setattr(slot, attr_set, attr_clr) */
+	OP_SB_RDONLY,      /* fspick(src) + reconfigure ro */
+	OP_SET_PROPAGATION, /* mount_setattr(slot, propagation) */
+	OP_SET_ROOT,       /* attach slot on /, pivot_root into it, drop the old root */
+};
+
+struct plan_op {
+	enum plan_op_type type;
+	enum plan_phase phase;
+	size_t mount; /* image mount index, or IDX_NONE */
+	size_t sb;    /* image superblock index, or IDX_NONE */
+	size_t slot;  /* the slot this op creates or acts on */
+	size_t src;   /* the slot it reads from (template, parent), or IDX_NONE */
+	char *path;   /* relative path inside src, or a path in our namespace */
+	enum node_type node; /* OP_MKPATH: what to create; UNKNOWN = like the mount in slot */
+	size_t like_slot;    /* OP_MKPATH with NODE_UNKNOWN: the mount whose root to match */
+	uint64_t attr_set, attr_clr;
+	uint64_t propagation; /* MS_PRIVATE / MS_SHARED / MS_SLAVE / MS_UNBINDABLE */
+};
+
+struct mntcr_plan {
+	const struct mntcr_tree *tree; /* borrowed: the image the plan was made from */
+	struct plan_op *ops;
+	size_t n_ops, cap_ops;
+	size_t n_slots;
+	size_t *mount_slot; /* image mount index -> slot */
+	size_t *sb_slot;    /* image sb index -> template slot */
+};
+
+const char *plan_phase_name(enum plan_phase p);
+const char *plan_op_name(enum plan_op_type t);
+/* One line describing op i, without a trailing newline. */
+int plan_op_format(const struct mntcr_plan *p, size_t i, struct strbuf *out);
+
+/* The filesystems mntcr can create anew. */
+bool plan_fstype_creatable(const char *fstype);
+
+/* Fill a report; the message is built from the remaining arguments. */
+void report_set(struct mntcr_report *r, const char *phase, size_t op_index, uint64_t mount_id,
+		const char *path, const char *op, int err, const char *fmt, ...) _printf_(8, 9);
+
+/* Execute in the current process, which must be in a fresh private mount namespace. */
+int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report);
