@@ -10,6 +10,7 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -272,6 +273,28 @@ static int do_propagation(struct exec_ctx *c, const struct plan_op *op)
 	return 0;
 }
 
+static int do_set_group(struct exec_ctx *c, const struct plan_op *op)
+{
+	log_debug("move_mount #%zu -> #%zu MOVE_MOUNT_SET_GROUP", op->src, op->slot);
+	if (FAULT_OR(move_mount(c->fds[op->src], "", c->fds[op->slot], "",
+				MOVE_MOUNT_SET_GROUP | MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)) < 0)
+		return sys_fail(c, "move_mount MOVE_MOUNT_SET_GROUP");
+	return 0;
+}
+
+/* A clone of a shared mount is a peer of it: exactly what a slave of that group needs. */
+static int do_peer_bind(struct exec_ctx *c, const struct plan_op *op)
+{
+	int fd;
+
+	log_debug("open_tree %s OPEN_TREE_CLONE (peer)", op->path);
+	fd = (int)FAULT_OR(open_tree(AT_FDCWD, op->path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+	if (fd < 0)
+		return sys_fail(c, "open_tree");
+	c->fds[op->slot] = fd;
+	return 0;
+}
+
 /*
  * Attach the finished tree on / and make it the namespace's root:
  * pivot_root(".", ".") stacks the old root on the new one, and a lazy
@@ -316,6 +339,10 @@ static int run_op(struct exec_ctx *c, const struct plan_op *op)
 		return do_propagation(c, op);
 	case OP_SET_ROOT:
 		return do_set_root(c, op);
+	case OP_SET_GROUP:
+		return do_set_group(c, op);
+	case OP_PEER_BIND:
+		return do_peer_bind(c, op);
 	}
 	return -EINVAL;
 }
@@ -337,14 +364,57 @@ static int raise_fd_limit(size_t need)
 	return 0;
 }
 
+static int run_ops(struct exec_ctx *c, bool peers)
+{
+	const struct mntcr_plan *p = c->p;
+	int r = 0;
+
+	for (c->op = 0; c->op < p->n_ops; c->op++) {
+		const struct plan_op *op = &p->ops[c->op];
+
+		if ((op->type == OP_PEER_BIND) != peers)
+			continue;
+		c->syscall = NULL;
+		c->kmsg[0] = 0;
+		r = run_op(c, op);
+		if (r < 0) {
+			const struct mntcr_mount *m = op->mount != IDX_NONE ? &p->tree->mounts[op->mount] : NULL;
+			const char *call = c->syscall ? c->syscall : plan_op_name(op->type);
+			struct strbuf line = { 0 };
+			char who[128] = "";
+
+			(void)plan_op_format(p, c->op, &line);
+			if (m)
+				snprintf(who, sizeof(who), " for mount %" PRIu64, m->id);
+			report_set(c->report, plan_phase_name(op->phase), c->op, m ? m->id : 0,
+				   m ? m->mountpoint : op->path, call, r,
+				   "Restore failed in phase %s: %s%s at %s: %s%s%s%s (operation %s)",
+				   plan_phase_name(op->phase), call, who,
+				   m ? m->mountpoint : (op->path ? op->path : "-"), strerror(-r),
+				   c->kmsg[0] ? " (" : "", c->kmsg, c->kmsg[0] ? ")" : "",
+				   line.buf ? line.buf + strspn(line.buf, " ") : "?");
+			strbuf_release(&line);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Enter a new mount namespace and run the plan in it. The new namespace is
+ * a copy of ours; before anything is mounted in it every mount is made
+ * private, so nothing can propagate back. The only thing done before that:
+ * clones of our mounts that must stay peers of their groups (masters of
+ * slaves the image restores), which attach nothing anywhere.
+ */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 {
 	struct exec_ctx c = { .p = p, .report = report };
-	int r = 0;
+	int r;
 
 	r = raise_fd_limit(p->n_slots + 64);
 	if (r < 0) {
-		report_set(report, "create", MNTCR_NONE, 0, NULL, "setrlimit", r,
+		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "setrlimit", r,
 			   "Failed to raise the open file limit to %zu for %zu mounts: %s", p->n_slots + 64,
 			   p->tree->n_mounts, strerror(-r));
 		return r;
@@ -355,32 +425,24 @@ int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 	for (size_t i = 0; i < p->n_slots; i++)
 		c.fds[i] = -EBADF;
 
-	for (c.op = 0; c.op < p->n_ops; c.op++) {
-		const struct plan_op *op = &p->ops[c.op];
-
-		c.syscall = NULL;
-		c.kmsg[0] = 0;
-		r = run_op(&c, op);
-		if (r < 0) {
-			const struct mntcr_mount *m = op->mount != IDX_NONE ? &p->tree->mounts[op->mount] : NULL;
-			const char *call = c.syscall ? c.syscall : plan_op_name(op->type);
-			struct strbuf line = { 0 };
-			char who[128] = "";
-
-			(void)plan_op_format(p, c.op, &line);
-			if (m)
-				snprintf(who, sizeof(who), " for mount %" PRIu64, m->id);
-			report_set(report, plan_phase_name(op->phase), c.op, m ? m->id : 0,
-				   m ? m->mountpoint : op->path, call, r,
-				   "Restore failed in phase %s: %s%s at %s: %s%s%s%s (operation %s)",
-				   plan_phase_name(op->phase), call, who,
-				   m ? m->mountpoint : (op->path ? op->path : "-"), strerror(-r),
-				   c.kmsg[0] ? " (" : "", c.kmsg, c.kmsg[0] ? ")" : "",
-				   line.buf ? line.buf + strspn(line.buf, " ") : "?");
-			strbuf_release(&line);
-			break;
-		}
+	if (FAULT_OR(unshare(CLONE_NEWNS)) < 0) {
+		r = -errno;
+		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "unshare", r,
+			   "Failed to create a mount namespace (unshare CLONE_NEWNS): %s", strerror(-r));
+		goto out;
 	}
+	r = run_ops(&c, /* peers= */ true);
+	if (r < 0)
+		goto out;
+	if (FAULT_OR(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) < 0) {
+		r = -errno;
+		report_set(report, "namespace", MNTCR_NONE, 0, "/", "mount", r,
+			   "Failed to make / recursively private in the new namespace (mount MS_REC|MS_PRIVATE): %s",
+			   strerror(-r));
+		goto out;
+	}
+	r = run_ops(&c, /* peers= */ false);
+out:
 	for (size_t i = 0; i < p->n_slots; i++)
 		if (c.fds[i] >= 0)
 			close(c.fds[i]);

@@ -70,6 +70,8 @@ const char *plan_op_name(enum plan_op_type t)
 		[OP_SB_RDONLY] = "sb-ro",
 		[OP_SET_PROPAGATION] = "propagation",
 		[OP_SET_ROOT] = "set-root",
+		[OP_SET_GROUP] = "set-group",
+		[OP_PEER_BIND] = "peer",
 	};
 	return (unsigned)t < ARRAY_SIZE(names) ? names[t] : "?";
 }
@@ -179,7 +181,7 @@ static int validate(struct planner *pl)
 				    m->id, m->mountpoint);
 		if (sb->owned && !plan_fstype_creatable(sb->fstype))
 			return fail(pl, -EOPNOTSUPP, m,
-				    "Mount %" PRIu64 " at %s is a %s filesystem that only the dumped namespace had; "
+				    "Mount %" PRIu64 " at %s is on a %s filesystem that only the dumped namespace had; "
 				    "mntcr can create tmpfs, ramfs, proc, sysfs, devpts, mqueue and cgroup2 only "
 				    "(or map it with --external)",
 				    m->id, m->mountpoint, sb->fstype);
@@ -554,22 +556,444 @@ static int plan_flags(struct planner *pl)
 	return 0;
 }
 
-static int plan_propagation(struct planner *pl)
+/*
+ * Propagation. Every peer group G of the image is rebuilt around a
+ * temporary mount: a clone of its superblock's template at the longest
+ * common root of G's members, of its slaves and of its slave groups, so it
+ * is a valid MOVE_MOUNT_SET_GROUP source for all of them (the source's root
+ * must contain the target's) even when no member's root contains the
+ * others' (CRIU's "Can't copy sharing"). The clone is childless, so
+ * SET_GROUP does not pay for scanning children, and it is dropped when the
+ * restore ends. In master-first order:
+ *
+ *   temp(G) joins its master's group (SET_GROUP) and becomes a slave of it
+ *   temp(G) becomes shared: a new group G'
+ *   every member of G joins G' (SET_GROUP copies the master too)
+ *   every slave of G joins G' and becomes a slave (MS_SLAVE)
+ *
+ * A master outside the namespace (the restorer's own group H) is reached
+ * through a clone of one of our mounts in H, which is a peer of H.
+ */
+struct pgroup {
+	uint64_t id;
+	uint64_t master;   /* master group id, 0 if none */
+	size_t master_gi;  /* index of the master group if internal, else IDX_NONE */
+	size_t sb;
+	size_t first, n;   /* members: pl->prop_idx[first .. first+n) */
+	size_t sfirst, ns; /* slave-only mounts of this group */
+	char *lcp;         /* longest common root */
+	size_t temp;       /* slot of the temporary source */
+	size_t peer;       /* slot of the external master's peer, or IDX_NONE */
+	int state;         /* topological sort: 0 new, 1 in progress, 2 done */
+};
+
+struct propagation {
+	struct pgroup *g;
+	size_t n_groups;
+	struct u64map by_id;
+	size_t *members; /* grouped by group */
+	size_t *slaves;  /* slave-only mounts grouped by master group */
+	size_t *order;   /* master-first order */
+	size_t n_order;
+	size_t *ext_slaves; /* slave-only mounts whose master is outside */
+	size_t n_ext_slaves;
+	size_t *ext_slave_peer; /* per ext slave: peer slot or IDX_NONE (made private) */
+	struct u64map host_peer; /* "host mount index" -> peer slot */
+	size_t *host_shared;     /* visible host mounts in a group, sorted by (group, root length) */
+	size_t n_host_shared;
+};
+
+static void propagation_release(struct propagation *pr, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(pr->g[i].lcp);
+	free(pr->g);
+	free(pr->members);
+	free(pr->slaves);
+	free(pr->order);
+	free(pr->ext_slaves);
+	free(pr->ext_slave_peer);
+	free(pr->host_shared);
+	u64map_release(&pr->by_id);
+	u64map_release(&pr->host_peer);
+}
+
+/* Shorten *lcp to the longest common ancestor path of itself and root. */
+static int lcp_merge(char **lcp, const char *root)
+{
+	char *c = *lcp;
+	size_t i = 0, last = 0;
+
+	if (!c) {
+		*lcp = strdup(root);
+		return *lcp ? 0 : -ENOMEM;
+	}
+	while (c[i] && root[i] && c[i] == root[i]) {
+		if (c[i] == '/')
+			last = i;
+		i++;
+	}
+	if ((c[i] == 0 && (root[i] == 0 || root[i] == '/')) )
+		return 0; /* c is an ancestor of (or equal to) root */
+	if (root[i] == 0 && c[i] == '/')
+		last = i; /* root is an ancestor of c */
+	c[last ? last : 1] = 0;
+	return 0;
+}
+
+static const struct mntcr_tree *cmp_shared_host;
+static int cmp_host_shared(const void *a, const void *b)
+{
+	const struct mntcr_mount *x = &cmp_shared_host->mounts[*(const size_t *)a];
+	const struct mntcr_mount *y = &cmp_shared_host->mounts[*(const size_t *)b];
+	size_t lx = strlen(x->root), ly = strlen(y->root);
+
+	if (x->shared != y->shared)
+		return x->shared < y->shared ? -1 : 1;
+	return lx < ly ? -1 : (lx > ly ? 1 : 0);
+}
+
+/* A peer of host group `group` whose root contains `root`, as a slot (cloned in the create phase). */
+static int host_peer(struct planner *pl, struct propagation *pr, uint64_t group, const char *root,
+		     size_t *ret_slot)
+{
+	const struct mntcr_tree *h = pl->host;
+	size_t lo = 0, hi = pr->n_host_shared;
+
+	if (!h)
+		return -ENOENT;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (h->mounts[pr->host_shared[mid]].shared < group)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < pr->n_host_shared && h->mounts[pr->host_shared[lo]].shared == group; lo++) {
+		size_t hi_idx = pr->host_shared[lo], slot;
+		int r;
+
+		if (!path_startswith(root, h->mounts[hi_idx].root))
+			continue;
+		if (!u64map_get(&pr->host_peer, hi_idx, &slot)) {
+			slot = new_slot(pl);
+			r = emit(pl, &(struct plan_op){ .type = OP_PEER_BIND, .phase = PHASE_CREATE,
+							.mount = IDX_NONE, .sb = IDX_NONE, .slot = slot,
+							.src = IDX_NONE, .path = strdup(h->mounts[hi_idx].mountpoint) });
+			if (r < 0)
+				return r;
+			if (!pl->p->ops[pl->p->n_ops - 1].path)
+				return -ENOMEM;
+			r = u64map_put(&pr->host_peer, hi_idx, slot);
+			if (r < 0)
+				return r;
+		}
+		*ret_slot = slot;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* The root path of mi's template (the mount's root minus its path inside the template). */
+static int template_base(const struct planner *pl, size_t mi, char **ret)
+{
+	const char *root = pl->t->mounts[mi].root, *rel = pl->src_rel[mi];
+	size_t n = strlen(root), k = strlen(rel);
+
+	if (k == 0)
+		*ret = strdup(root);
+	else if (n > k && streq(root + n - k, rel))
+		*ret = n - k - 1 == 0 ? strdup("/") : strndup(root, n - k - 1);
+	else
+		return -EINVAL;
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int visit_group(struct propagation *pr, size_t gi)
+{
+	struct pgroup *g = &pr->g[gi];
+	int r;
+
+	if (g->state == 2)
+		return 0;
+	if (g->state == 1)
+		return -ELOOP;
+	g->state = 1;
+	if (g->master_gi != IDX_NONE) {
+		r = visit_group(pr, g->master_gi);
+		if (r < 0)
+			return r;
+	}
+	g->state = 2;
+	pr->order[pr->n_order++] = gi;
+	return 0;
+}
+
+static int emit_prop(struct planner *pl, size_t slot, size_t mount, uint64_t prop)
+{
+	return emit(pl, &(struct plan_op){ .type = OP_SET_PROPAGATION, .phase = PHASE_PROPAGATION,
+					   .mount = mount, .sb = IDX_NONE, .slot = slot, .src = IDX_NONE,
+					   .propagation = prop });
+}
+
+static int emit_set_group(struct planner *pl, size_t from, size_t to, size_t mount)
+{
+	return emit(pl, &(struct plan_op){ .type = OP_SET_GROUP, .phase = PHASE_PROPAGATION, .mount = mount,
+					   .sb = IDX_NONE, .slot = to, .src = from });
+}
+
+static int prop_collect(struct planner *pl, struct propagation *pr)
+{
+	const struct mntcr_tree *t = pl->t;
+	size_t *cnt = NULL, *scnt = NULL;
+	int r = 0;
+
+	for (size_t mi = 0; mi < t->n_mounts; mi++) {
+		const struct mntcr_mount *m = &t->mounts[mi];
+		size_t gi;
+
+		if (!m->shared || u64map_get(&pr->by_id, m->shared, NULL))
+			continue;
+		gi = pr->n_groups++;
+		r = u64map_put(&pr->by_id, m->shared, gi);
+		if (r < 0)
+			return r;
+	}
+	pr->g = calloc(pr->n_groups + 1, sizeof(*pr->g));
+	cnt = calloc(pr->n_groups + 1, sizeof(size_t));
+	scnt = calloc(pr->n_groups + 1, sizeof(size_t));
+	pr->members = malloc((t->n_mounts + 1) * sizeof(size_t));
+	pr->slaves = malloc((t->n_mounts + 1) * sizeof(size_t));
+	pr->ext_slaves = malloc((t->n_mounts + 1) * sizeof(size_t));
+	pr->ext_slave_peer = malloc((t->n_mounts + 1) * sizeof(size_t));
+	pr->order = malloc((pr->n_groups + 1) * sizeof(size_t));
+	if (!pr->g || !cnt || !scnt || !pr->members || !pr->slaves || !pr->ext_slaves || !pr->ext_slave_peer ||
+	    !pr->order) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t gi = 0; gi < pr->n_groups; gi++)
+		pr->g[gi] = (struct pgroup){ .master_gi = IDX_NONE, .sb = IDX_NONE, .temp = IDX_NONE,
+					     .peer = IDX_NONE };
+
+	/* Count members and slave-only mounts per group. */
+	for (size_t mi = 0; mi < t->n_mounts; mi++) {
+		const struct mntcr_mount *m = &t->mounts[mi];
+		size_t gi;
+
+		if (m->shared) {
+			u64map_get(&pr->by_id, m->shared, &gi);
+			struct pgroup *g = &pr->g[gi];
+			if (cnt[gi]++ == 0) {
+				g->id = m->shared;
+				g->master = m->master;
+				g->sb = m->sb;
+			} else if (g->sb != m->sb) {
+				r = fail(pl, -EBADMSG, m,
+					 "Mount %" PRIu64 " at %s is in peer group %" PRIu64
+					 " with mounts of another filesystem",
+					 m->id, m->mountpoint, m->shared);
+				goto out;
+			}
+		} else if (m->master && u64map_get(&pr->by_id, m->master, &gi))
+			scnt[gi]++;
+		else if (m->master)
+			pr->ext_slaves[pr->n_ext_slaves++] = mi;
+	}
+	for (size_t gi = 0, off = 0, soff = 0; gi < pr->n_groups; gi++) {
+		pr->g[gi].first = off;
+		pr->g[gi].sfirst = soff;
+		off += cnt[gi];
+		soff += scnt[gi];
+	}
+	for (size_t mi = 0; mi < t->n_mounts; mi++) {
+		const struct mntcr_mount *m = &t->mounts[mi];
+		size_t gi;
+
+		if (m->shared) {
+			u64map_get(&pr->by_id, m->shared, &gi);
+			pr->members[pr->g[gi].first + pr->g[gi].n++] = mi;
+		} else if (m->master && u64map_get(&pr->by_id, m->master, &gi))
+			pr->slaves[pr->g[gi].sfirst + pr->g[gi].ns++] = mi;
+	}
+	for (size_t gi = 0; gi < pr->n_groups; gi++) {
+		struct pgroup *g = &pr->g[gi];
+		size_t mgi;
+
+		if (g->master && u64map_get(&pr->by_id, g->master, &mgi)) {
+			if (pr->g[mgi].sb != g->sb) {
+				r = fail(pl, -EBADMSG, &t->mounts[pr->members[g->first]],
+					 "Peer group %" PRIu64 " is a slave of group %" PRIu64 " of another filesystem",
+					 g->id, g->master);
+				goto out;
+			}
+			g->master_gi = mgi;
+		}
+	}
+	for (size_t gi = 0; gi < pr->n_groups; gi++) {
+		r = visit_group(pr, gi);
+		if (r < 0) {
+			r = fail(pl, -EBADMSG, &t->mounts[pr->members[pr->g[gi].first]],
+				 "The masters of peer group %" PRIu64 " form a cycle", pr->g[gi].id);
+			goto out;
+		}
+	}
+out:
+	free(cnt);
+	free(scnt);
+	return r;
+}
+
+/* Longest common roots, slaves first (reverse master-first order), then temporaries. */
+static int prop_sources(struct planner *pl, struct propagation *pr)
 {
 	const struct mntcr_tree *t = pl->t;
 	int r;
 
-	for (size_t mi = 0; mi < t->n_mounts; mi++) {
-		const struct mntcr_mount *m = &t->mounts[mi];
+	for (size_t k = pr->n_order; k > 0; k--) {
+		struct pgroup *g = &pr->g[pr->order[k - 1]];
 
-		if (!m->unbindable)
-			continue;
-		r = emit(pl, &(struct plan_op){ .type = OP_SET_PROPAGATION, .phase = PHASE_PROPAGATION,
-						.mount = mi, .sb = IDX_NONE, .slot = pl->p->mount_slot[mi],
-						.src = IDX_NONE, .propagation = MS_UNBINDABLE });
-		if (r < 0)
+		for (size_t i = 0; i < g->n; i++)
+			if ((r = lcp_merge(&g->lcp, t->mounts[pr->members[g->first + i]].root)) < 0)
+				return r;
+		for (size_t i = 0; i < g->ns; i++)
+			if ((r = lcp_merge(&g->lcp, t->mounts[pr->slaves[g->sfirst + i]].root)) < 0)
+				return r;
+		if (g->master_gi != IDX_NONE && (r = lcp_merge(&pr->g[g->master_gi].lcp, g->lcp)) < 0)
 			return r;
 	}
+	for (size_t k = 0; k < pr->n_order; k++) {
+		struct pgroup *g = &pr->g[pr->order[k]];
+		size_t m0 = pr->members[g->first];
+		_cleanup_free_ char *base = NULL;
+		const char *rel;
+
+		r = template_base(pl, m0, &base);
+		if (r < 0)
+			return r;
+		rel = path_relative(g->lcp, base);
+		if (!rel)
+			return fail(pl, -EOPNOTSUPP, &t->mounts[m0],
+				    "Peer group %" PRIu64 " spans roots below %s, outside %s where its filesystem is "
+				    "available here",
+				    g->id, g->lcp, base);
+		g->temp = new_slot(pl);
+		r = emit(pl, &(struct plan_op){ .type = OP_CLONE, .phase = PHASE_CREATE, .mount = IDX_NONE,
+						.sb = g->sb, .slot = g->temp, .src = pl->src_slot[m0],
+						.path = strdup(rel) });
+		if (r < 0)
+			return r;
+		if (!pl->p->ops[pl->p->n_ops - 1].path)
+			return -ENOMEM;
+		if (g->master && g->master_gi == IDX_NONE) {
+			r = host_peer(pl, pr, g->master, g->lcp, &g->peer);
+			if (r == -ENOENT && pl->opts && pl->opts->external_master_private) {
+				log_warning("Peer group %" PRIu64 " is a slave of group %" PRIu64
+					    ", which this namespace does not have: restoring it without a master",
+					    g->id, g->master);
+				g->peer = IDX_NONE;
+			} else if (r == -ENOENT)
+				return fail(pl, -ENOENT, &t->mounts[m0],
+					    "Mount %" PRIu64 " at %s is a slave of peer group %" PRIu64
+					    ", which has no member here whose root contains %s "
+					    "(use --external-master=private to restore it without a master)",
+					    t->mounts[m0].id, t->mounts[m0].mountpoint, g->master, g->lcp);
+			else if (r < 0)
+				return r;
+		}
+	}
+	for (size_t i = 0; i < pr->n_ext_slaves; i++) {
+		const struct mntcr_mount *m = &t->mounts[pr->ext_slaves[i]];
+
+		r = host_peer(pl, pr, m->master, m->root, &pr->ext_slave_peer[i]);
+		if (r == -ENOENT && pl->opts && pl->opts->external_master_private) {
+			log_warning("Mount %" PRIu64 " at %s is a slave of peer group %" PRIu64
+				    ", which this namespace does not have: restoring it private",
+				    m->id, m->mountpoint, m->master);
+			pr->ext_slave_peer[i] = IDX_NONE;
+		} else if (r == -ENOENT)
+			return fail(pl, -ENOENT, m,
+				    "Mount %" PRIu64 " at %s is a slave of peer group %" PRIu64
+				    ", which has no member here whose root contains %s "
+				    "(use --external-master=private to restore it private)",
+				    m->id, m->mountpoint, m->master, m->root);
+		else if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int prop_index_host(struct planner *pl, struct propagation *pr)
+{
+	const struct mntcr_tree *h = pl->host;
+
+	if (!h)
+		return 0;
+	pr->host_shared = malloc((h->n_mounts + 1) * sizeof(size_t));
+	if (!pr->host_shared)
+		return -ENOMEM;
+	for (size_t i = 0; i < h->n_mounts; i++)
+		if (h->mounts[i].shared && !h->mounts[i].hidden)
+			pr->host_shared[pr->n_host_shared++] = i;
+	cmp_shared_host = h;
+	qsort(pr->host_shared, pr->n_host_shared, sizeof(size_t), cmp_host_shared);
+	cmp_shared_host = NULL;
+	return 0;
+}
+
+/* Create-phase part: temporaries and external peers. */
+static int plan_propagation_sources(struct planner *pl, struct propagation *pr)
+{
+	int r = prop_collect(pl, pr);
+
+	if (r < 0)
+		return r;
+	r = prop_index_host(pl, pr);
+	if (r < 0)
+		return r;
+	return prop_sources(pl, pr);
+}
+
+static int plan_propagation(struct planner *pl, struct propagation *pr)
+{
+	const struct mntcr_tree *t = pl->t;
+	int r;
+
+	for (size_t k = 0; k < pr->n_order; k++) {
+		struct pgroup *g = &pr->g[pr->order[k]];
+		size_t from = g->master_gi != IDX_NONE ? pr->g[g->master_gi].temp : g->peer;
+
+		if (from != IDX_NONE) {
+			if ((r = emit_set_group(pl, from, g->temp, IDX_NONE)) < 0 ||
+			    (r = emit_prop(pl, g->temp, IDX_NONE, MS_SLAVE)) < 0)
+				return r;
+		}
+		if ((r = emit_prop(pl, g->temp, IDX_NONE, MS_SHARED)) < 0)
+			return r;
+		for (size_t i = 0; i < g->n; i++) {
+			size_t mi = pr->members[g->first + i];
+			if ((r = emit_set_group(pl, g->temp, pl->p->mount_slot[mi], mi)) < 0)
+				return r;
+		}
+		for (size_t i = 0; i < g->ns; i++) {
+			size_t mi = pr->slaves[g->sfirst + i];
+			if ((r = emit_set_group(pl, g->temp, pl->p->mount_slot[mi], mi)) < 0 ||
+			    (r = emit_prop(pl, pl->p->mount_slot[mi], mi, MS_SLAVE)) < 0)
+				return r;
+		}
+	}
+	for (size_t i = 0; i < pr->n_ext_slaves; i++) {
+		size_t mi = pr->ext_slaves[i];
+
+		if (pr->ext_slave_peer[i] == IDX_NONE)
+			continue;
+		if ((r = emit_set_group(pl, pr->ext_slave_peer[i], pl->p->mount_slot[mi], mi)) < 0 ||
+		    (r = emit_prop(pl, pl->p->mount_slot[mi], mi, MS_SLAVE)) < 0)
+			return r;
+	}
+	for (size_t mi = 0; mi < t->n_mounts; mi++)
+		if (t->mounts[mi].unbindable && (r = emit_prop(pl, pl->p->mount_slot[mi], mi, MS_UNBINDABLE)) < 0)
+			return r;
 	return 0;
 }
 
@@ -596,6 +1020,7 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 				  struct mntcr_report *report)
 {
 	struct planner pl = { .t = image, .host = host, .opts = opts, .report = report };
+	struct propagation prop = { 0 };
 	struct mntcr_plan *p;
 	int r;
 
@@ -628,6 +1053,9 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 	r = plan_create(&pl);
 	if (r < 0)
 		goto fail;
+	r = plan_propagation_sources(&pl, &prop);
+	if (r < 0)
+		goto fail;
 	r = plan_flags(&pl);
 	if (r < 0)
 		goto fail;
@@ -638,15 +1066,17 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 					 .sb = IDX_NONE, .slot = p->mount_slot[image->root], .src = IDX_NONE });
 	if (r < 0)
 		goto fail;
-	r = plan_propagation(&pl);
+	r = plan_propagation(&pl, &prop);
 	if (r < 0)
 		goto fail;
+	propagation_release(&prop, prop.n_groups);
 	planner_release(&pl);
 	*ret_plan = p;
 	return 0;
 fail:
 	if (r == -ENOMEM && report && !report->msg)
 		report_set(report, "plan", MNTCR_NONE, 0, NULL, NULL, r, "Out of memory while planning");
+	propagation_release(&prop, prop.n_groups);
 	planner_release(&pl);
 	mntcr_plan_free(p);
 	return r;
@@ -727,6 +1157,12 @@ int plan_op_format(const struct mntcr_plan *p, size_t i, struct strbuf *out)
 		break;
 	case OP_SET_ROOT:
 		r = strbuf_printf(out, "#%zu becomes /", op->slot);
+		break;
+	case OP_SET_GROUP:
+		r = strbuf_printf(out, "#%zu joins the group of #%zu", op->slot, op->src);
+		break;
+	case OP_PEER_BIND:
+		r = strbuf_printf(out, "#%zu = clone of %s, keeping its peer group", op->slot, op->path);
 		break;
 	}
 	if (r < 0)

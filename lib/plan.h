@@ -32,6 +32,8 @@ enum plan_op_type {
 	OP_SETATTR,        /* mount_setattr(slot, attr_set, attr_clr) */
 	OP_SB_RDONLY,      /* fspick(src) + reconfigure ro */
 	OP_SET_PROPAGATION, /* mount_setattr(slot, propagation) */
+	OP_SET_GROUP,      /* move_mount(src -> slot, MOVE_MOUNT_SET_GROUP) */
+	OP_PEER_BIND,      /* non-recursive clone of a path here that keeps its peer group -> slot */
 	OP_SET_ROOT,       /* attach slot on /, pivot_root into it, drop the old root */
 };
 
@@ -70,5 +72,5 @@ bool plan_fstype_creatable(const char *fstype);
 void report_set(struct mntcr_report *r, const char *phase, size_t op_index, uint64_t mount_id,
 		const char *path, const char *op, int err, const char *fmt, ...) _printf_(8, 9);
 
-/* Execute in the current process, which must be in a fresh private mount namespace. */
+/* Enter a new private mount namespace and run the plan there (in a process of its own). */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report);

@@ -95,16 +95,7 @@ static _Noreturn void child_main(const struct mntcr_plan *p, int status_fd, int 
 	if (getppid() == 1)
 		_exit(1);
 
-	if (unshare(CLONE_NEWNS) < 0) {
-		r = -errno;
-		report_set(&rep, "namespace", MNTCR_NONE, 0, NULL, "unshare", r,
-			   "Failed to create a mount namespace (unshare CLONE_NEWNS): %s", strerror(-r));
-	} else if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
-		r = -errno;
-		report_set(&rep, "namespace", MNTCR_NONE, 0, "/", "mount", r,
-			   "Failed to make / recursively private in the new namespace: %s", strerror(-r));
-	} else
-		r = plan_execute(p, &rep);
+	r = plan_execute(p, &rep);
 
 	w.err = r;
 	w.phase = phase_from_name(rep.phase);
