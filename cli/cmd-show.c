@@ -1,7 +1,574 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * mntcr show: the mount tree of a process or an image, as a findmnt-like
+ * tree (libsmartcols), as findmnt's JSON, or as /proc/PID/mountinfo lines.
+ *
+ * Table: TARGET SOURCE FSTYPE OPTIONS PROPAGATION KEY. TARGET carries the
+ * marks "(covered by PATH)" and "(hidden)"; SOURCE is "source[/root]" for a
+ * mount of a subdirectory (findmnt's notation); KEY is the superblock key
+ * MAJ:MIN of an external superblock (restore --external KEY=PATH), empty
+ * for an owned one. JSON has the same keys, a plain "target", plus
+ * "covered-by" and "hidden". --all adds ID PARENT MAJ:MIN FSROOT SB NODE.
+ * Children are listed by mountpoint; mounts on one path in attach order.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libsmartcols.h>
+#include <locale.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+
+enum show_format {
+	FORMAT_TREE,
+	FORMAT_JSON,
+	FORMAT_MOUNTINFO,
+};
+
+enum {
+	COL_TARGET,
+	COL_SOURCE,
+	COL_FSTYPE,
+	COL_OPTIONS,
+	COL_PROPAGATION,
+	COL_KEY,
+	COL_COVERED_BY, /* JSON only: the table marks TARGET instead */
+	COL_HIDDEN,     /* JSON only */
+	COL_ID,         /* --all from here on */
+	COL_PARENT,
+	COL_MAJMIN,
+	COL_FSROOT,
+	COL_SB,
+	COL_NODE,
+	N_COLS,
+};
+
+enum col_when {
+	COL_ALWAYS,
+	COL_JSON,
+	COL_ALL,
+};
+
+static const struct {
+	const char *name;
+	double whint;
+	int flags;
+	int json_type;
+	enum col_when when;
+} columns[N_COLS] = {
+	[COL_TARGET] = { "TARGET", 0.3, SCOLS_FL_TREE, SCOLS_JSON_STRING, COL_ALWAYS },
+	[COL_SOURCE] = { "SOURCE", 0.25, 0, SCOLS_JSON_STRING, COL_ALWAYS },
+	[COL_FSTYPE] = { "FSTYPE", 0.1, SCOLS_FL_TRUNC, SCOLS_JSON_STRING, COL_ALWAYS },
+	[COL_OPTIONS] = { "OPTIONS", 0.1, SCOLS_FL_TRUNC, SCOLS_JSON_STRING, COL_ALWAYS },
+	[COL_PROPAGATION] = { "PROPAGATION", 0.1, 0, SCOLS_JSON_STRING, COL_ALWAYS },
+	[COL_KEY] = { "KEY", 5, 0, SCOLS_JSON_STRING, COL_ALWAYS },
+	[COL_COVERED_BY] = { "COVERED-BY", 0.1, 0, SCOLS_JSON_STRING, COL_JSON },
+	[COL_HIDDEN] = { "HIDDEN", 5, 0, SCOLS_JSON_BOOLEAN, COL_JSON },
+	[COL_ID] = { "ID", 5, SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, COL_ALL },
+	[COL_PARENT] = { "PARENT", 5, SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, COL_ALL },
+	[COL_MAJMIN] = { "MAJ:MIN", 6, 0, SCOLS_JSON_STRING, COL_ALL },
+	[COL_FSROOT] = { "FSROOT", 0.1, SCOLS_FL_TRUNC, SCOLS_JSON_STRING, COL_ALL },
+	[COL_SB] = { "SB", 8, 0, SCOLS_JSON_STRING, COL_ALL },
+	[COL_NODE] = { "NODE", 4, 0, SCOLS_JSON_STRING, COL_ALL },
+};
+
+static void show_usage(FILE *f)
+{
+	fprintf(f, "Usage: mntcr show (--pid PID | --image FILE) [--json | --mountinfo] [--all]\n"
+		   "Print the mount tree of a process or of an image (FILE '-' = standard input).\n"
+		   "\n"
+		   "  -p, --pid PID      the mount namespace of process PID\n"
+		   "  -i, --image FILE   a namespace saved by 'mntcr dump'\n"
+		   "  -J, --json         findmnt's JSON: {\"filesystems\": [...]}\n"
+		   "  -m, --mountinfo    /proc/PID/mountinfo lines ('findmnt -F FILE' reads them)\n"
+		   "  -a, --all          all columns: also ID PARENT MAJ:MIN FSROOT SB NODE\n"
+		   "  -h, --help         show this help\n"
+		   "\n"
+		   "TARGET marks '(covered by PATH)' for a mount that another mount hides and\n"
+		   "'(hidden)' for a mount below one. KEY is the superblock key MAJ:MIN of an\n"
+		   "external superblock, for 'mntcr restore --external KEY=PATH'; empty when the\n"
+		   "superblock is owned (restore creates it anew).\n");
+}
+
+/* -------------------------------------------------------------------------- */
+/* Values */
+
+/* findmnt's PROPAGATION with the group numbers: shared:N, slave:M, shared:N,master:M, private. */
+static int format_propagation(const struct mntcr_mount *m, char *buf, size_t size)
+{
+	uint64_t shared = mntcr_mount_shared(m), master = mntcr_mount_master(m);
+	uint64_t from = mntcr_mount_propagate_from(m);
+	size_t len = 0;
+	int n = 0;
+
+	buf[0] = 0;
+	if (shared && master)
+		n = snprintf(buf, size, "shared:%" PRIu64 ",master:%" PRIu64, shared, master);
+	else if (shared)
+		n = snprintf(buf, size, "shared:%" PRIu64, shared);
+	else if (master)
+		n = snprintf(buf, size, "slave:%" PRIu64, master);
+	if (n < 0 || (size_t)n >= size)
+		return -ENOBUFS;
+	len = (size_t)n;
+	if (from) {
+		n = snprintf(buf + len, size - len, ",propagate_from:%" PRIu64, from);
+		if (n < 0 || (size_t)n >= size - len)
+			return -ENOBUFS;
+		len += (size_t)n;
+	}
+	if (mntcr_mount_unbindable(m)) {
+		n = snprintf(buf + len, size - len, "%sunbindable", len ? "," : "");
+		if (n < 0 || (size_t)n >= size - len)
+			return -ENOBUFS;
+		len += (size_t)n;
+	}
+	if (len == 0)
+		snprintf(buf, size, "private");
+	return 0;
+}
+
+static const char *mount_sb_options(const struct mntcr_tree *t, const struct mntcr_mount *m)
+{
+	const struct mntcr_sb *sb = mntcr_tree_sb(t, mntcr_mount_sb(m));
+	const char *o = mntcr_mount_sb_options(m);
+
+	if (!o && sb)
+		o = mntcr_sb_options(sb);
+	return o ? o : "";
+}
+
+/*
+ * findmnt's OPTIONS: the per-mount options, then the superblock's without
+ * its "rw" (and without "ro" when the mount is read-only anyway).
+ */
+static char *format_options(const struct mntcr_tree *t, const struct mntcr_mount *m)
+{
+	const char *so = mount_sb_options(t, m);
+	char attr[256];
+	char *buf, *o;
+	bool ro;
+	int n;
+
+	n = mntcr_attr_format(mntcr_mount_attr(m), attr, sizeof(attr));
+	if (n < 0)
+		return NULL;
+	ro = strncmp(attr, "ro", 2) == 0 && (attr[2] == 0 || attr[2] == ',');
+	buf = malloc((size_t)n + strlen(so) + 2);
+	if (!buf)
+		return NULL;
+	o = stpcpy(buf, attr);
+	for (const char *p = so; *p;) {
+		const char *e = strchrnul(p, ',');
+		size_t len = (size_t)(e - p);
+
+		if (len > 0 && !(len == 2 && strncmp(p, "rw", 2) == 0) &&
+		    !(ro && len == 2 && strncmp(p, "ro", 2) == 0)) {
+			*o++ = ',';
+			memcpy(o, p, len);
+			o += len;
+		}
+		p = *e ? e + 1 : e;
+	}
+	*o = 0;
+	return buf;
+}
+
+static const char *mount_source(const struct mntcr_mount *m)
+{
+	const char *s = mntcr_mount_source(m);
+
+	return s ? s : "none";
+}
+
+/* The external superblock's key, "" when owned. */
+static void format_key(const struct mntcr_tree *t, const struct mntcr_mount *m, char *buf,
+		       size_t size)
+{
+	const struct mntcr_sb *sb = mntcr_tree_sb(t, mntcr_mount_sb(m));
+	unsigned maj, min;
+
+	buf[0] = 0;
+	if (!sb || mntcr_sb_owned(sb))
+		return;
+	mntcr_sb_dev(sb, &maj, &min);
+	snprintf(buf, size, "%u:%u", maj, min);
+}
+
+/* -------------------------------------------------------------------------- */
+/* Walking in display order */
+
+struct kid {
+	const char *mountpoint;
+	size_t pos, idx;
+};
+
+static int cmp_kid(const void *x, const void *y)
+{
+	const struct kid *a = x, *b = y;
+	int c = strcmp(a->mountpoint, b->mountpoint);
+
+	if (c)
+		return c;
+	return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+/* -------------------------------------------------------------------------- */
+/* Table and JSON */
+
+static int set_cell(struct libscols_line *ln, int col, const int *colmap, const char *data)
+{
+	if (colmap[col] < 0 || !data)
+		return 0;
+	return scols_line_set_data(ln, (size_t)colmap[col], data) < 0 ? -ENOMEM : 0;
+}
+
+static int fill_line(const struct mntcr_tree *t, size_t idx, struct libscols_line *ln,
+		     const int *colmap, bool json)
+{
+	const struct mntcr_mount *m = mntcr_tree_mount(t, idx);
+	const char *mp = mntcr_mount_mountpoint(m), *root = mntcr_mount_root(m);
+	size_t cov = mntcr_mount_covered_by(m), parent = mntcr_mount_parent(m);
+	const char *cov_path = NULL, *node_name;
+	char *target = NULL, *source = NULL, *options = NULL;
+	char prop[256], key[32], num[32], majmin[32];
+	unsigned maj, min;
+	char node;
+	int r;
+
+	if (cov != MNTCR_NONE)
+		cov_path = mntcr_mount_mountpoint(mntcr_tree_mount(t, cov));
+
+	/* TARGET: the path; in the table with the covered/hidden mark */
+	if (!json && cov_path)
+		r = asprintf(&target, "%s (covered by %s)", mp, cov_path);
+	else if (!json && mntcr_mount_hidden(m))
+		r = asprintf(&target, "%s (hidden)", mp);
+	else
+		r = asprintf(&target, "%s", mp);
+	if (r < 0) {
+		target = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	/* SOURCE: findmnt prints a subdirectory mount as "source[/dir]" */
+	if (strcmp(root, "/") == 0)
+		r = asprintf(&source, "%s", mount_source(m));
+	else
+		r = asprintf(&source, "%s[%s]", mount_source(m), root);
+	if (r < 0) {
+		source = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	options = format_options(t, m);
+	if (!options) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = format_propagation(m, prop, sizeof(prop));
+	if (r < 0)
+		goto out;
+	format_key(t, m, key, sizeof(key));
+
+	if ((r = set_cell(ln, COL_TARGET, colmap, target)) < 0 ||
+	    (r = set_cell(ln, COL_SOURCE, colmap, source)) < 0 ||
+	    (r = set_cell(ln, COL_FSTYPE, colmap, mntcr_mount_fstype(m))) < 0 ||
+	    (r = set_cell(ln, COL_OPTIONS, colmap, options)) < 0 ||
+	    (r = set_cell(ln, COL_PROPAGATION, colmap, prop)) < 0 ||
+	    (r = set_cell(ln, COL_KEY, colmap, key[0] ? key : NULL)) < 0 ||
+	    (r = set_cell(ln, COL_COVERED_BY, colmap, cov_path)) < 0 ||
+	    (r = set_cell(ln, COL_HIDDEN, colmap, mntcr_mount_hidden(m) ? "1" : "0")) < 0)
+		goto out;
+
+	snprintf(num, sizeof(num), "%" PRIu64, mntcr_mount_id(m));
+	if ((r = set_cell(ln, COL_ID, colmap, num)) < 0)
+		goto out;
+	if (parent != MNTCR_NONE)
+		snprintf(num, sizeof(num), "%" PRIu64, mntcr_mount_id(mntcr_tree_mount(t, parent)));
+	else
+		snprintf(num, sizeof(num), "%" PRIu64, mntcr_mount_parent_id(m));
+	if ((r = set_cell(ln, COL_PARENT, colmap, num)) < 0)
+		goto out;
+	mntcr_mount_dev(m, &maj, &min);
+	snprintf(majmin, sizeof(majmin), "%u:%u", maj, min);
+	node = mntcr_mount_type(m);
+	node_name = node == 'd' ? "dir" : node == 'f' ? "file" : NULL;
+	if ((r = set_cell(ln, COL_MAJMIN, colmap, majmin)) < 0 ||
+	    (r = set_cell(ln, COL_FSROOT, colmap, root)) < 0 ||
+	    (r = set_cell(ln, COL_SB, colmap, key[0] ? "external" : "owned")) < 0 ||
+	    (r = set_cell(ln, COL_NODE, colmap, node_name)) < 0)
+		goto out;
+	r = 0;
+out:
+	free(target);
+	free(source);
+	free(options);
+	return r;
+}
+
+struct pending {
+	size_t idx;
+	struct libscols_line *parent;
+};
+
+static int print_table(const struct mntcr_tree *t, bool json, bool all)
+{
+	struct libscols_table *tb = NULL;
+	struct pending *stack = NULL;
+	struct kid *kids = NULL;
+	size_t n = mntcr_tree_n_mounts(t), n_stack = 0;
+	int colmap[N_COLS], ncols = 0, r = 0;
+
+	if (mntcr_tree_root(t) == MNTCR_NONE)
+		return 0;
+	stack = malloc(n * sizeof(*stack));
+	kids = malloc(n * sizeof(*kids));
+	tb = scols_new_table();
+	if (!stack || !kids || !tb) {
+		r = -ENOMEM;
+		goto out;
+	}
+	scols_table_set_name(tb, "filesystems");
+	if (json)
+		scols_table_enable_json(tb, 1);
+	for (int c = 0; c < N_COLS; c++) {
+		struct libscols_column *cl;
+
+		colmap[c] = -1;
+		if ((columns[c].when == COL_JSON && !json) || (columns[c].when == COL_ALL && !all))
+			continue;
+		cl = scols_table_new_column(tb, columns[c].name, columns[c].whint,
+					    columns[c].flags);
+		if (!cl) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (json)
+			scols_column_set_json_type(cl, columns[c].json_type);
+		colmap[c] = ncols++;
+	}
+
+	stack[n_stack++] = (struct pending){ .idx = mntcr_tree_root(t), .parent = NULL };
+	while (n_stack > 0) {
+		struct pending p = stack[--n_stack];
+		const struct mntcr_mount *m = mntcr_tree_mount(t, p.idx);
+		size_t nk = mntcr_mount_n_children(m);
+		struct libscols_line *ln = scols_table_new_line(tb, p.parent);
+
+		if (!ln) {
+			r = -ENOMEM;
+			goto out;
+		}
+		r = fill_line(t, p.idx, ln, colmap, json);
+		if (r < 0)
+			goto out;
+		for (size_t k = 0; k < nk; k++) {
+			size_t c = mntcr_mount_child(t, m, k);
+			const char *mp = mntcr_mount_mountpoint(mntcr_tree_mount(t, c));
+
+			kids[k] = (struct kid){ .mountpoint = mp, .pos = k, .idx = c };
+		}
+		qsort(kids, nk, sizeof(*kids), cmp_kid);
+		/* pushed backwards: popped, and so printed, in path order */
+		for (size_t k = nk; k > 0; k--)
+			stack[n_stack++] = (struct pending){ .idx = kids[k - 1].idx, .parent = ln };
+	}
+	r = scols_print_table(tb);
+	if (r < 0)
+		r = -EIO;
+out:
+	scols_unref_table(tb);
+	free(stack);
+	free(kids);
+	return r;
+}
+
+/* -------------------------------------------------------------------------- */
+/* mountinfo */
+
+/* What /proc/PID/mountinfo shows as a mount's id: the 32-bit id when known. */
+static uint64_t mountinfo_id(const struct mntcr_mount *m)
+{
+	uint32_t old = mntcr_mount_old_id(m);
+
+	return old ? old : mntcr_mount_id(m);
+}
+
+/* The kernel's mangling (fs/proc_namespace.c): space, tab, newline, backslash as \ooo. */
+static void put_mangled(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\\')
+			fprintf(f, "\\%03o", (unsigned char)*s);
+		else
+			fputc(*s, f);
+	}
+}
+
+static const struct mntcr_tree *sort_tree; /* qsort has no user data argument */
+
+static int cmp_mountinfo_id(const void *x, const void *y)
+{
+	uint64_t a = mountinfo_id(mntcr_tree_mount(sort_tree, *(const size_t *)x));
+	uint64_t b = mountinfo_id(mntcr_tree_mount(sort_tree, *(const size_t *)y));
+
+	return a < b ? -1 : a > b;
+}
+
+/*
+ *  (1) id (2) parent id (3) major:minor (4) root (5) mount point (6) per-mount
+ *  options (7) optional fields (8) "-" (9) fstype (10) source (11) sb options
+ *
+ * In id order, like the kernel.
+ */
+static int print_mountinfo(const struct mntcr_tree *t)
+{
+	size_t n = mntcr_tree_n_mounts(t);
+	size_t *order = malloc((n ? n : 1) * sizeof(size_t));
+
+	if (!order)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	sort_tree = t;
+	qsort(order, n, sizeof(size_t), cmp_mountinfo_id);
+	sort_tree = NULL;
+
+	for (size_t k = 0; k < n; k++) {
+		const struct mntcr_mount *m = mntcr_tree_mount(t, order[k]);
+		size_t p = mntcr_mount_parent(m);
+		uint64_t parent_id;
+		unsigned maj, min;
+		char attr[256];
+
+		if (p != MNTCR_NONE)
+			parent_id = mountinfo_id(mntcr_tree_mount(t, p));
+		else if (mntcr_mount_old_id(m) && mntcr_mount_old_id(m) != mntcr_mount_id(m))
+			/* 64-bit ids (statmount): parent_id is one of those; show the root's */
+			parent_id = mntcr_mount_old_id(m);
+		else
+			parent_id = mntcr_mount_parent_id(m);
+		mntcr_mount_dev(m, &maj, &min);
+		if (mntcr_attr_format(mntcr_mount_attr(m), attr, sizeof(attr)) < 0) {
+			free(order);
+			return -ENOBUFS;
+		}
+
+		printf("%" PRIu64 " %" PRIu64 " %u:%u ", mountinfo_id(m), parent_id, maj, min);
+		put_mangled(stdout, mntcr_mount_root(m));
+		putchar(' ');
+		put_mangled(stdout, mntcr_mount_mountpoint(m));
+		printf(" %s", attr);
+		if (mntcr_mount_shared(m))
+			printf(" shared:%" PRIu64, mntcr_mount_shared(m));
+		if (mntcr_mount_master(m))
+			printf(" master:%" PRIu64, mntcr_mount_master(m));
+		if (mntcr_mount_propagate_from(m))
+			printf(" propagate_from:%" PRIu64, mntcr_mount_propagate_from(m));
+		if (mntcr_mount_unbindable(m))
+			printf(" unbindable");
+		printf(" - ");
+		put_mangled(stdout, mntcr_mount_fstype(m));
+		putchar(' ');
+		put_mangled(stdout, mount_source(m));
+		putchar(' ');
+		put_mangled(stdout, mount_sb_options(t, m));
+		putchar('\n');
+	}
+	free(order);
+	return 0;
+}
+
+/* -------------------------------------------------------------------------- */
 
 int cmd_show(int argc, char **argv)
 {
-	return cli_error("Not implemented yet");
+	static const struct option opts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "image", required_argument, NULL, 'i' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "mountinfo", no_argument, NULL, 'm' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	struct mntcr_tree *t = NULL;
+	enum show_format format = FORMAT_TREE;
+	const char *image = NULL;
+	bool all = false, have_pid = false, json = false, mountinfo = false;
+	pid_t pid = 0;
+	int c, r, ret = EXIT_OK;
+
+	while ((c = getopt_long(argc, argv, "p:i:Jmah", opts, NULL)) >= 0) {
+		switch (c) {
+		case 'p':
+			if (!cli_parse_pid(optarg, &pid)) {
+				cli_error("Invalid pid '%s'", optarg);
+				return EXIT_USAGE;
+			}
+			have_pid = true;
+			break;
+		case 'i':
+			image = optarg;
+			break;
+		case 'J':
+			json = true;
+			break;
+		case 'm':
+			mountinfo = true;
+			break;
+		case 'a':
+			all = true;
+			break;
+		case 'h':
+			show_usage(stdout);
+			return EXIT_OK;
+		default:
+			show_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_error("Unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (have_pid == !!image) {
+		cli_error(have_pid ? "Give either --pid or --image, not both"
+				   : "Either --pid or --image is required");
+		return EXIT_USAGE;
+	}
+	if (json && mountinfo) {
+		cli_error("Give either --json or --mountinfo, not both");
+		return EXIT_USAGE;
+	}
+	if (mountinfo && all) {
+		cli_error("Option --all applies to the tree and --json only");
+		return EXIT_USAGE;
+	}
+	format = json ? FORMAT_JSON : mountinfo ? FORMAT_MOUNTINFO : FORMAT_TREE;
+	/* libsmartcols draws the tree with line characters only in a UTF-8 locale */
+	setlocale(LC_ALL, "");
+
+	if (have_pid) {
+		r = mntcr_tree_read_pid(pid, 0, &t);
+		if (r < 0)
+			return cli_pid_error(pid, r);
+	} else if (cli_load_image(image, &t, &ret) < 0)
+		return ret;
+
+	if (format == FORMAT_MOUNTINFO)
+		r = print_mountinfo(t);
+	else
+		r = print_table(t, format == FORMAT_JSON, all);
+	if (r >= 0 && (fflush(stdout) != 0 || ferror(stdout)))
+		r = -EIO;
+	if (r < 0) {
+		cli_error("Failed to print the mount tree: %s", strerror(-r));
+		ret = EXIT_FAIL;
+	}
+	mntcr_tree_free(t);
+	return ret;
 }

@@ -125,6 +125,11 @@ size_t mntcr_mount_covered_by(const struct mntcr_mount *m);
 bool mntcr_mount_hidden(const struct mntcr_mount *m);
 /* 'd' directory, 'f' non-directory, '?' unknown: what the mount's root is. */
 char mntcr_mount_type(const struct mntcr_mount *m);
+/*
+ * The mount's 32-bit mountinfo id (the number /proc/PID/mountinfo shows),
+ * 0 when unknown. Equal to mntcr_mount_id() for trees read from mountinfo.
+ */
+uint32_t mntcr_mount_old_id(const struct mntcr_mount *m);
 
 const char *mntcr_sb_fstype(const struct mntcr_sb *sb);
 const char *mntcr_sb_source(const struct mntcr_sb *sb);
@@ -215,6 +220,12 @@ struct mntcr_restore_opts {
 	const char *root; /* bind the namespace's root mount from this directory */
 	const struct mntcr_external *externals;
 	size_t n_externals;
+	/*
+	 * A slave of a peer group outside the namespace keeps that master when
+	 * this namespace has a member of the group; otherwise the restore fails,
+	 * or with this set the mount becomes private (with a warning).
+	 */
+	bool external_master_private;
 };
 
 struct mntcr_plan;
