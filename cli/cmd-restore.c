@@ -32,6 +32,9 @@ static void restore_usage(FILE *f)
 		   "  -e, --external KEY=PATH take the mount (KEY = its mountpoint) or the superblock\n"
 		   "                          (KEY = MAJ:MIN, as 'mntcr show' prints it) from PATH\n"
 		   "  -n, --dry-run           print the plan, mount nothing\n"
+		   "      --external-master=private|error\n"
+		   "                          a slave whose master group is not here: make it\n"
+		   "                          private (with a warning) or fail (default)\n"
 		   "  -- CMD ARGS...          run CMD in the restored namespace (default: $SHELL)\n");
 }
 
@@ -120,6 +123,7 @@ int cmd_restore(int argc, char **argv)
 		{ "root", required_argument, NULL, 'r' },
 		{ "external", required_argument, NULL, 'e' },
 		{ "dry-run", no_argument, NULL, 'n' },
+		{ "external-master", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -147,6 +151,15 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case 'n':
 			a.dry_run = true;
+			break;
+		case 'M':
+			if (strcmp(optarg, "private") == 0)
+				a.opts.external_master_private = true;
+			else if (strcmp(optarg, "error") != 0) {
+				cli_error("Invalid --external-master '%s': expected private or error", optarg);
+				free(a.externals);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			restore_usage(stdout);

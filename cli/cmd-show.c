@@ -95,7 +95,7 @@ static void show_usage(FILE *f)
 /* -------------------------------------------------------------------------- */
 /* Values */
 
-/* findmnt's PROPAGATION with the group numbers: shared:N, slave:M, shared:N,master:M, private. */
+/* PROPAGATION with mountinfo's group numbers: shared:N, master:M, shared:N,master:M, private. */
 static int format_propagation(const struct mntcr_mount *m, char *buf, size_t size)
 {
 	uint64_t shared = mntcr_mount_shared(m), master = mntcr_mount_master(m);
@@ -109,7 +109,7 @@ static int format_propagation(const struct mntcr_mount *m, char *buf, size_t siz
 	else if (shared)
 		n = snprintf(buf, size, "shared:%" PRIu64, shared);
 	else if (master)
-		n = snprintf(buf, size, "slave:%" PRIu64, master);
+		n = snprintf(buf, size, "master:%" PRIu64, master);
 	if (n < 0 || (size_t)n >= size)
 		return -ENOBUFS;
 	len = (size_t)n;

@@ -169,7 +169,12 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (strcmp(argv[1], verbs[i].name) == 0) {
+			char prog[32];
+
 			cli_verb = verbs[i].name;
+			/* getopt prefixes its messages with argv[0] */
+			snprintf(prog, sizeof(prog), "mntcr %s", verbs[i].name);
+			argv[1] = prog;
 			return verbs[i].fn(argc - 1, argv + 1);
 		}
 	fprintf(stderr, "mntcr: unknown command '%s'\n", argv[1]);
