@@ -32,6 +32,8 @@ static void restore_usage(FILE *f)
 		   "  -e, --external KEY=PATH take the mount (KEY = its mountpoint) or the superblock\n"
 		   "                          (KEY = MAJ:MIN, as 'mntcr show' prints it) from PATH\n"
 		   "  -n, --dry-run           print the plan, mount nothing\n"
+		   "      --engine=mount-api|compat\n"
+		   "                          the restore engine (default: the best this kernel has)\n"
 		   "      --external-master=private|error\n"
 		   "                          a slave whose master group is not here: make it\n"
 		   "                          private (with a warning) or fail (default)\n"
@@ -67,7 +69,14 @@ int cli_print_plan(struct mntcr_tree *image, const struct mntcr_restore_opts *op
 	r = mntcr_tree_read_pid(getpid(), MNTCR_READ_NO_CLASSIFY, &self);
 	if (r < 0)
 		return cli_error("Failed to read this process's mount table: %s", strerror(-r));
-	r = mntcr_plan_build(image, self, opts, &plan, &rep);
+	struct mntcr_restore_opts o = *opts;
+	struct mntcr_features f;
+
+	if (o.engine == MNTCR_ENGINE_NONE) {
+		mntcr_probe(&f);
+		o.engine = mntcr_engine_pick(&f);
+	}
+	r = mntcr_plan_build(image, self, &o, &plan, &rep);
 	if (r < 0) {
 		cli_error("%s", rep.msg ? rep.msg : strerror(-r));
 		ret = r == -EOPNOTSUPP ? EXIT_UNSUPPORTED : EXIT_RESTORE;
@@ -124,6 +133,7 @@ int cmd_restore(int argc, char **argv)
 		{ "external", required_argument, NULL, 'e' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "external-master", required_argument, NULL, 'M' },
+		{ "engine", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -151,6 +161,17 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case 'n':
 			a.dry_run = true;
+			break;
+		case 'E':
+			if (strcmp(optarg, "mount-api") == 0)
+				a.opts.engine = MNTCR_ENGINE_MOUNT_API;
+			else if (strcmp(optarg, "compat") == 0)
+				a.opts.engine = MNTCR_ENGINE_COMPAT;
+			else {
+				cli_error("Invalid --engine '%s': expected mount-api or compat", optarg);
+				free(a.externals);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'M':
 			if (strcmp(optarg, "private") == 0)

@@ -412,6 +412,9 @@ int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 	struct exec_ctx c = { .p = p, .report = report };
 	int r;
 
+	if (p->engine == MNTCR_ENGINE_COMPAT)
+		return compat_execute(p, report);
+
 	r = raise_fd_limit(p->n_slots + 64);
 	if (r < 0) {
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "setrlimit", r,

@@ -1030,6 +1030,17 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 	if (!p)
 		return -ENOMEM;
 	p->tree = image;
+	p->engine = MNTCR_ENGINE_MOUNT_API;
+	if (opts && opts->engine == MNTCR_ENGINE_COMPAT) {
+		p->engine = MNTCR_ENGINE_COMPAT;
+		r = compat_plan_build(p, host, opts, report);
+		if (r < 0) {
+			mntcr_plan_free(p);
+			return r;
+		}
+		*ret_plan = p;
+		return 0;
+	}
 	p->mount_slot = calloc(image->n_mounts + 1, sizeof(size_t));
 	p->sb_slot = calloc(image->n_sbs + 1, sizeof(size_t));
 	pl.p = p;
@@ -1091,6 +1102,7 @@ MNTCR_EXPORT struct mntcr_plan *mntcr_plan_free(struct mntcr_plan *p)
 {
 	if (!p)
 		return NULL;
+	compat_plan_free(p->compat);
 	for (size_t i = 0; i < p->n_ops; i++)
 		free(p->ops[i].path);
 	free(p->ops);
@@ -1177,6 +1189,8 @@ MNTCR_EXPORT int mntcr_plan_print(const struct mntcr_plan *p, FILE *f)
 {
 	struct strbuf b = { 0 };
 
+	if (p->engine == MNTCR_ENGINE_COMPAT)
+		return compat_plan_print(p, f);
 	for (size_t i = 0; i < p->n_ops; i++) {
 		int r;
 

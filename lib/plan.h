@@ -51,8 +51,12 @@ struct plan_op {
 	uint64_t propagation; /* MS_PRIVATE / MS_SHARED / MS_SLAVE / MS_UNBINDABLE */
 };
 
+struct compat_plan;
+
 struct mntcr_plan {
 	const struct mntcr_tree *tree; /* borrowed: the image the plan was made from */
+	enum mntcr_engine engine;
+	struct compat_plan *compat;    /* MNTCR_ENGINE_COMPAT: the mount(2) engine's plan (compat.c) */
 	struct plan_op *ops;
 	size_t n_ops, cap_ops;
 	size_t n_slots;
@@ -74,3 +78,13 @@ void report_set(struct mntcr_report *r, const char *phase, size_t op_index, uint
 
 /* Enter a new private mount namespace and run the plan there (in a process of its own). */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report);
+
+/*
+ * The compat engine (compat.c): mount(2), umount2(2) and pivot_root(2) only.
+ * compat_plan_build fills p->compat; the others act on it.
+ */
+int compat_plan_build(struct mntcr_plan *p, const struct mntcr_tree *host,
+		      const struct mntcr_restore_opts *opts, struct mntcr_report *report);
+int compat_plan_print(const struct mntcr_plan *p, FILE *f);
+int compat_execute(const struct mntcr_plan *p, struct mntcr_report *report);
+void compat_plan_free(struct compat_plan *cp);

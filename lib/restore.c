@@ -152,9 +152,25 @@ MNTCR_EXPORT int mntcr_restore(const struct mntcr_tree *image, const struct mntc
 			   "Failed to read this process's own mount table: %s", strerror(-r));
 		return r;
 	}
-	r = mntcr_plan_build(image, host, opts, &plan, report);
-	if (r < 0)
-		goto out;
+	/* The engine: as asked, else the best the running kernel supports. */
+	{
+		struct mntcr_restore_opts o = opts ? *opts : (struct mntcr_restore_opts){ 0 };
+		struct mntcr_features f;
+
+		mntcr_probe(&f);
+		if (o.engine == MNTCR_ENGINE_NONE)
+			o.engine = mntcr_engine_pick(&f);
+		else if (o.engine == MNTCR_ENGINE_MOUNT_API && mntcr_engine_pick(&f) != MNTCR_ENGINE_MOUNT_API) {
+			r = -ENOSYS;
+			report_set(report, "probe", MNTCR_NONE, 0, NULL, NULL, r,
+				   "The mount-api engine needs open_tree, move_mount with MOVE_MOUNT_SET_GROUP, fsopen "
+				   "and mount_setattr, which this kernel does not offer (see mntcr check)");
+			goto out;
+		}
+		r = mntcr_plan_build(image, host, &o, &plan, report);
+		if (r < 0)
+			goto out;
+	}
 
 	if (pipe2(status_pipe, O_CLOEXEC) < 0 || pipe2(go_pipe, O_CLOEXEC) < 0) {
 		r = -errno;

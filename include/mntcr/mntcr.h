@@ -226,6 +226,8 @@ struct mntcr_restore_opts {
 	 * or with this set the mount becomes private (with a warning).
 	 */
 	bool external_master_private;
+	/* MNTCR_ENGINE_NONE (0): the best engine the running kernel supports. */
+	enum mntcr_engine engine;
 };
 
 struct mntcr_plan;
