@@ -416,3 +416,131 @@ int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max)
 	*ret_buf = strbuf_detach(&sb);
 	return *ret_buf ? 0 : -ENOMEM;
 }
+
+/* -------------------------------------------------------------------------- */
+/* Bytes <-> UTF-8 */
+
+size_t utf8_sequence_len(const unsigned char *s, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
+	size_t len;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80)
+		return 1;
+	/* RFC 3629, section 4: no overlong forms, no surrogates, nothing above U+10FFFF. */
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+int utf8_escape_bytes(const char *s, char **ret)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+	struct strbuf b = { 0 };
+	int r;
+
+	/* Worst case: every byte becomes four characters. */
+	if (n > (SIZE_MAX - 1) / 4)
+		return -ENOMEM;
+	r = strbuf_reserve(&b, n * 4);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_sequence_len(p + i, n - i);
+
+		if (l == 0) {
+			static const char hex[] = "0123456789abcdef";
+
+			b.buf[b.len++] = '\\';
+			b.buf[b.len++] = 'x';
+			b.buf[b.len++] = hex[p[i] >> 4];
+			b.buf[b.len++] = hex[p[i] & 15];
+			i++;
+		} else if (p[i] == '\\') {
+			b.buf[b.len++] = '\\';
+			b.buf[b.len++] = '\\';
+			i++;
+		} else {
+			memcpy(b.buf + b.len, p + i, l);
+			b.len += l;
+			i += l;
+		}
+	}
+	*ret = strbuf_detach(&b);
+	return 0;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int utf8_unescape_bytes(const char *s, size_t n, char **ret)
+{
+	char *d, *o;
+
+	if (n == SIZE_MAX)
+		return -ENOMEM;
+	d = malloc(n + 1);
+	if (!d)
+		return -ENOMEM;
+	o = d;
+	for (size_t i = 0; i < n;) {
+		if (s[i] == 0)
+			goto bad;
+		if (s[i] != '\\') {
+			*o++ = s[i++];
+			continue;
+		}
+		if (i + 1 < n && s[i + 1] == '\\') {
+			*o++ = '\\';
+			i += 2;
+			continue;
+		}
+		if (i + 3 < n && s[i + 1] == 'x' && hex_digit(s[i + 2]) >= 0 &&
+		    hex_digit(s[i + 3]) >= 0) {
+			int v = hex_digit(s[i + 2]) << 4 | hex_digit(s[i + 3]);
+
+			if (v == 0)
+				goto bad;
+			*o++ = (char)v;
+			i += 4;
+			continue;
+		}
+		goto bad;
+	}
+	*o = 0;
+	*ret = d;
+	return 0;
+bad:
+	free(d);
+	return -EINVAL;
+}

@@ -172,3 +172,20 @@ bool path_is_normalized(const char *path);
 char *xstrdup(const char *s); /* strdup that returns NULL for NULL */
 int safe_atou64(const char *s, uint64_t *ret);
 int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max);
+
+/* -------------------------------------------------------------------------- */
+/* Bytes <-> UTF-8 text, reversibly (the image manifest stores paths as JSON strings). */
+
+/* Length of the well-formed UTF-8 sequence (RFC 3629) at s[0..n), 0 if there is none. */
+size_t utf8_sequence_len(const unsigned char *s, size_t n);
+/*
+ * Escape a byte string into valid UTF-8: well-formed sequences are copied,
+ * a backslash becomes "\\" and each byte of an ill-formed sequence becomes
+ * "\xHH" (lowercase hex). *ret is a new string.
+ */
+int utf8_escape_bytes(const char *s, char **ret);
+/*
+ * The inverse of utf8_escape_bytes() for the n bytes at s. -EINVAL on any
+ * other backslash sequence, on a decoded or literal NUL byte. *ret is new.
+ */
+int utf8_unescape_bytes(const char *s, size_t n, char **ret);
