@@ -57,7 +57,8 @@ int attr_from_options(const char *opts, uint64_t *ret_attr)
 	char name[64];
 	const char *p = opts;
 
-	while (*p) {
+	/* Every comma-separated name must be non-empty: "", "rw,,ro" and "rw," are refused. */
+	for (;;) {
 		const char *e = strchrnul(p, ',');
 		size_t n = (size_t)(e - p);
 
@@ -70,7 +71,9 @@ int attr_from_options(const char *opts, uint64_t *ret_attr)
 			attr |= MOUNT_ATTR_IDMAP;
 		else if (attr_from_name(name, &attr) < 0)
 			return -EINVAL;
-		p = *e ? e + 1 : e;
+		if (!*e)
+			break;
+		p = e + 1;
 	}
 	*ret_attr = attr;
 	return 0;

@@ -8,9 +8,11 @@
  *   (1)(2)(3)   (4)   (5)      (6)      (7)   (8) (9)    (10)         (11)
  *
  *  (1) mount ID            (2) parent ID       (3) major:minor of the superblock
- *  (4) root inside the fs  (5) mount point     (6) per-mount options
+ *  (4) root inside the fs ("mnt:[N]" for a bind of a namespace file)
+ *  (5) mount point         (6) per-mount options
  *  (7) zero or more optional fields: shared:N master:N propagate_from:N unbindable
- *  (8) "-"                 (9) fstype[.subtype] (10) source ("none" when empty)
+ *  (8) "-"                 (9) fstype[.subtype] (10) source ("none" without one,
+ *                                                  an empty field for "")
  * (11) superblock options
  *
  * Fields 4, 5, 10 and 11 escape space, tab, newline and backslash as
@@ -39,6 +41,26 @@ static char *next_field(char **p)
 		*p = NULL;
 		return NULL;
 	}
+	e = strchr(s, ' ');
+	if (e) {
+		*e = 0;
+		*p = e + 1;
+	} else
+		*p = NULL;
+	return s;
+}
+
+/*
+ * Split off the next field at exactly one space. Fields 9-11 use this: the
+ * kernel prints an empty source as an empty field ("tmpfs  rw" after
+ * mount -t tmpfs "" dir), which next_field() would skip.
+ */
+static char *next_field_exact(char **p)
+{
+	char *s = *p, *e;
+
+	if (!s)
+		return NULL;
 	e = strchr(s, ' ');
 	if (e) {
 		*e = 0;
@@ -137,10 +159,11 @@ int mountinfo_parse_line(char *line, struct mntcr_mount *m)
 		r = -EBADMSG; /* no separator */
 		goto fail;
 	}
-	fstype = next_field(&p);
-	source = next_field(&p);
-	sbopts = next_field(&p);
-	if (!fstype || !source || !sbopts || next_field(&p)) {
+	/* (9) (10) (11): exactly one space apart; only the source may be empty */
+	fstype = next_field_exact(&p);
+	source = next_field_exact(&p);
+	sbopts = next_field_exact(&p);
+	if (!fstype || !source || !sbopts || p || !*fstype || !*sbopts) {
 		r = -EBADMSG;
 		goto fail;
 	}
@@ -153,7 +176,7 @@ int mountinfo_parse_line(char *line, struct mntcr_mount *m)
 	    (r = unescape(fstype, &m->fstype)) < 0 || (r = unescape(source, &m->source)) < 0 ||
 	    (r = unescape(sbopts, &m->sb_opts)) < 0)
 		goto fail;
-	if (m->root[0] != '/' || m->mountpoint[0] != '/') {
+	if (!mount_root_is_valid(m->fstype, m->root) || m->mountpoint[0] != '/') {
 		r = -EBADMSG;
 		goto fail;
 	}

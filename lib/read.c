@@ -105,8 +105,13 @@ out:
 	return r;
 }
 
-/* Open path (absolute in the target) beneath the target's root and statx it. */
-static int stat_in_root(int rootfd, const char *path, struct statx *stx)
+/*
+ * Open path (absolute in the target) beneath the target's root and statx it.
+ * mask asks for the kind of mount id the tree has: given both
+ * STATX_MNT_ID and STATX_MNT_ID_UNIQUE, Linux >= 6.8 answers with the unique
+ * id only, which a tree read from mountinfo cannot match.
+ */
+static int stat_in_root(int rootfd, const char *path, unsigned mask, struct statx *stx)
 {
 	struct mntcr_open_how how = {
 		.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
@@ -117,8 +122,7 @@ static int stat_in_root(int rootfd, const char *path, struct statx *stx)
 	fd = sys_openat2(rootfd, path[1] ? path + 1 : ".", &how);
 	if (fd < 0)
 		return -errno;
-	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MNT_ID | STATX_MNT_ID_UNIQUE,
-		  stx) < 0)
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_TYPE | mask, stx) < 0)
 		return -errno;
 	return 0;
 }
@@ -167,7 +171,9 @@ static int find_types(struct mntcr_tree *t, pid_t pid)
 			top = &t->mounts[top->covered_by];
 		if (top->hidden)
 			continue;
-		if (stat_in_root(rootfd, top->mountpoint, &stx) < 0 || !statx_is_mount(t, &stx, top))
+		if (stat_in_root(rootfd, top->mountpoint,
+				 t->unique_ids ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID, &stx) < 0 ||
+		    !statx_is_mount(t, &stx, top))
 			continue;
 		m->type = S_ISDIR(stx.stx_mode) ? NODE_DIR : NODE_FILE;
 	}

@@ -85,6 +85,26 @@ bool tree_find(const struct mntcr_tree *t, uint64_t id, size_t *ret_idx)
 	return u64map_get(&t->by_id, id, ret_idx);
 }
 
+bool mount_root_is_valid(const char *fstype, const char *root)
+{
+	const char *p = root;
+
+	if (!root || !fstype)
+		return false;
+	if (root[0] == '/')
+		return true;
+	if (!streq(fstype, "nsfs"))
+		return false;
+	/* "TYPE:[INODE]", TYPE as ns_common's ops->name: mnt, net, pid_for_children, ... */
+	while ((*p >= 'a' && *p <= 'z') || *p == '_')
+		p++;
+	if (p == root || p[0] != ':' || p[1] != '[' || p[2] < '0' || p[2] > '9')
+		return false;
+	for (p += 2; *p >= '0' && *p <= '9'; p++)
+		;
+	return p[0] == ']' && p[1] == 0;
+}
+
 const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m)
 {
 	const char *rel;
@@ -159,7 +179,7 @@ static int index_parents(struct mntcr_tree *t)
 		if (!m->root || !m->mountpoint || !m->fstype)
 			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " lacks a root, mountpoint or type",
 					       m->id);
-		if (m->mountpoint[0] != '/' || m->root[0] != '/')
+		if (m->mountpoint[0] != '/' || !mount_root_is_valid(m->fstype, m->root))
 			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " has a relative path", m->id);
 		if (tree_find(t, m->parent_id, &p) && p != i) {
 			m->parent = p;
@@ -267,7 +287,14 @@ out:
  * path to the topmost mount of each stack, and a sibling on a shorter
  * prefix is reached first, so the shortest covering prefix is the coverer.
  * A child mounted on M's own root (same mountpoint as M) covers M as the
- * next layer of a stack.
+ * next layer of a stack, and hides every other child of M.
+ *
+ * A mount can be both: the bottom X of a stack X+Y that a sibling S of X
+ * hides as a whole. Then S is X's coverer (COVER_SIBLING): a path walk meets
+ * S, and Y is X's child, so the stack can be told from the children. The
+ * sibling covers are therefore computed first, for all parents, and the
+ * root covers only fill in mounts left uncovered, so that the result does
+ * not depend on the order of the mounts in the array.
  */
 static int index_covers(struct mntcr_tree *t)
 {
@@ -293,6 +320,7 @@ static int index_covers(struct mntcr_tree *t)
 	for (size_t pi = 0; pi < t->n_mounts; pi++) {
 		struct mntcr_mount *p = &t->mounts[pi];
 		size_t *kids = sorted + p->first_child, nk = p->n_children;
+		size_t top = IDX_NONE; /* the child on p's own root: the next layer of p's stack */
 
 		if (nk == 0)
 			continue;
@@ -300,27 +328,25 @@ static int index_covers(struct mntcr_tree *t)
 		for (size_t k = 0; k < nk; k++) {
 			struct mntcr_mount *m = &t->mounts[kids[k]];
 
-			if (!streq(m->mountpoint, p->mountpoint))
-				continue;
-			/* m sits on p's root: p is the lower layer of a stack */
-			if (p->covered_by == IDX_NONE || t->mounts[p->covered_by].id < m->id) {
-				p->covered_by = kids[k];
-				p->cover = COVER_ROOT;
-			}
+			if (streq(m->mountpoint, p->mountpoint) &&
+			    (top == IDX_NONE || t->mounts[top].id < m->id))
+				top = kids[k];
 		}
 		for (size_t k = 0; k < nk; k++) {
 			struct mntcr_mount *m = &t->mounts[kids[k]];
 			size_t plen = streq(p->mountpoint, "/") ? 0 : strlen(p->mountpoint);
 			size_t mlen = strlen(m->mountpoint);
 
+			if (kids[k] == top)
+				continue;
 			/* The next layer of p's stack hides every other child of p. */
-			if (p->cover == COVER_ROOT && p->covered_by != kids[k]) {
-				m->covered_by = p->covered_by;
+			if (top != IDX_NONE) {
+				m->covered_by = top;
 				m->cover = COVER_SIBLING;
 				continue;
 			}
 			/* Prefixes of m's path strictly below p, shortest first, m's own path last. */
-			for (size_t e = plen + 1; e <= mlen; e++) {
+			for (size_t e = plen + 1; e <= mlen && m->covered_by == IDX_NONE; e++) {
 				size_t lo = 0, hi = nk;
 
 				if (e < mlen && m->mountpoint[e] != '/')
@@ -344,9 +370,21 @@ static int index_covers(struct mntcr_tree *t)
 					m->cover = COVER_SIBLING;
 					break;
 				}
-				if (m->covered_by != IDX_NONE)
-					break;
 			}
+		}
+	}
+	/* Root covers, for mounts no sibling covers: the newest child on the mount's own root. */
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		struct mntcr_mount *m = &t->mounts[i], *p;
+
+		if (m->parent == IDX_NONE)
+			continue;
+		p = &t->mounts[m->parent];
+		if (p->cover == COVER_SIBLING || !streq(m->mountpoint, p->mountpoint))
+			continue;
+		if (p->covered_by == IDX_NONE || t->mounts[p->covered_by].id < m->id) {
+			p->covered_by = i;
+			p->cover = COVER_ROOT;
 		}
 	}
 	sort_tree = NULL;
@@ -577,3 +615,4 @@ MNTCR_EXPORT void mntcr_sb_dev(const struct mntcr_sb *sb, unsigned *ret_major, u
 MNTCR_EXPORT bool mntcr_sb_owned(const struct mntcr_sb *sb) { return sb->owned; }
 MNTCR_EXPORT const char *mntcr_sb_ext_path(const struct mntcr_sb *sb) { return sb->ext_path; }
 MNTCR_EXPORT const char *mntcr_sb_ext_root(const struct mntcr_sb *sb) { return sb->ext_root; }
+MNTCR_EXPORT uint32_t mntcr_mount_old_id(const struct mntcr_mount *m) { return m->old_id; }

@@ -56,7 +56,8 @@ struct mntcr_mount {
 	size_t sb;           /* index into tree->sbs */
 	size_t first_child;  /* offset into tree->child_idx */
 	size_t n_children;   /* children in attach order: covered ones before their coverers */
-	size_t covered_by;   /* the mount that covers this one directly, or IDX_NONE */
+	size_t covered_by;   /* the mount that covers this one directly, or IDX_NONE; a sibling
+			      * cover wins over a root cover (index_covers) */
 	enum mount_cover cover;
 	bool hidden;         /* no path walk reaches this mount */
 };
@@ -127,6 +128,13 @@ static inline size_t tree_sb_mount_idx(const struct mntcr_tree *t, const struct 
 }
 
 bool tree_find(const struct mntcr_tree *t, uint64_t id, size_t *ret_idx);
+
+/*
+ * A mount's root is an absolute path inside its filesystem, except for a
+ * bind of a namespace file (unshare --mount=FILE, ip netns add, restore
+ * --persist): the kernel shows an nsfs root as "mnt:[4026532178]".
+ */
+bool mount_root_is_valid(const char *fstype, const char *root);
 
 /* The path of mount m relative to its parent's mountpoint ("" for a stacked mount). */
 const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m);
