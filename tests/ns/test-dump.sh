@@ -1,0 +1,351 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# mntcr dump and the model it is built on, on real topologies: each one is
+# built by a process in a mount namespace of its own, then
+#  - the library's model of it (tests/ns/mntcr-inspect) must be exactly the
+#    expected lines, read through statmount and through mountinfo;
+#  - `mntcr dump --pid` must exit 0 and the image must describe the same
+#    namespace (until the image writer lands: a clean one-line error, and
+#    the checks are skipped);
+#  - the dump must leave the target's mount table as it was.
+# The topologies are single-quoted: $D and $S expand in the namespace that builds them.
+# shellcheck disable=SC2016
+# shellcheck source=tests/ns/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Compare the model of NAME's mounts with the expected lines, from both sources.
+expect_model() {
+	local name=$1 want=$2 got_sm got_mi
+	got_sm=$(ns_inspect "$name" 2>&1)
+	is "$got_sm" "$want" "$name: the model (statmount)"
+	got_mi=$(ns_inspect "$name" --mountinfo 2>&1)
+	is "$got_mi" "$want" "$name: the model (mountinfo)"
+}
+
+# The two sources agree on the whole namespace, host mounts included.
+expect_sources_agree() {
+	local name=$1 pid a b
+	pid=$(ns_pid "$name")
+	a=$("$MNTCR_INSPECT" "$pid" 2>&1)
+	b=$("$MNTCR_INSPECT" --mountinfo "$pid" 2>&1)
+	is "$b" "$a" "$name: statmount and mountinfo agree on the whole namespace"
+}
+
+# Dump NAME; check the image (or the error), and that the target is unchanged.
+expect_dump() {
+	local name=$1 pid img before after live image rc
+	pid=$(ns_pid "$name")
+	img=$NS_TMP/$name.img
+	before=$(ns_mountinfo "$name")
+
+	if mntcr_dump "$pid" "$img"; then
+		ok "$name: dump --pid exits 0"
+		check "$name: dump wrote an image" test -s "$img"
+		check "$name: dump wrote nothing to stderr" test ! -s "$MNTCR_ERR"
+		live=$(ns_inspect "$name")
+		image=$("$MNTCR_INSPECT" --image "$img" --prefix "$(ns_dir "$name")" 2>&1)
+		rc=$?
+		if ((rc == 77)); then
+			skip "$name: the image holds the same model" "image reader not available"
+		else
+			is "$image" "$live" "$name: the image holds the same model"
+		fi
+		check_exit 0 "$name: show --image reads the image" "$MNTCR" show --image "$img"
+		is "$(<"$OUT")" "$("$MNTCR" show --pid "$pid" 2>&1)" \
+			"$name: show of the image is show of the live namespace"
+		if cli_has diff; then
+			check_exit 0 "$name: diff image pid:$name finds no difference" \
+				"$MNTCR" diff "$img" "pid:$pid"
+		else
+			skip "$name: diff image pid:$name finds no difference" "mntcr diff not available"
+		fi
+	else
+		local err lines
+		err=$(<"$MNTCR_ERR")
+		lines=$(wc -l <"$MNTCR_ERR")
+		if [[ $lines == 1 && $err == "mntcr dump: "* ]]; then
+			ok "$name: a failed dump says why in one line"
+		else
+			not_ok "$name: a failed dump says why in one line" "exit $MNTCR_RC" "$err"
+		fi
+		if compgen -G "$img*" >/dev/null; then
+			not_ok "$name: a failed dump leaves no file behind" "$(ls -l "$img"*)"
+		else
+			ok "$name: a failed dump leaves no file behind"
+		fi
+		if [[ $MNTCR_RC == 1 && $err == *"Operation not supported"* ]]; then
+			skip "$name: dump --pid exits 0" "image writer not available"
+		else
+			not_ok "$name: dump --pid exits 0" "exit $MNTCR_RC" "$err"
+		fi
+	fi
+	after=$(ns_mountinfo "$name")
+	is "$after" "$before" "$name: dump leaves the target's mount table unchanged"
+}
+
+topology() {
+	local name=$1 cmds=$2 want=$3
+	if ! ns_start "$name" "$cmds"; then
+		not_ok "$name: build the topology"
+		return
+	fi
+	ok "$name: build the topology"
+	expect_model "$name" "$want"
+	expect_sources_agree "$name"
+	expect_dump "$name"
+	ns_stop "$name"
+}
+
+# ------------------------------------------------------------------------------------------------
+
+# Three tmpfs side by side, on a directory of the scratch tmpfs (external).
+topology flat '
+	mkdir "$D/a" "$D/b" "$D/c"
+	mount -t tmpfs A "$D/a"
+	mount -t tmpfs -o ro,nosuid B "$D/b"
+	mount -t tmpfs -o nodev,noexec,noatime,size=1m C "$D/c"
+' "\
+/a root=/ fs=tmpfs src=A opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/b root=/ fs=tmpfs src=B opts=ro,nosuid,relatime sb=ro prop=private cover=none hidden=no type=d owned
+/c root=/ fs=tmpfs src=C opts=rw,nodev,noexec,noatime sb=rw,size=1024k prop=private cover=none hidden=no type=d owned"
+
+# Per-mount flags apart from the superblock's: a read-only bind of a writable tmpfs (the
+# remount without an atime option makes it relatime).
+topology flags '
+	mount -t tmpfs -o mode=0755 base "$D"
+	mkdir "$D/o" "$D/ro"
+	mount -t tmpfs -o nodiratime,nosymfollow,strictatime O "$D/o"
+	mount --bind "$D/o" "$D/ro"
+	mount -o remount,bind,ro,nosuid "$D/ro"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw,mode=755 prop=private cover=none hidden=no type=d owned
+/o root=/ fs=tmpfs src=O opts=rw,nodiratime,nosymfollow sb=rw prop=private cover=none hidden=no type=d owned
+/ro root=/ fs=tmpfs src=O opts=ro,nosuid,nodiratime,relatime,nosymfollow sb=rw prop=private cover=none hidden=no type=d owned"
+
+topology nested '
+	mount -t tmpfs base "$D"
+	mkdir -p "$D/a"
+	mount -t tmpfs A "$D/a"
+	mkdir "$D/a/b"
+	mount -t tmpfs B "$D/a/b"
+	mkdir "$D/a/b/c with space"
+	mount -t tmpfs "C source" "$D/a/b/c with space"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/a root=/ fs=tmpfs src=A opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/a/b root=/ fs=tmpfs src=B opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/a/b/c\\040with\\040space root=/ fs=tmpfs src=C\\040source opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
+
+# KERNEL-FACTS 2(a): L at a, B at a/b, T over a (T's parent is L); and S over c hides C at c/x/y.
+# Hidden leaves have no type: no path reaches them.
+topology overmount '
+	mount -t tmpfs base "$D"
+	mkdir "$D/a" "$D/c"
+	mount -t tmpfs L "$D/a"
+	mkdir "$D/a/b"
+	touch "$D/a/b/under_B_in_L"
+	mount -t tmpfs B "$D/a/b"
+	touch "$D/a/b/B_file"
+	mount -t tmpfs T "$D/a"
+	touch "$D/a/T_file"
+	mkdir -p "$D/c/x/y"
+	mount -t tmpfs C "$D/c/x/y"
+	mount -t tmpfs S "$D/c"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/c/x/y root=/ fs=tmpfs src=C opts=rw,relatime sb=rw prop=private cover=sibling:/c hidden=yes type=? owned
+/a root=/ fs=tmpfs src=L opts=rw,relatime sb=rw prop=private cover=root:/a hidden=yes type=d owned
+/a/b root=/ fs=tmpfs src=B opts=rw,relatime sb=rw prop=private cover=sibling:/a hidden=yes type=? owned
+/a root=/ fs=tmpfs src=T opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/c root=/ fs=tmpfs src=S opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
+
+# Three tmpfs stacked on one path.
+topology stack3 '
+	mount -t tmpfs base "$D"
+	mkdir "$D/s"
+	mount -t tmpfs X1 "$D/s"
+	mount -t tmpfs -o nosuid X2 "$D/s"
+	mount -t tmpfs -o ro X3 "$D/s"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/s root=/ fs=tmpfs src=X1 opts=rw,relatime sb=rw prop=private cover=root:/s hidden=yes type=d owned
+/s root=/ fs=tmpfs src=X2 opts=rw,nosuid,relatime sb=rw prop=private cover=root:/s hidden=yes type=d owned
+/s root=/ fs=tmpfs src=X3 opts=ro,relatime sb=ro prop=private cover=none hidden=no type=d owned"
+
+# A stack (Y over X, W on X below Y) that a sibling S of X hides as a whole: X is covered
+# by S, not by Y; Y is hidden below X; W is covered by Y.
+topology stackcover '
+	mount -t tmpfs base "$D"
+	mkdir -p "$D/x/y"
+	mount -t tmpfs X "$D/x/y"
+	mkdir "$D/x/y/w"
+	mount -t tmpfs W "$D/x/y/w"
+	mount -t tmpfs Y "$D/x/y"
+	mount -t tmpfs S "$D/x"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/x/y root=/ fs=tmpfs src=X opts=rw,relatime sb=rw prop=private cover=sibling:/x hidden=yes type=d owned
+/x/y/w root=/ fs=tmpfs src=W opts=rw,relatime sb=rw prop=private cover=sibling:/x/y hidden=yes type=? owned
+/x/y root=/ fs=tmpfs src=Y opts=rw,relatime sb=rw prop=private cover=none hidden=yes type=? owned
+/x root=/ fs=tmpfs src=S opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
+
+# Peers: binds of a shared mount join its group; two groups, numbered in order of appearance.
+topology shared '
+	mount -t tmpfs base "$D"
+	mkdir "$D/p1" "$D/p2" "$D/p3" "$D/q1" "$D/q2"
+	mount -t tmpfs Q "$D/q1"
+	mount --make-shared "$D/q1"
+	mount -t tmpfs P "$D/p1"
+	mount --make-shared "$D/p1"
+	mount --bind "$D/p1" "$D/p2"
+	mount --bind "$D/p1" "$D/p3"
+	mount --bind "$D/q1" "$D/q2"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/p1 root=/ fs=tmpfs src=P opts=rw,relatime sb=rw prop=shared:1 cover=none hidden=no type=d owned
+/p2 root=/ fs=tmpfs src=P opts=rw,relatime sb=rw prop=shared:1 cover=none hidden=no type=d owned
+/p3 root=/ fs=tmpfs src=P opts=rw,relatime sb=rw prop=shared:1 cover=none hidden=no type=d owned
+/q1 root=/ fs=tmpfs src=Q opts=rw,relatime sb=rw prop=shared:2 cover=none hidden=no type=d owned
+/q2 root=/ fs=tmpfs src=Q opts=rw,relatime sb=rw prop=shared:2 cover=none hidden=no type=d owned"
+
+# A slave (bind of a shared mount, made slave) and a shared slave (bind, slave, shared).
+topology slave '
+	mount -t tmpfs base "$D"
+	mkdir "$D/m" "$D/sl" "$D/ss"
+	mount -t tmpfs M "$D/m"
+	mount --make-shared "$D/m"
+	mount --bind "$D/m" "$D/sl"
+	mount --make-slave "$D/sl"
+	mount --bind "$D/m" "$D/ss"
+	mount --make-slave "$D/ss"
+	mount --make-shared "$D/ss"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/m root=/ fs=tmpfs src=M opts=rw,relatime sb=rw prop=shared:1 cover=none hidden=no type=d owned
+/sl root=/ fs=tmpfs src=M opts=rw,relatime sb=rw prop=master:1 cover=none hidden=no type=d owned
+/ss root=/ fs=tmpfs src=M opts=rw,relatime sb=rw prop=shared:2,master:1 cover=none hidden=no type=d owned"
+
+topology unbindable '
+	mount -t tmpfs base "$D"
+	mkdir "$D/u"
+	mount -t tmpfs U "$D/u"
+	mount --make-unbindable "$D/u"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/u root=/ fs=tmpfs src=U opts=rw,relatime sb=rw prop=unbindable cover=none hidden=no type=d owned"
+
+# A file bind, a subdirectory bind, and a bind of the scratch tmpfs (external: not typed).
+topology binds '
+	mount -t tmpfs base "$D"
+	echo data >"$D/file"
+	touch "$D/target"
+	mount --bind "$D/file" "$D/target"
+	mkdir -p "$D/sub/dir" "$D/bsub" "$D/ext" "$S/binds-ext/in"
+	mount --bind "$D/sub" "$D/bsub"
+	mount --bind "$S/binds-ext/in" "$D/ext"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/bsub root=/sub fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/ext root=/binds-ext/in fs=tmpfs src=mntcr-scratch opts=rw,relatime sb=rw,size=262144k,mode=755 prop=private cover=none hidden=no type=? external
+/target root=/file fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=f owned"
+
+# ------------------------------------------------------------------------------------------------
+# Namespace files: a bind of an nsfs file has the root "mnt:[INODE]", not a path.
+
+# Bind a new mount namespace on FILE, as `mntcr restore --persist FILE` does: from a child
+# that unshared. Linux 6.18 refuses (EINVAL, mnt_ns_loop()) to bind a namespace whose id is
+# not above the binder's own, and hands out namespace ids in per-CPU batches: a namespace
+# made on another CPU can get a lower id though it is newer. So try one CPU after another.
+BIND_NEW_MNTNS='
+	bind_new_mntns() {
+		local pid i cpu
+		for ((cpu = 0; cpu < $(nproc --all); cpu++)); do
+			taskset -c $cpu unshare -m --propagation private sleep infinity \
+				</dev/null >/dev/null 2>&1 &
+			pid=$!
+			for ((i = 0; i < 500; i++)); do
+				[[ $(readlink /proc/$pid/ns/mnt) != "$(readlink /proc/self/ns/mnt)" ]] && break
+				kill -0 $pid 2>/dev/null || break
+				sleep 0.01
+			done
+			if mount --bind /proc/$pid/ns/mnt "$1" 2>/dev/null; then
+				kill $pid
+				wait $pid 2>/dev/null || true
+				return 0
+			fi
+			kill $pid 2>/dev/null || true
+			wait $pid 2>/dev/null || true
+		done
+		echo "bind_new_mntns: cannot bind a new mount namespace on $1" >&2
+		return 1
+	}'
+eval "$BIND_NEW_MNTNS"
+
+# In the reader's own namespace, as after `mntcr restore --persist`: reading must still work.
+touch "$S/persist.ns"
+if bind_new_mntns "$S/persist.ns" && grep -q " mnt:\[[0-9]*\] $S/persist.ns " /proc/self/mountinfo; then
+	ok "a namespace file bound in the reader's namespace"
+	topology reader_nsfs '
+		mkdir "$D/a"
+		mount -t tmpfs A "$D/a"
+	' "\
+/a root=/ fs=tmpfs src=A opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
+	check "unbind the namespace file" umount "$S/persist.ns"
+else
+	not_ok "a namespace file bound in the reader's namespace"
+fi
+
+# In the target: the model shows it (INODE normalised here); dump writes it or refuses cleanly.
+if ns_start nsfile "$BIND_NEW_MNTNS"'
+	mount -t tmpfs base "$D"
+	touch "$D/mnt.ns"
+	bind_new_mntns "$D/mnt.ns"
+'; then
+	ok "nsfile: build the topology"
+	want="\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/mnt.ns root=mnt:[N] fs=nsfs src=nsfs opts=rw sb=rw prop=private cover=none hidden=no type=f owned"
+	is "$(ns_inspect nsfile 2>&1 | sed 's/:\[[0-9]*\]/:[N]/')" "$want" "nsfile: the model (statmount)"
+	is "$(ns_inspect nsfile --mountinfo 2>&1 | sed 's/:\[[0-9]*\]/:[N]/')" "$want" \
+		"nsfile: the model (mountinfo)"
+	expect_sources_agree nsfile
+	before=$(ns_mountinfo nsfile)
+	if mntcr_dump "$(ns_pid nsfile)" "$NS_TMP/nsfile.img"; then
+		ok "nsfile: dump exits 0 or refuses in one line (exit 0)"
+	elif [[ $(wc -l <"$MNTCR_ERR") == 1 && $(<"$MNTCR_ERR") == "mntcr dump: "* ]]; then
+		ok "nsfile: dump exits 0 or refuses in one line (exit $MNTCR_RC: $(<"$MNTCR_ERR"))"
+		check "nsfile: a refused dump leaves no file behind" \
+			bash -c '! compgen -G "$1*" >/dev/null' - "$NS_TMP/nsfile.img"
+	else
+		not_ok "nsfile: dump exits 0 or refuses in one line" "exit $MNTCR_RC" "$(<"$MNTCR_ERR")"
+	fi
+	is "$(ns_mountinfo nsfile)" "$before" "nsfile: dump leaves the target's mount table unchanged"
+	ns_stop nsfile
+else
+	not_ok "nsfile: build the topology"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Errors.
+
+pid_max=$(cat /proc/sys/kernel/pid_max)
+check_exit 3 "dump of a nonexistent pid exits 3" "$MNTCR" dump --pid "$pid_max" -o "$NS_TMP/none.img"
+is "$(cat "$ERR")" "mntcr dump: No process with pid $pid_max" "dump of a nonexistent pid: one clear line"
+is "$(wc -c <"$OUT")" 0 "dump of a nonexistent pid: nothing on stdout"
+check "dump of a nonexistent pid: no image file" test ! -e "$NS_TMP/none.img"
+
+check_exit 2 "dump without arguments exits 2" "$MNTCR" dump
+check "dump without arguments: says what is missing" grep -q "^mntcr dump: .*--pid" "$ERR"
+check_exit 2 "dump without --output exits 2" "$MNTCR" dump --pid $$
+check_exit 2 "dump without --pid exits 2" "$MNTCR" dump -o "$NS_TMP/x.img"
+check_exit 2 "dump --pid abc exits 2" "$MNTCR" dump --pid abc -o "$NS_TMP/x.img"
+is "$(cat "$ERR")" "mntcr dump: Invalid pid 'abc'" "dump --pid abc: one clear line"
+check_exit 2 "dump --pid 0 exits 2" "$MNTCR" dump --pid 0 -o "$NS_TMP/x.img"
+check_exit 2 "dump --pid -5 exits 2" "$MNTCR" dump --pid -5 -o "$NS_TMP/x.img"
+check_exit 2 "dump with an unknown option exits 2" "$MNTCR" dump --bogus --pid $$ -o "$NS_TMP/x.img"
+check_exit 2 "dump with an extra argument exits 2" "$MNTCR" dump --pid $$ -o "$NS_TMP/x.img" extra
+check "dump with bad arguments leaves no file" test ! -e "$NS_TMP/x.img"
+
+# The model printer itself: a nonexistent pid.
+check_exit 3 "mntcr-inspect of a nonexistent pid exits 3" "$MNTCR_INSPECT" "$pid_max"
