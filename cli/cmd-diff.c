@@ -13,8 +13,9 @@
 static void diff_usage(FILE *f)
 {
 	fprintf(f, "Usage: mntcr diff [--quiet] A B\n"
-		   "Compare two mount namespaces; A and B are image files ('-' = standard input)\n"
-		   "or pid:N for the namespace of process N. Prints one line per difference.\n"
+		   "Compare two mount namespaces; A and B are image files ('-' = standard input),\n"
+		   "pid:N for the namespace of process N, or ns:FILE for a namespace file\n"
+		   "(/proc/N/ns/mnt, or a file restore --persist bound). Prints one line per difference.\n"
 		   "\n"
 		   "  -q, --quiet   print nothing, only set the exit status\n"
 		   "  -h, --help    show this help\n"

@@ -139,6 +139,17 @@ int cli_load(const char *spec, struct mntcr_tree **ret_tree, int *ret_exit)
 			*ret_exit = cli_pid_error(pid, r);
 		return r;
 	}
+	if (strncmp(spec, "ns:", 3) == 0) {
+		r = mntcr_tree_read_ns(spec + 3, 0, ret_tree);
+		if (r == -ENOTTY) {
+			cli_error("%s is not a mount namespace file", spec + 3);
+			*ret_exit = EXIT_USAGE;
+		} else if (r < 0) {
+			cli_error("Failed to read the mount namespace %s: %s", spec + 3, strerror(-r));
+			*ret_exit = EXIT_FAIL;
+		}
+		return r;
+	}
 	return cli_load_image(spec, ret_tree, ret_exit);
 }
 

@@ -10,7 +10,9 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -86,8 +88,9 @@ static int do_sb_create(struct exec_ctx *c, const struct plan_op *op)
 	if (fsfd < 0)
 		return sys_fail(c, "fsopen");
 	if (sb->source && fsconfig(fsfd, FSCONFIG_SET_STRING, "source", sb->source, 0) < 0) {
+		int r = sys_fail(c, "fsconfig source");
 		read_fs_messages(c, fsfd);
-		return sys_fail(c, "fsconfig source");
+		return r;
 	}
 	for (const char *o = sb->opts ? sb->opts : ""; *o;) {
 		const char *e = strchrnul(o, ',');
@@ -118,8 +121,9 @@ static int do_sb_create(struct exec_ctx *c, const struct plan_op *op)
 		}
 	}
 	if (FAULT_OR(fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0)) < 0) {
+		int r = sys_fail(c, "fsconfig create");
 		read_fs_messages(c, fsfd);
-		return sys_fail(c, "fsconfig create");
+		return r;
 	}
 	fd = (int)FAULT_OR(fsmount(fsfd, FSMOUNT_CLOEXEC, 0));
 	if (fd < 0)
@@ -364,6 +368,18 @@ static int raise_fd_limit(size_t need)
 	return 0;
 }
 
+/* asprintf that leaves NULL on failure (the message is then shorter, never wrong). */
+static void r_asprintf(char **ret, const char *fmt, ...) _printf_(2, 3);
+static void r_asprintf(char **ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(ret, fmt, ap) < 0)
+		*ret = NULL;
+	va_end(ap);
+}
+
 static int run_ops(struct exec_ctx *c, bool peers)
 {
 	const struct mntcr_plan *p = c->p;
@@ -381,22 +397,74 @@ static int run_ops(struct exec_ctx *c, bool peers)
 			const struct mntcr_mount *m = op->mount != IDX_NONE ? &p->tree->mounts[op->mount] : NULL;
 			const char *call = c->syscall ? c->syscall : plan_op_name(op->type);
 			struct strbuf line = { 0 };
-			char who[128] = "";
+			_cleanup_free_ char *who = NULL;
 
 			(void)plan_op_format(p, c->op, &line);
 			if (m)
-				snprintf(who, sizeof(who), " for mount %" PRIu64, m->id);
+				r_asprintf(&who, " for mount %" PRIu64 " at %s", m->id, m->mountpoint);
+			else if (op->path && op->type != OP_MKPATH)
+				r_asprintf(&who, " of %s", op->path);
 			report_set(c->report, plan_phase_name(op->phase), c->op, m ? m->id : 0,
 				   m ? m->mountpoint : op->path, call, r,
-				   "Restore failed in phase %s: %s%s at %s: %s%s%s%s (operation %s)",
-				   plan_phase_name(op->phase), call, who,
-				   m ? m->mountpoint : (op->path ? op->path : "-"), strerror(-r),
+				   "Restore failed in phase %s: %s%s: %s%s%s%s (operation %s)",
+				   plan_phase_name(op->phase), call, who ? who : "", strerror(-r),
 				   c->kmsg[0] ? " (" : "", c->kmsg, c->kmsg[0] ? ")" : "",
 				   line.buf ? line.buf + strspn(line.buf, " ") : "?");
 			strbuf_release(&line);
 			return r;
 		}
 	}
+	return 0;
+}
+
+static int mntns_id(uint64_t *ret)
+{
+	_cleanup_close_ int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, NS_GET_MNTNS_ID, ret) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * unshare(CLONE_NEWNS), making sure the new namespace's id is above our
+ * current one. Binding a namespace file (restore --persist) fails with
+ * EINVAL unless the bound namespace's id is above the binder's (the loop
+ * check), and Linux 6.18 hands out namespace ids from per-CPU batches, so a
+ * namespace made on one CPU can get a lower id than an older one made on
+ * another. Each CPU is tried in turn until one gives a newer id.
+ */
+static int unshare_newer(void)
+{
+	cpu_set_t orig, one;
+	uint64_t cur = 0, id = 0;
+	int r;
+
+	if (mntns_id(&cur) < 0 || sched_getaffinity(0, sizeof(orig), &orig) < 0)
+		return FAULT_OR(unshare(CLONE_NEWNS)) < 0 ? -errno : 0;
+	for (unsigned round = 0; round < 2; round++)
+		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+			if (!CPU_ISSET(cpu, &orig))
+				continue;
+			CPU_ZERO(&one);
+			CPU_SET(cpu, &one);
+			(void)sched_setaffinity(0, sizeof(one), &one);
+			if (FAULT_OR(unshare(CLONE_NEWNS)) < 0) {
+				r = -errno;
+				(void)sched_setaffinity(0, sizeof(orig), &orig);
+				return r;
+			}
+			if (mntns_id(&id) < 0 || id > cur) {
+				(void)sched_setaffinity(0, sizeof(orig), &orig);
+				return 0;
+			}
+			log_debug("Namespace id %" PRIu64 " on CPU %d is not above %" PRIu64 ", trying again",
+				  id, cpu, cur);
+		}
+	(void)sched_setaffinity(0, sizeof(orig), &orig);
+	log_debug("No CPU gave a namespace id above %" PRIu64 "; --persist may fail", cur);
 	return 0;
 }
 
@@ -418,7 +486,8 @@ int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 	r = raise_fd_limit(p->n_slots + 64);
 	if (r < 0) {
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "setrlimit", r,
-			   "Failed to raise the open file limit to %zu for %zu mounts: %s", p->n_slots + 64,
+			   "Restore failed in phase namespace: setrlimit RLIMIT_NOFILE to %zu for %zu mounts: %s",
+			   p->n_slots + 64,
 			   p->tree->n_mounts, strerror(-r));
 		return r;
 	}
@@ -428,10 +497,10 @@ int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 	for (size_t i = 0; i < p->n_slots; i++)
 		c.fds[i] = -EBADF;
 
-	if (FAULT_OR(unshare(CLONE_NEWNS)) < 0) {
-		r = -errno;
+	r = unshare_newer();
+	if (r < 0) {
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "unshare", r,
-			   "Failed to create a mount namespace (unshare CLONE_NEWNS): %s", strerror(-r));
+			   "Restore failed in phase namespace: unshare CLONE_NEWNS: %s", strerror(-r));
 		goto out;
 	}
 	r = run_ops(&c, /* peers= */ true);
@@ -440,7 +509,7 @@ int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 	if (FAULT_OR(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) < 0) {
 		r = -errno;
 		report_set(report, "namespace", MNTCR_NONE, 0, "/", "mount", r,
-			   "Failed to make / recursively private in the new namespace (mount MS_REC|MS_PRIVATE): %s",
+			   "Restore failed in phase namespace: mount MS_REC|MS_PRIVATE of / in the new namespace: %s",
 			   strerror(-r));
 		goto out;
 	}

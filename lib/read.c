@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
@@ -210,6 +211,44 @@ MNTCR_EXPORT int mntcr_tree_read_pid(pid_t pid, unsigned flags, struct mntcr_tre
 		if (r < 0)
 			goto fail;
 		r = find_types(t, pid);
+		if (r < 0)
+			goto fail;
+	}
+	mntcr_tree_free(self);
+	*ret_tree = t;
+	return 0;
+fail:
+	mntcr_tree_free(self);
+	mntcr_tree_free(t);
+	return r;
+}
+
+MNTCR_EXPORT int mntcr_tree_read_ns(const char *nsfile, unsigned flags, struct mntcr_tree **ret_tree)
+{
+	struct mntcr_tree *t = NULL, *self = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	uint64_t ns_id = 0;
+	int r;
+
+	if (!nsfile || !ret_tree)
+		return -EINVAL;
+	fd = open(nsfile, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* ENOTTY: not a namespace file; EINVAL: not a mount namespace */
+	if (ioctl(fd, NS_GET_MNTNS_ID, &ns_id) < 0)
+		return errno == ENOTTY || errno == EINVAL ? -ENOTTY : -errno;
+	r = statmount_read(ns_id, &t);
+	if (r < 0)
+		return r;
+	r = tree_index(t);
+	if (r < 0)
+		goto fail;
+	if (!(flags & MNTCR_READ_NO_CLASSIFY)) {
+		r = read_raw(getpid(), flags, &self);
+		if (r < 0)
+			goto fail;
+		r = tree_classify(t, self);
 		if (r < 0)
 			goto fail;
 	}

@@ -79,6 +79,14 @@ int mntcr_tree_parse_mountinfo(FILE *f, struct mntcr_tree **ret_tree);
  */
 int mntcr_tree_read_pid(pid_t pid, unsigned flags, struct mntcr_tree **ret_tree);
 
+/*
+ * Read the mount namespace that the namespace file nsfile refers to
+ * (/proc/PID/ns/mnt, or a file a namespace was bound on, as restore
+ * --persist does). Needs statmount (Linux >= 6.8). -ENOTTY: not a mount
+ * namespace file.
+ */
+int mntcr_tree_read_ns(const char *nsfile, unsigned flags, struct mntcr_tree **ret_tree);
+
 struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t);
 
 size_t mntcr_tree_n_mounts(const struct mntcr_tree *t);
