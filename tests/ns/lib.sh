@@ -33,6 +33,11 @@
 #
 #	ns_start NAME 'CMDS'	run CMDS (with set -e, $D=$S/NAME, $S) in a process in a NEW
 #				private mount namespace and keep it alive; its pid is $(ns_pid NAME)
+#				(NS_PROPAGATION=unchanged keeps the copied mounts' propagation)
+#	restore_check NAME [ARGS]	dump NAME, restore it (--persist $NSF), diff image, original
+#				and restored; sets NSF and RPID (a process in it, unless NO_ENTER=1)
+#	restored_sh 'CMDS'	run CMDS in a private copy of the restored namespace
+#	done_with NAME		end the restored namespace and NAME
 #				(also $NS_PID_NAME); non-zero status if CMDS failed (log in diag)
 #	ns_stop NAME		end it (all of them are ended at exit anyway)
 #	ns_inspect NAME [ARGS]	$MNTCR_INSPECT --prefix $D ARGS PID: the model of NAME's mounts
@@ -244,7 +249,7 @@ ns_start() {
 	# NS_TMP in its environment lets the outer copy recognise it.
 	# shellcheck disable=SC2016 # expanded by the inner bash
 	# The log and the fifo are opened before the commands run: they may pivot_root away.
-	D=$S/$name NS_CMDS=$cmds unshare -m --propagation private bash -c '
+	D=$S/$name NS_CMDS=$cmds unshare -m --propagation "${NS_PROPAGATION:-private}" bash -c '
 		exec 8>"$1" 9>"$2"
 		(set -e; eval "$NS_CMDS") >&8 2>&1
 		if [ $? = 0 ]; then
@@ -336,6 +341,62 @@ mntcr_show() {
 
 cli_has() {
 	"$MNTCR" "$1" --help >/dev/null 2>&1
+}
+
+# ------------------------------------------------------------------------------------------------
+# Restores. MNTCR_ENGINE=compat runs them with the compat engine.
+
+ENGINE_ARGS=()
+[[ -n ${MNTCR_ENGINE:-} ]] && ENGINE_ARGS=(--engine="$MNTCR_ENGINE")
+
+# A process in the namespace persisted at $1; its pid on stdout. nsenter
+# execs sleep once it has entered, so wait for that.
+enter() {
+	local nsf=$1 pid i
+	nsenter --mount="$nsf" sleep infinity </dev/null >/dev/null 2>&1 &
+	pid=$!
+	echo "$pid" >>"$NS_TMP/pids"
+	for ((i = 0; i < 500; i++)); do
+		[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */sleep ]] && break
+		sleep 0.01
+	done
+	echo "$pid"
+}
+
+# restore_check NAME [RESTORE ARGS...]: dump, restore, diff both ways. Sets RPID and NSF.
+restore_check() {
+	local name=$1 pid img
+	shift
+	pid=$(ns_pid "$name")
+	img=$NS_TMP/$name.img
+	NSF=$NS_TMP/$name.ns
+	RPID=
+	if ! mntcr_dump "$pid" "$img"; then
+		not_ok "$name: dump" "$(cat "$MNTCR_ERR")"
+		return 1
+	fi
+	: >"$NSF"
+	check_exit 0 "$name: restore --persist" "$MNTCR" restore "${ENGINE_ARGS[@]}" --image "$img" \
+		--persist "$NSF" "$@" || return 1
+	check_exit 0 "$name: diff image ns:restored finds no difference" "$MNTCR" diff "$img" "ns:$NSF"
+	check_exit 0 "$name: diff pid:original ns:restored finds no difference" \
+		"$MNTCR" diff "pid:$pid" "ns:$NSF"
+	if [[ -z ${NO_ENTER:-} ]]; then
+		RPID=$(enter "$NSF")
+		check_exit 0 "$name: diff pid:original pid:restored (a process in it) finds no difference" \
+			"$MNTCR" diff "pid:$pid" "pid:$RPID"
+	fi
+}
+
+# restored_sh 'CMDS': run CMDS in a private copy of the restored namespace.
+restored_sh() {
+	nsenter --mount="$NSF" unshare -m --propagation private sh -c "$1"
+}
+
+done_with() {
+	[[ -n $RPID ]] && kill "$RPID" 2>/dev/null
+	umount "$NSF" 2>/dev/null
+	ns_stop "$1"
 }
 
 # ------------------------------------------------------------------------------------------------

@@ -15,59 +15,6 @@
 # shellcheck source=tests/ns/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ENGINE_ARGS=()
-[[ -n ${MNTCR_ENGINE:-} ]] && ENGINE_ARGS=(--engine="$MNTCR_ENGINE")
-
-# A process in the namespace persisted at $1; its pid on stdout. nsenter
-# execs sleep once it has entered, so wait for that.
-enter() {
-	local nsf=$1 pid i
-	nsenter --mount="$nsf" sleep infinity </dev/null >/dev/null 2>&1 &
-	pid=$!
-	echo "$pid" >>"$NS_TMP/pids"
-	for ((i = 0; i < 500; i++)); do
-		[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */sleep ]] && break
-		sleep 0.01
-	done
-	echo "$pid"
-}
-
-# restore_check NAME [RESTORE ARGS...]: dump, restore, diff both ways. Sets RPID and NSF.
-restore_check() {
-	local name=$1 pid img
-	shift
-	pid=$(ns_pid "$name")
-	img=$NS_TMP/$name.img
-	NSF=$NS_TMP/$name.ns
-	RPID=
-	if ! mntcr_dump "$pid" "$img"; then
-		not_ok "$name: dump" "$(cat "$MNTCR_ERR")"
-		return 1
-	fi
-	: >"$NSF"
-	check_exit 0 "$name: restore --persist" "$MNTCR" restore "${ENGINE_ARGS[@]}" --image "$img" \
-		--persist "$NSF" "$@" || return 1
-	check_exit 0 "$name: diff image ns:restored finds no difference" "$MNTCR" diff "$img" "ns:$NSF"
-	check_exit 0 "$name: diff pid:original ns:restored finds no difference" \
-		"$MNTCR" diff "pid:$pid" "ns:$NSF"
-	if [[ -z ${NO_ENTER:-} ]]; then
-		RPID=$(enter "$NSF")
-		check_exit 0 "$name: diff pid:original pid:restored (a process in it) finds no difference" \
-			"$MNTCR" diff "pid:$pid" "pid:$RPID"
-	fi
-}
-
-# restored_sh 'CMDS': run CMDS in a private copy of the restored namespace.
-restored_sh() {
-	nsenter --mount="$NSF" unshare -m --propagation private sh -c "$1"
-}
-
-done_with() {
-	[[ -n $RPID ]] && kill "$RPID" 2>/dev/null
-	umount "$NSF" 2>/dev/null
-	ns_stop "$1"
-}
-
 # ------------------------------------------------------------------------------------------------
 
 ns_start flat '
