@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libFuzzer target: the planner, fed random VALID models. The input bytes
+ * drive a generator of mount tables (parents, stacks, over-mounts, binds of
+ * subdirectories, shared groups, slaves, unbindable, flags, external and
+ * owned superblocks); every table the model accepts is planned, and the
+ * plan is checked: every mount but the root is attached exactly once,
+ * every clone comes from a template before anything is attached, every
+ * slot is created before it is used.
+ */
+#define _GNU_SOURCE
+#include <assert.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "mntcr/mntcr.h"
+#include "plan.h"
+#include "tree.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct rd {
+	const uint8_t *p;
+	size_t n;
+};
+
+static unsigned take(struct rd *r, unsigned mod)
+{
+	unsigned v;
+
+	if (r->n == 0 || mod == 0)
+		return 0;
+	v = *r->p++;
+	r->n--;
+	return v % mod;
+}
+
+#define MAXM 64
+
+static const char *const names[] = { "a", "b", "c", "a/x", "b/y" };
+static const char *const types[] = { "tmpfs", "tmpfs", "proc", "devpts", "ext4" };
+
+static void check_plan(const struct mntcr_plan *p)
+{
+	const struct mntcr_tree *t = p->tree;
+	size_t *attached = calloc(t->n_mounts + 1, sizeof(size_t));
+	bool *made = calloc(p->n_slots + 1, sizeof(bool));
+	bool any_attach = false;
+
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct plan_op *op = &p->ops[i];
+
+		assert(op->slot < p->n_slots);
+		if (op->src != IDX_NONE && op->type != OP_PEER_BIND)
+			assert(made[op->src]);
+		switch (op->type) {
+		case OP_SB_CREATE:
+		case OP_TEMPLATE_BIND:
+		case OP_PEER_BIND:
+			made[op->slot] = true;
+			break;
+		case OP_CLONE:
+			assert(!any_attach);
+			made[op->slot] = true;
+			break;
+		case OP_ATTACH:
+			any_attach = true;
+			assert(op->mount != IDX_NONE);
+			attached[op->mount]++;
+			assert(made[op->slot]);
+			break;
+		default:
+			assert(made[op->slot]);
+			break;
+		}
+	}
+	for (size_t i = 0; i < t->n_mounts; i++)
+		assert(attached[i] == (i == t->root ? 0 : 1));
+	free(attached);
+	free(made);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct rd r = { data, size };
+	char *text = NULL, mp[MAXM][256];
+	size_t len = 0, n;
+	struct mntcr_tree *t = NULL, *host = NULL;
+	FILE *f;
+
+	n = 1 + take(&r, MAXM - 1);
+	f = open_memstream(&text, &len);
+	if (!f)
+		return 0;
+	strcpy(mp[0], "/");
+	fprintf(f, "1 0 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n");
+	for (size_t i = 1; i < n; i++) {
+		size_t parent = take(&r, (unsigned)i);
+		unsigned how = take(&r, 4), dev = take(&r, 6), ty = take(&r, 5);
+		const char *root = take(&r, 3) ? "/" : names[take(&r, 5)];
+		char prop[64] = "";
+
+		if (how == 0) /* stacked on the parent */
+			snprintf(mp[i], sizeof(mp[i]), "%s", mp[parent]);
+		else
+			snprintf(mp[i], sizeof(mp[i]), "%s%s%s", mp[parent], streq(mp[parent], "/") ? "" : "/",
+				 names[take(&r, 5)]);
+		switch (take(&r, 5)) {
+		case 1:
+			snprintf(prop, sizeof(prop), " shared:%u", 1 + take(&r, 4));
+			break;
+		case 2:
+			snprintf(prop, sizeof(prop), " master:%u", 1 + take(&r, 4));
+			break;
+		case 3:
+			snprintf(prop, sizeof(prop), " shared:%u master:%u", 1 + take(&r, 4), 1 + take(&r, 4));
+			break;
+		case 4:
+			snprintf(prop, sizeof(prop), " unbindable");
+			break;
+		}
+		fprintf(f, "%zu %zu 0:%u %s %s %s%s - %s src%u rw%s\n", i + 1, parent + 1, 40 + dev, root, mp[i],
+			take(&r, 2) ? "ro,nosuid" : "rw,relatime", prop, dev == 0 ? "ext4" : types[ty], dev,
+			take(&r, 2) ? ",size=1m" : "");
+	}
+	fclose(f);
+
+	f = fmemopen(text, len, "r");
+	if (f && mntcr_tree_parse_mountinfo(f, &t) == 0) {
+		static const char host_mi[] = "1 0 0:40 / / rw - ext4 /dev/sda1 rw\n"
+					      "2 1 0:41 / /x rw shared:2 - tmpfs src1 rw\n";
+		FILE *h = fmemopen((void *)host_mi, sizeof(host_mi) - 1, "r");
+		struct mntcr_plan *p = NULL;
+
+		if (h && mntcr_tree_parse_mountinfo(h, &host) == 0)
+			(void)tree_classify(t, host);
+		if (mntcr_plan_build(t, host, NULL, &p, NULL) == 0) {
+			check_plan(p);
+			mntcr_plan_free(p);
+		}
+		if (h)
+			fclose(h);
+	}
+	if (f)
+		fclose(f);
+	mntcr_tree_free(host);
+	mntcr_tree_free(t);
+	free(text);
+	return 0;
+}
