@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Fault injection through the library: restore IMAGE with the k-th
+ * mount-changing syscall failing (MNTCR_FAULT_AT=k, MNTCR_FAULT_ERRNO=E),
+ * for k = 1, 2, ... until a restore gets past the last call. Each failed
+ * restore must return the injected errno with a report naming the phase,
+ * leave this process's fd table as it was, and leave no child behind.
+ * Prints TAP.
+ *
+ *	restore-faults IMAGE ERRNO-NAME
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mntcr/mntcr.h"
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the DIR's own fd */
+}
+
+static int errno_of(const char *name)
+{
+	if (strcmp(name, "EPERM") == 0)
+		return EPERM;
+	if (strcmp(name, "ENOMEM") == 0)
+		return ENOMEM;
+	if (strcmp(name, "EBUSY") == 0)
+		return EBUSY;
+	if (strcmp(name, "ENOSPC") == 0)
+		return ENOSPC;
+	return EINVAL;
+}
+
+int main(int argc, char **argv)
+{
+	struct mntcr_tree *t = NULL;
+	int fd, n = 0, failed = 0, want;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: restore-faults IMAGE ERRNO-NAME\n");
+		return 2;
+	}
+	want = errno_of(argv[2]);
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || mntcr_image_read(fd, &t) < 0) {
+		printf("not ok 1 - read %s\n1..1\n", argv[1]);
+		return 1;
+	}
+	close(fd);
+	setenv("MNTCR_FAULT_ERRNO", argv[2], 1);
+
+	for (int k = 1; k < 100000; k++) {
+		struct mntcr_report rep = { .op_index = MNTCR_NONE };
+		char kbuf[16];
+		int before = count_fds(), nsfd = -1, r, after;
+		bool good;
+
+		snprintf(kbuf, sizeof(kbuf), "%d", k);
+		setenv("MNTCR_FAULT_AT", kbuf, 1);
+		r = mntcr_restore(t, NULL, &nsfd, &rep);
+		if (r == 0) {
+			close(nsfd);
+			printf("ok %d - fault at call %d: past the last call, the restore succeeds\n", ++n, k);
+			mntcr_report_clear(&rep);
+			break;
+		}
+		after = count_fds();
+		good = r == -want && rep.msg && rep.phase && strstr(rep.msg, "phase") && after == before &&
+		       waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+		printf("%s %d - fault at call %d: %s, fds %d -> %d, phase %s\n", good ? "ok" : "not ok", ++n, k,
+		       strerror(-r), before, after, rep.phase ? rep.phase : "?");
+		if (!good) {
+			printf("# %s\n", rep.msg ? rep.msg : "(no message)");
+			failed++;
+		}
+		mntcr_report_clear(&rep);
+	}
+	printf("1..%d\n", n);
+	mntcr_tree_free(t);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,45 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Fault injection: for several topologies, make the k-th mount-changing
+# syscall of a restore fail, for every k until the restore gets past the
+# last one (tests/ns/restore-faults.c), with EPERM, ENOMEM, EBUSY and
+# ENOSPC. Each time: the injected error comes back with a report naming the
+# phase, the caller's fd table and mount table are unchanged, and no
+# process is left behind.
+# shellcheck disable=SC2016
+# shellcheck source=tests/ns/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+: "${MNTCR_FAULTS:=$(dirname "$MNTCR")/../tests/restore-faults}"
+
+run_faults() {
+	local name=$1 err=$2 before
+	before=$(cat /proc/self/mountinfo)
+	if "$MNTCR_FAULTS" "$NS_TMP/$name.img" "$err" >"$OUT" 2>"$ERR"; then
+		ok "$name, $err: every call failed in turn ($(grep -c '^ok' "$OUT") restores), cleanly"
+	else
+		not_ok "$name, $err: every call failed in turn, cleanly" "$(grep -A1 '^not ok' "$OUT" | head -20)" \
+			"$(cat "$ERR")"
+	fi
+	is "$(cat /proc/self/mountinfo)" "$before" "$name, $err: the caller's mount table is unchanged"
+	check "$name, $err: no mntcr process left" sh -c '! pgrep -x mntcr >/dev/null && ! pgrep -x restore-faults >/dev/null'
+}
+
+ns_start overmount '
+	mount -t tmpfs base $D; mkdir -p $D/a/b $D/s $D/m
+	mount -t tmpfs L $D/a; mkdir -p $D/a/b; mount -t tmpfs B $D/a/b; mount -t tmpfs T $D/a
+	mount -t tmpfs s1 $D/s; mount -t tmpfs -o ro s2 $D/s
+	mount --bind $D/m $D/m; mount -o remount,bind,ro,nosuid $D/m'
+mntcr_dump "$(ns_pid overmount)" "$NS_TMP/overmount.img"
+ns_start propagation '
+	mount --bind $D $D; mount --make-shared $D
+	mkdir -p $D/a/b/c $D/d $D/e $D/f $D/u
+	mount --bind $D/a $D/d; mount --bind $D/a/b $D/e; mount --bind $D/f $D/a/b/c
+	mount --bind $D/a $D/u; mount --make-slave $D/u; mount --make-shared $D/u'
+mntcr_dump "$(ns_pid propagation)" "$NS_TMP/propagation.img"
+
+for err in EPERM ENOMEM EBUSY ENOSPC; do
+	run_faults overmount $err
+	run_faults propagation $err
+done
