@@ -55,7 +55,8 @@ static int sys_fail(struct exec_ctx *c, const char *syscall_name)
 static int open_beneath(int dfd, const char *path, int flags)
 {
 	struct mntcr_open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+		/* no O_NOFOLLOW: with it a trailing symlink would be opened, not refused */
+		.flags = (uint64_t)(flags | O_CLOEXEC),
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
 	};
 
