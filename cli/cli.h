@@ -45,4 +45,4 @@ int cmd_restore(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 
 /* restore --dry-run and plan */
-int cli_print_plan(struct mntcr_tree *image, const struct mntcr_restore_opts *opts);
+int cli_print_plan(const struct mntcr_tree *image, const struct mntcr_restore_opts *opts);

@@ -11,7 +11,9 @@
 static void dump_usage(FILE *f)
 {
 	fprintf(f, "Usage: mntcr dump --pid PID --output FILE [--mountinfo] [--no-content]\n"
-		   "Write the mount namespace of PID to an image (FILE '-' = standard output).\n");
+		   "                  [--compress=zstd|gzip|none]\n"
+		   "Write the mount namespace of PID to an image (FILE '-' = standard output),\n"
+		   "with the files of the tmpfs and ramfs filesystems only it has.\n");
 }
 
 int cmd_dump(int argc, char **argv)
@@ -21,13 +23,14 @@ int cmd_dump(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "mountinfo", no_argument, NULL, 'M' },
 		{ "no-content", no_argument, NULL, 'N' },
+		{ "compress", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	struct mntcr_tree *t = NULL;
 	const char *output = NULL, *tmp_path = NULL;
 	char *tmp = NULL;
-	unsigned read_flags = 0, image_flags = 0;
+	unsigned read_flags = 0, image_flags = 0, compress = MNTCR_IMAGE_ZSTD;
 	pid_t pid = 0;
 	int c, r, fd, ret;
 
@@ -47,6 +50,18 @@ int cmd_dump(int argc, char **argv)
 			break;
 		case 'N':
 			image_flags |= MNTCR_IMAGE_NO_CONTENT;
+			break;
+		case 'C':
+			if (strcmp(optarg, "zstd") == 0)
+				compress = MNTCR_IMAGE_ZSTD;
+			else if (strcmp(optarg, "gzip") == 0)
+				compress = MNTCR_IMAGE_GZIP;
+			else if (strcmp(optarg, "none") == 0)
+				compress = 0;
+			else {
+				cli_error("Invalid --compress '%s': expected zstd, gzip or none", optarg);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			dump_usage(stdout);
@@ -89,11 +104,15 @@ int cmd_dump(int argc, char **argv)
 		}
 		tmp_path = tmp;
 	}
-	r = mntcr_image_write(fd, t, image_flags);
+	r = mntcr_image_write(fd, t, image_flags | compress);
 	if (r == 0 && fd != STDOUT_FILENO && fsync(fd) < 0)
 		r = -errno;
 	ret = EXIT_OK;
-	if (r < 0) {
+	if (r == -ESTALE)
+		ret = cli_error("Failed to write image %s: the process is in another mount namespace "
+				"now",
+				output);
+	else if (r < 0) {
 		cli_error("Failed to write image %s: %s", output, strerror(-r));
 		ret = EXIT_FAIL;
 	}

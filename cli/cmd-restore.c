@@ -32,6 +32,8 @@ static void restore_usage(FILE *f)
 		   "  -e, --external KEY=PATH take the mount (KEY = its mountpoint) or the superblock\n"
 		   "                          (KEY = MAJ:MIN, as 'mntcr show' prints it) from PATH\n"
 		   "  -n, --dry-run           print the plan, mount nothing\n"
+		   "      --no-content        restore the mount table alone, not the files\n"
+		   "                          of the tmpfs and ramfs filesystems the image holds\n"
 		   "      --engine=mount-api|compat\n"
 		   "                          the restore engine (default: the best this kernel has)\n"
 		   "      --external-master=private|error\n"
@@ -59,7 +61,7 @@ static int add_external(struct restore_args *a, char *spec)
 }
 
 /* Shared by restore --dry-run and plan: print the plan against our own namespace. */
-int cli_print_plan(struct mntcr_tree *image, const struct mntcr_restore_opts *opts)
+int cli_print_plan(const struct mntcr_tree *image, const struct mntcr_restore_opts *opts)
 {
 	struct mntcr_report rep = { .op_index = MNTCR_NONE };
 	struct mntcr_tree *self = NULL;
@@ -134,13 +136,14 @@ int cmd_restore(int argc, char **argv)
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "external-master", required_argument, NULL, 'M' },
 		{ "engine", required_argument, NULL, 'E' },
+		{ "no-content", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	struct restore_args a = { 0 };
 	struct mntcr_report rep = { .op_index = MNTCR_NONE };
-	struct mntcr_tree *t = NULL;
-	int c, r, ret = EXIT_OK, nsfd = -1;
+	struct mntcr_image *img = NULL;
+	int c, r, ret = EXIT_OK, nsfd = -1, fd = -1;
 
 	while ((c = getopt_long(argc, argv, "+i:p:r:e:nh", opts, NULL)) >= 0) {
 		switch (c) {
@@ -161,6 +164,9 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case 'n':
 			a.dry_run = true;
+			break;
+		case 'N':
+			a.opts.no_content = true;
 			break;
 		case 'E':
 			if (strcmp(optarg, "mount-api") == 0)
@@ -212,21 +218,37 @@ int cmd_restore(int argc, char **argv)
 	a.opts.externals = a.externals;
 	a.opts.n_externals = a.n_externals;
 
-	if (cli_load_image(a.image, &t, &ret) < 0)
+	/*
+	 * The image is opened, not read whole: its manifest is checked first,
+	 * and the filesystem content that follows is streamed into the new
+	 * namespace by the restoring process, then checked against its digest.
+	 */
+	fd = strcmp(a.image, "-") == 0 ? STDIN_FILENO : open(a.image, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		cli_error("Failed to open image %s: %s", a.image, strerror(errno));
+		ret = EXIT_BAD_IMAGE;
 		goto out;
+	}
+	r = mntcr_image_open(fd, &img);
+	if (r < 0) {
+		ret = cli_image_error(a.image, r);
+		goto out;
+	}
 
 	if (a.dry_run) {
-		ret = cli_print_plan(t, &a.opts);
+		/* The plan needs the mount table only; the rest of the image is left unread. */
+		ret = cli_print_plan(mntcr_image_tree(img), &a.opts);
 		goto out;
 	}
-	r = mntcr_restore(t, &a.opts, &nsfd, &rep);
+	r = mntcr_restore_image(img, &a.opts, &nsfd, &rep);
 	if (r < 0) {
 		cli_error("%s", rep.msg ? rep.msg : strerror(-r));
-		ret = r == -EOPNOTSUPP ? EXIT_UNSUPPORTED : EXIT_RESTORE;
+		ret = r == -EOPNOTSUPP  ? EXIT_UNSUPPORTED
+		      : r == -EBADMSG ? EXIT_BAD_IMAGE
+				      : EXIT_RESTORE;
 		goto out;
 	}
-	mntcr_tree_free(t);
-	t = NULL;
+	img = mntcr_image_free(img);
 	if (a.persist)
 		ret = persist(nsfd, a.persist);
 	else
@@ -235,7 +257,9 @@ out:
 	if (nsfd >= 0)
 		close(nsfd);
 	mntcr_report_clear(&rep);
-	mntcr_tree_free(t);
+	mntcr_image_free(img);
+	if (fd > STDIN_FILENO)
+		close(fd);
 	free(a.externals);
 	return ret;
 }

@@ -12,12 +12,15 @@
  * Children are listed by mountpoint; mounts on one path in attach order.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <libsmartcols.h>
 #include <locale.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -77,6 +80,7 @@ static const struct {
 static void show_usage(FILE *f)
 {
 	fprintf(f, "Usage: mntcr show (--pid PID | --image FILE) [--json | --mountinfo] [--all]\n"
+		   "       mntcr show --image FILE --content [--json]\n"
 		   "Print the mount tree of a process or of an image (FILE '-' = standard input).\n"
 		   "\n"
 		   "  -p, --pid PID      the mount namespace of process PID\n"
@@ -84,6 +88,9 @@ static void show_usage(FILE *f)
 		   "  -J, --json         findmnt's JSON: {\"filesystems\": [...]}\n"
 		   "  -m, --mountinfo    /proc/PID/mountinfo lines ('findmnt -F FILE' reads them)\n"
 		   "  -a, --all          all columns: also ID PARENT MAJ:MIN FSROOT SB NODE\n"
+		   "  -c, --content      the image's filesystem content instead: per superblock,\n"
+		   "                     its members (FILES), the size of its regular files\n"
+		   "                     (BYTES) and the paths it covers (ROOTS)\n"
 		   "  -h, --help         show this help\n"
 		   "\n"
 		   "TARGET marks '(covered by PATH)' for a mount that another mount hides and\n"
@@ -483,6 +490,139 @@ static int print_mountinfo(const struct mntcr_tree *t)
 }
 
 /* -------------------------------------------------------------------------- */
+/* --content: what an image holds of each superblock's files */
+
+static int content_cell(struct libscols_line *ln, size_t col, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int content_cell(struct libscols_line *ln, size_t col, const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	/* refer: the line frees it */
+	if (scols_line_refer_data(ln, col, s) < 0) {
+		free(s);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int print_content(const struct mntcr_image *img, bool json)
+{
+	static const struct {
+		const char *name;
+		double whint;
+		int flags, json_type;
+	} cols[] = {
+		{ "SB", 3, SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER },
+		{ "MAJ:MIN", 7, 0, SCOLS_JSON_STRING },
+		{ "FSTYPE", 6, 0, SCOLS_JSON_STRING },
+		{ "SOURCE", 0.2, 0, SCOLS_JSON_STRING },
+		{ "FILES", 7, SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER },
+		{ "BYTES", 10, SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER },
+		{ "ROOTS", 0.3, 0, SCOLS_JSON_STRING },
+	};
+	const struct mntcr_tree *t = mntcr_image_tree(img);
+	struct libscols_table *tb = scols_new_table();
+	int r = 0;
+
+	if (!tb)
+		return -ENOMEM;
+	scols_table_set_name(tb, "content");
+	if (json)
+		scols_table_enable_json(tb, 1);
+	for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
+		struct libscols_column *cl =
+			scols_table_new_column(tb, cols[c].name, cols[c].whint, cols[c].flags);
+
+		if (!cl) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (json)
+			scols_column_set_json_type(cl, cols[c].json_type);
+	}
+	for (size_t s = 0; s < mntcr_tree_n_sbs(t) && r >= 0; s++) {
+		const struct mntcr_sb *sb = mntcr_tree_sb(t, s);
+		struct libscols_line *ln;
+		uint64_t files, bytes;
+		unsigned maj, min;
+		char *roots = NULL;
+		size_t len = 0;
+		FILE *f;
+
+		if (mntcr_image_content_stats(img, s, &files, &bytes) < 0)
+			continue;
+		ln = scols_table_new_line(tb, NULL);
+		f = open_memstream(&roots, &len);
+		if (!ln || !f) {
+			if (f)
+				fclose(f);
+			free(roots);
+			r = -ENOMEM;
+			break;
+		}
+		for (size_t k = 0; k < mntcr_image_content_n_roots(img, s); k++)
+			fprintf(f, "%s%s", k ? " " : "", mntcr_image_content_root(img, s, k));
+		fclose(f);
+		mntcr_sb_dev(sb, &maj, &min);
+		if ((r = content_cell(ln, 0, "%zu", s)) < 0 ||
+		    (r = content_cell(ln, 1, "%u:%u", maj, min)) < 0 ||
+		    (r = content_cell(ln, 2, "%s", mntcr_sb_fstype(sb))) < 0 ||
+		    (r = content_cell(ln, 3, "%s",
+				      mntcr_sb_source(sb) ? mntcr_sb_source(sb) : "none")) < 0 ||
+		    (r = content_cell(ln, 4, "%" PRIu64, files)) < 0 ||
+		    (r = content_cell(ln, 5, "%" PRIu64, bytes)) < 0 ||
+		    (r = content_cell(ln, 6, "%s", roots ? roots : "")) < 0) {
+			free(roots);
+			break;
+		}
+		free(roots);
+	}
+	if (r >= 0)
+		r = scols_print_table(tb) < 0 ? -EIO : 0;
+out:
+	scols_unref_table(tb);
+	return r;
+}
+
+/* The whole image is read (the content counted and checked), then its content listed. */
+static int show_content(const char *file, bool json)
+{
+	struct mntcr_image *img = NULL;
+	int fd, r, ret = EXIT_OK;
+
+	setlocale(LC_ALL, "");
+	fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		cli_error("Failed to open image %s: %s", file, strerror(errno));
+		return EXIT_BAD_IMAGE;
+	}
+	r = mntcr_image_open(fd, &img);
+	if (r == 0)
+		r = mntcr_image_finish(img);
+	if (r < 0)
+		ret = cli_image_error(file, r);
+	else {
+		r = print_content(img, json);
+		if (r >= 0 && (fflush(stdout) != 0 || ferror(stdout)))
+			r = -EIO;
+		if (r < 0)
+			ret = cli_error("Failed to print the content: %s", strerror(-r));
+	}
+	mntcr_image_free(img);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return ret;
+}
+
+/* -------------------------------------------------------------------------- */
 
 int cmd_show(int argc, char **argv)
 {
@@ -492,17 +632,18 @@ int cmd_show(int argc, char **argv)
 		{ "json", no_argument, NULL, 'J' },
 		{ "mountinfo", no_argument, NULL, 'm' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "content", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	struct mntcr_tree *t = NULL;
 	enum show_format format = FORMAT_TREE;
 	const char *image = NULL;
-	bool all = false, have_pid = false, json = false, mountinfo = false;
+	bool all = false, have_pid = false, json = false, mountinfo = false, content = false;
 	pid_t pid = 0;
 	int c, r, ret = EXIT_OK;
 
-	while ((c = getopt_long(argc, argv, "p:i:Jmah", opts, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "p:i:Jmach", opts, NULL)) >= 0) {
 		switch (c) {
 		case 'p':
 			if (!cli_parse_pid(optarg, &pid)) {
@@ -522,6 +663,9 @@ int cmd_show(int argc, char **argv)
 			break;
 		case 'a':
 			all = true;
+			break;
+		case 'c':
+			content = true;
 			break;
 		case 'h':
 			show_usage(stdout);
@@ -548,7 +692,13 @@ int cmd_show(int argc, char **argv)
 		cli_error("Option --all applies to the tree and --json only");
 		return EXIT_USAGE;
 	}
+	if (content && (have_pid || mountinfo || all)) {
+		cli_error("Option --content applies to --image, with or without --json");
+		return EXIT_USAGE;
+	}
 	format = json ? FORMAT_JSON : mountinfo ? FORMAT_MOUNTINFO : FORMAT_TREE;
+	if (content)
+		return show_content(image, json);
 	/* libsmartcols draws the tree with line characters only in a UTF-8 locale */
 	setlocale(LC_ALL, "");
 

@@ -87,6 +87,10 @@ _mntcr()
 		mapfile -t COMPREPLY < <(_mntcr_files "$cur")
 		return
 		;;
+	dump:--compress)
+		mapfile -t COMPREPLY < <(compgen -W "zstd gzip none" -- "$cur")
+		return
+		;;
 	restore:-r | restore:--root)
 		mapfile -t COMPREPLY < <(_mntcr_dirs "$cur")
 		return
@@ -111,10 +115,10 @@ _mntcr()
 
 	local opts
 	case $verb in
-	dump) opts="--pid --output --mountinfo --no-content --help" ;;
-	restore) opts="--image --persist --root --external --dry-run --help --" ;;
+	dump) opts="--pid --output --mountinfo --no-content --compress= --help" ;;
+	restore) opts="--image --persist --root --external --dry-run --no-content --help --" ;;
 	plan) opts="--image --help" ;;
-	show) opts="--pid --image --json --mountinfo --all --help" ;;
+	show) opts="--pid --image --json --mountinfo --all --content --help" ;;
 	diff) opts="--quiet --help" ;;
 	check) opts="--help" ;;
 	*) return ;;

@@ -10,12 +10,14 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "content.h"
 #include "mntcr/mntcr.h"
 #include "plan.h"
 #include "sys.h"
@@ -28,6 +30,11 @@ struct exec_ctx {
 	size_t op;            /* index of the running op */
 	const char *syscall;  /* the call that failed */
 	char kmsg[256];       /* the kernel's fs_context message, if any */
+	bool *attached;       /* per slot: attached by OP_ATTACH or OP_SET_ROOT (park_detached) */
+	uint8_t *direct;      /* per image mount: attach by name, without openat2 (plan_direct) */
+	struct economy *eco;  /* few fds: see "economy" below; NULL when every slot gets its fd */
+	struct mntcr_image *img; /* the image stream OP_CONTENT reads, or NULL */
+	size_t content_left;     /* OP_CONTENT ops still to run: the last one checks the trailer */
 };
 
 #define FAULT_OR(call)                                                                             \
@@ -88,7 +95,9 @@ static int do_sb_create(struct exec_ctx *c, const struct plan_op *op)
 	fsfd = (int)FAULT_OR(fsopen(sb->fstype, FSOPEN_CLOEXEC));
 	if (fsfd < 0)
 		return sys_fail(c, "fsopen");
-	if (sb->source && fsconfig(fsfd, FSCONFIG_SET_STRING, "source", sb->source, 0) < 0) {
+	/* No source reads back as "none" (mountinfo and statmount alike): one call less. */
+	if (sb->source && !streq(sb->source, "none") &&
+	    fsconfig(fsfd, FSCONFIG_SET_STRING, "source", sb->source, 0) < 0) {
 		int r = sys_fail(c, "fsconfig source");
 		read_fs_messages(c, fsfd);
 		return r;
@@ -164,24 +173,27 @@ static int make_node(struct exec_ctx *c, int root, const char *path, bool dir, u
 		return -ENOMEM;
 	base = base ? base + 1 : path;
 
-	dfd = open_beneath(root, parent, O_PATH | O_DIRECTORY);
-	if (dfd < 0 && errno == ENOENT && *parent) {
-		r = make_node(c, root, parent, true, depth + 1);
-		if (r < 0)
-			return r;
+	/* A name in root itself: root is the directory (openat2 of "" would reopen it). */
+	if (*parent) {
 		dfd = open_beneath(root, parent, O_PATH | O_DIRECTORY);
+		if (dfd < 0 && errno == ENOENT) {
+			r = make_node(c, root, parent, true, depth + 1);
+			if (r < 0)
+				return r;
+			dfd = open_beneath(root, parent, O_PATH | O_DIRECTORY);
+		}
+		if (dfd < 0)
+			return sys_fail(c, "openat2");
 	}
-	if (dfd < 0)
-		return sys_fail(c, "openat2");
 	if (dir)
-		r = mkdirat(dfd, base, 0755);
+		r = mkdirat(*parent ? dfd : root, base, 0755);
 	else
-		r = mknodat(dfd, base, S_IFREG | 0644, 0);
+		r = mknodat(*parent ? dfd : root, base, S_IFREG | 0644, 0);
 	if (r == 0)
 		return 0;
 	if (errno != EEXIST)
 		return sys_fail(c, dir ? "mkdirat" : "mknodat");
-	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(*parent ? dfd : root, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return sys_fail(c, "fstatat");
 	if (S_ISDIR(st.st_mode) != dir) {
 		c->syscall = dir ? "mkdirat" : "mknodat";
@@ -228,6 +240,14 @@ static int do_attach(struct exec_ctx *c, const struct plan_op *op)
 	_cleanup_close_ int at = -EBADF;
 
 	log_debug("move_mount #%zu -> #%zu:/%s", op->slot, op->src, op->path);
+	if (c->direct && op->mount != IDX_NONE && c->direct[op->mount]) {
+		/* plan_direct(): the name is a directory or file mkpath made, nothing is on it */
+		if (FAULT_OR(move_mount(c->fds[op->slot], "", c->fds[op->src], op->path,
+					MOVE_MOUNT_F_EMPTY_PATH)) < 0)
+			return sys_fail(c, "move_mount");
+		c->attached[op->slot] = true;
+		return 0;
+	}
 	if (*op->path) {
 		at = open_beneath(c->fds[op->src], op->path, O_PATH);
 		if (at < 0)
@@ -236,6 +256,8 @@ static int do_attach(struct exec_ctx *c, const struct plan_op *op)
 	if (FAULT_OR(move_mount(c->fds[op->slot], "", at >= 0 ? at : c->fds[op->src], "",
 				MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)) < 0)
 		return sys_fail(c, "move_mount");
+	if (c->attached)
+		c->attached[op->slot] = true;
 	return 0;
 }
 
@@ -312,6 +334,8 @@ static int do_set_root(struct exec_ctx *c, const struct plan_op *op)
 	log_debug("move_mount #%zu -> /, pivot_root", op->slot);
 	if (FAULT_OR(move_mount(fd, "", AT_FDCWD, "/", MOVE_MOUNT_F_EMPTY_PATH)) < 0)
 		return sys_fail(c, "move_mount /");
+	if (c->attached)
+		c->attached[op->slot] = true;
 	if (fchdir(fd) < 0)
 		return sys_fail(c, "fchdir");
 	if (FAULT_OR(sys_pivot_root(".", ".")) < 0)
@@ -320,6 +344,40 @@ static int do_set_root(struct exec_ctx *c, const struct plan_op *op)
 		return sys_fail(c, "umount2 old root");
 	if (chdir("/") < 0)
 		return sys_fail(c, "chdir /");
+	return 0;
+}
+
+/*
+ * The image's files of one superblock, into its fresh template. The last
+ * content op reads the image's trailer: a content digest that does not
+ * match fails the restore here, before anything is assembled.
+ */
+static int do_content(struct exec_ctx *c, const struct plan_op *op)
+{
+	_cleanup_free_ char *member = NULL;
+	const char *call = NULL;
+	int r;
+
+	if (!c->img) {
+		c->syscall = "content";
+		snprintf(c->kmsg, sizeof(c->kmsg), "no image stream to read the content from");
+		return -ENODATA;
+	}
+	log_debug("content #%zu <- image content of superblock %zu", op->slot, op->sb);
+	r = content_extract(c->img, op->sb, c->fds[op->slot], &member, &call);
+	if (r == 0 && --c->content_left == 0) {
+		r = image_content_end(c->img);
+		call = "read image";
+	}
+	if (r < 0) {
+		c->syscall = call ? call : "read image";
+		snprintf(c->kmsg, sizeof(c->kmsg), "%s%s%s", member ? "image member " : "",
+			 member ? member : "",
+			 r == -EBADMSG ? (member ? ": a corrupt or hostile image"
+						 : "the image is corrupt or truncated")
+				       : "");
+		return r;
+	}
 	return 0;
 }
 
@@ -348,6 +406,8 @@ static int run_op(struct exec_ctx *c, const struct plan_op *op)
 		return do_set_group(c, op);
 	case OP_PEER_BIND:
 		return do_peer_bind(c, op);
+	case OP_CONTENT:
+		return do_content(c, op);
 	}
 	return -EINVAL;
 }
@@ -381,6 +441,312 @@ static void r_asprintf(char **ret, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* -------------------------------------------------------------------------- */
+/*
+ * Few fds ("economy"). The executor keeps an fd per slot, and a plan of N
+ * mounts has more than N slots. Root raises RLIMIT_NOFILE that far, but
+ * without CAP_SYS_RESOURCE (a container; a sandbox with a hard limit of
+ * 20,000) it cannot, and a restore of 50,000 mounts failed outright. Then
+ * the executor keeps only the fds it needs at a time:
+ *  - the ops that touch nothing but their own slot (OP_SB_CREATE, OP_CLONE
+ *    of a mount, OP_SETATTR, OP_MKPATH) wait in a queue per slot, in plan order, and
+ *    run when an op that has to run needs the slot; an attach onto a mount
+ *    also runs the queue of its superblock's template (the mountpoint);
+ *  - after its last use an fd is closed (an attached mount) or parked
+ *    first (a mount never attached: one RCU wait for all, as at the end),
+ *    unless clones are taken of it;
+ *  - an attached mount that only the propagation phase needs again, and
+ *    that no other mount hides, is closed before that phase and reopened
+ *    then by its path, checked to be the same mount by its unique id.
+ * The calls are the same; only calls on independent slots change order.
+ * MNTCR_FD_ECONOMY=1 forces it (tests).
+ */
+struct economy {
+	size_t *next;	     /* per op: the next queued op of the same slot */
+	size_t *head, *tail; /* per slot: its queue */
+	size_t *last_pre;    /* per slot: the last running op before propagation that needs it */
+	size_t *last;	     /* per slot: the last running op that needs it */
+	size_t *mount;	     /* per slot: the image mount attached from it, or IDX_NONE */
+	bool *keep;	     /* per slot: a clone source or a "like" mount: open until the end */
+	uint64_t *id;	     /* per slot: unique mount id of a mount closed to be reopened */
+	int *alias;	     /* per slot: a pristine clone of a template that is also a mount */
+	int yard;	     /* mounts parked before their fd is closed */
+};
+
+static bool eco_queued(const struct plan_op *op)
+{
+	switch (op->type) {
+	case OP_SB_CREATE:
+	case OP_SETATTR:
+	case OP_MKPATH:
+		return true;
+	case OP_CLONE:
+		/*
+		 * A mount's clone: its attach comes before the propagation phase, while
+		 * everything is private. Not a group's temporary source, which that phase
+		 * needs: cloned then, of a template that is shared by then, it would join the
+		 * template's group instead of being private.
+		 */
+		return op->mount != IDX_NONE;
+	default:
+		return false;
+	}
+}
+
+/* The slots op needs (its own first), at most 3. */
+static size_t eco_refs(const struct mntcr_plan *p, const struct plan_op *op, size_t refs[static 3])
+{
+	size_t n = 0;
+
+	if (op->slot < p->n_slots)
+		refs[n++] = op->slot;
+	if (op->src < p->n_slots && op->src != op->slot)
+		refs[n++] = op->src;
+	if (op->type == OP_MKPATH && op->like_slot < p->n_slots)
+		refs[n++] = op->like_slot;
+	return n;
+}
+
+/* The template of the superblock of the mount attached from slot s, or IDX_NONE. */
+static size_t eco_template(const struct exec_ctx *c, const struct economy *e, size_t s)
+{
+	const struct mntcr_tree *t = c->p->tree;
+
+	if (e->mount[s] == IDX_NONE)
+		return IDX_NONE;
+	return c->p->sb_slot[t->mounts[e->mount[s]].sb];
+}
+
+static void eco_release(struct economy *e)
+{
+	free(e->next);
+	free(e->head);
+	free(e->tail);
+	free(e->last_pre);
+	free(e->last);
+	free(e->mount);
+	free(e->keep);
+	free(e->id);
+	free(e->alias);
+	if (e->yard >= 0)
+		close(e->yard);
+	*e = (struct economy){ .yard = -EBADF };
+}
+
+static int eco_init(struct exec_ctx *c, struct economy *e)
+{
+	const struct mntcr_plan *p = c->p;
+	size_t ns = p->n_slots + 1, refs[4];
+
+	*e = (struct economy){ .yard = -EBADF };
+	e->next = malloc((p->n_ops + 1) * sizeof(size_t));
+	e->head = malloc(ns * sizeof(size_t));
+	e->tail = malloc(ns * sizeof(size_t));
+	e->last_pre = malloc(ns * sizeof(size_t));
+	e->last = malloc(ns * sizeof(size_t));
+	e->mount = malloc(ns * sizeof(size_t));
+	e->keep = calloc(ns, sizeof(bool));
+	e->id = calloc(ns, sizeof(uint64_t));
+	e->alias = malloc(ns * sizeof(int));
+	if (!e->next || !e->head || !e->tail || !e->last_pre || !e->last || !e->mount || !e->keep ||
+	    !e->id || !e->alias)
+		return -ENOMEM;
+	for (size_t s = 0; s < ns; s++) {
+		e->head[s] = e->tail[s] = e->last_pre[s] = e->last[s] = e->mount[s] = IDX_NONE;
+		e->alias[s] = -EBADF;
+	}
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct plan_op *op = &p->ops[i];
+
+		if ((op->type == OP_ATTACH || op->type == OP_SET_ROOT) && op->slot < p->n_slots)
+			e->mount[op->slot] = op->mount;
+		if (op->type == OP_CLONE && op->src < p->n_slots)
+			e->keep[op->src] = true;
+		if (op->type == OP_MKPATH && op->like_slot < p->n_slots)
+			e->keep[op->like_slot] = true;
+	}
+	/* Last uses, by the ops that run where the plan has them. */
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct plan_op *op = &p->ops[i];
+		size_t n;
+
+		if (eco_queued(op))
+			continue;
+		n = eco_refs(p, op, refs);
+		if (op->type == OP_ATTACH && op->src < p->n_slots &&
+		    (refs[n] = eco_template(c, e, op->src)) < p->n_slots)
+			n++;
+		for (size_t k = 0; k < n; k++) {
+			e->last[refs[k]] = i;
+			if (op->phase != PHASE_PROPAGATION)
+				e->last_pre[refs[k]] = i;
+		}
+	}
+	return 0;
+}
+
+static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s);
+
+/*
+ * A queued op. A clone runs later than planned, and its template may by
+ * then be attached, carry flags and have mounts on it (it is also one of
+ * the mounts): so clones are taken of an alias instead, a clone of the
+ * template made right after the superblock, still private, bare and alone.
+ */
+static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *op)
+{
+	int r, saved;
+
+	if (op->type == OP_CLONE && op->src < c->p->n_slots && e->alias[op->src] >= 0) {
+		saved = c->fds[op->src];
+		c->fds[op->src] = e->alias[op->src];
+		r = run_op(c, op);
+		c->fds[op->src] = saved;
+		return r;
+	}
+	r = run_op(c, op);
+	if (r < 0 || op->type != OP_SB_CREATE || !e->keep[op->slot] || e->mount[op->slot] == IDX_NONE)
+		return r;
+	e->alias[op->slot] = open_tree(c->fds[op->slot], "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	if (e->alias[op->slot] < 0)
+		return sys_fail(c, "open_tree (alias)");
+	return 0;
+}
+
+/* Run slot s's queue. */
+static int eco_flush(struct exec_ctx *c, struct economy *e, size_t s)
+{
+	size_t saved = c->op;
+
+	while (e->head[s] != IDX_NONE) {
+		size_t j = e->head[s], refs[3], n;
+		int r;
+
+		e->head[s] = e->next[j];
+		n = eco_refs(c->p, &c->p->ops[j], refs);
+		for (size_t k = 1; k < n; k++) /* what it reads: the template of a clone, a like mount */
+			if ((r = eco_ready(c, e, refs[k])) < 0)
+				return r;
+		c->op = j; /* a failure names the op that failed */
+		c->syscall = NULL;
+		c->kmsg[0] = 0;
+		r = eco_run(c, e, &c->p->ops[j]);
+		if (r < 0)
+			return r;
+		c->op = saved;
+	}
+	e->tail[s] = IDX_NONE;
+	return 0;
+}
+
+/* Slot s, about to be used: its queue run, its fd reopened if it was closed for the propagation phase. */
+static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s)
+{
+	const struct mntcr_mount *m;
+	struct statx stx;
+	int r, fd;
+
+	r = eco_flush(c, e, s);
+	if (r < 0 || c->fds[s] >= 0 || !e->id[s])
+		return r;
+	m = &c->p->tree->mounts[e->mount[s]];
+	fd = open_tree(AT_FDCWD, m->mountpoint, OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+	if (fd < 0)
+		return sys_fail(c, "open_tree (reopen)");
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) < 0 ||
+	    !(stx.stx_mask & STATX_MNT_ID_UNIQUE) || stx.stx_mnt_id != e->id[s]) {
+		close(fd);
+		c->syscall = "open_tree (reopen)";
+		snprintf(c->kmsg, sizeof(c->kmsg), "%s is no longer the mount restored there",
+			 m->mountpoint);
+		return -ESTALE;
+	}
+	c->fds[s] = fd;
+	return 0;
+}
+
+/* Move a never attached mount into the yard, so that closing its fd unmounts nothing yet. */
+static void eco_park(struct economy *e, size_t s, int fd)
+{
+	char name[24];
+
+	if (e->yard < 0) {
+		_cleanup_close_ int fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
+
+		if (fsfd < 0 || fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+			return;
+		e->yard = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
+		if (e->yard < 0)
+			return;
+	}
+	snprintf(name, sizeof(name), "%zu", s);
+	if (mkdirat(e->yard, name, 0700) == 0)
+		(void)move_mount(fd, "", e->yard, name, MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+/* After op i: close the fds it was the last to need. */
+static void eco_done(struct exec_ctx *c, struct economy *e, size_t i)
+{
+	const struct plan_op *op = &c->p->ops[i];
+	size_t refs[4], n = eco_refs(c->p, op, refs);
+
+	if (op->type == OP_ATTACH && op->src < c->p->n_slots &&
+	    (refs[n] = eco_template(c, e, op->src)) < c->p->n_slots)
+		n++;
+	for (size_t k = 0; k < n; k++) {
+		size_t s = refs[k];
+		const struct mntcr_mount *m;
+		struct statx stx;
+
+		if (c->fds[s] < 0 || e->keep[s] || e->head[s] != IDX_NONE)
+			continue;
+		if (e->last[s] == i) {
+			if (!c->attached[s])
+				eco_park(e, s, c->fds[s]);
+			close(c->fds[s]);
+			c->fds[s] = -EBADF;
+			continue;
+		}
+		/* Needed again by the propagation phase only: reopened then, by path. */
+		if (e->last_pre[s] != i || op->phase == PHASE_PROPAGATION || !c->attached[s] ||
+		    e->mount[s] == IDX_NONE)
+			continue;
+		m = &c->p->tree->mounts[e->mount[s]];
+		if (m->hidden || strlen(m->mountpoint) >= PATH_MAX - 1 ||
+		    statx(c->fds[s], "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) < 0 ||
+		    !(stx.stx_mask & STATX_MNT_ID_UNIQUE))
+			continue;
+		e->id[s] = stx.stx_mnt_id;
+		close(c->fds[s]);
+		c->fds[s] = -EBADF;
+	}
+}
+
+/* The report of op c->op failing with r. */
+static int report_failure(struct exec_ctx *c, int r)
+{
+	const struct mntcr_plan *p = c->p;
+	const struct plan_op *op = &p->ops[c->op];
+	const struct mntcr_mount *m = op->mount != IDX_NONE ? &p->tree->mounts[op->mount] : NULL;
+	const char *call = c->syscall ? c->syscall : plan_op_name(op->type);
+	struct strbuf line = { 0 };
+	_cleanup_free_ char *who = NULL;
+
+	(void)plan_op_format(p, c->op, &line);
+	if (m)
+		r_asprintf(&who, " for mount %" PRIu64 " at %s", m->id, m->mountpoint);
+	else if (op->path && op->type != OP_MKPATH)
+		r_asprintf(&who, " of %s", op->path);
+	report_set(c->report, plan_phase_name(op->phase), c->op, m ? m->id : 0,
+		   m ? m->mountpoint : op->path, call, r,
+		   "Restore failed in phase %s: %s%s: %s%s%s%s (operation %s)",
+		   plan_phase_name(op->phase), call, who ? who : "", strerror(-r),
+		   c->kmsg[0] ? " (" : "", c->kmsg, c->kmsg[0] ? ")" : "",
+		   line.buf ? line.buf + strspn(line.buf, " ") : "?");
+	strbuf_release(&line);
+	return r;
+}
+
 static int run_ops(struct exec_ctx *c, bool peers)
 {
 	const struct mntcr_plan *p = c->p;
@@ -391,29 +757,53 @@ static int run_ops(struct exec_ctx *c, bool peers)
 
 		if ((op->type == OP_PEER_BIND) != peers)
 			continue;
+		/* The ops come phase by phase: time each (MNTCR_TIMING). */
+		if (!peers && c->op > 0 && op->phase != p->ops[c->op - 1].phase)
+			timing_mark(plan_phase_name(p->ops[c->op - 1].phase));
+		if (c->eco && eco_queued(op)) { /* runs when its slot is needed */
+			size_t s = op->slot;
+
+			c->eco->next[c->op] = IDX_NONE;
+			if (c->eco->tail[s] == IDX_NONE)
+				c->eco->head[s] = c->op;
+			else
+				c->eco->next[c->eco->tail[s]] = c->op;
+			c->eco->tail[s] = c->op;
+			continue;
+		}
 		c->syscall = NULL;
 		c->kmsg[0] = 0;
-		r = run_op(c, op);
-		if (r < 0) {
-			const struct mntcr_mount *m = op->mount != IDX_NONE ? &p->tree->mounts[op->mount] : NULL;
-			const char *call = c->syscall ? c->syscall : plan_op_name(op->type);
-			struct strbuf line = { 0 };
-			_cleanup_free_ char *who = NULL;
+		r = 0;
+		if (c->eco) {
+			size_t i = c->op, refs[4], n = eco_refs(p, op, refs);
 
-			(void)plan_op_format(p, c->op, &line);
-			if (m)
-				r_asprintf(&who, " for mount %" PRIu64 " at %s", m->id, m->mountpoint);
-			else if (op->path && op->type != OP_MKPATH)
-				r_asprintf(&who, " of %s", op->path);
-			report_set(c->report, plan_phase_name(op->phase), c->op, m ? m->id : 0,
-				   m ? m->mountpoint : op->path, call, r,
-				   "Restore failed in phase %s: %s%s: %s%s%s%s (operation %s)",
-				   plan_phase_name(op->phase), call, who ? who : "", strerror(-r),
-				   c->kmsg[0] ? " (" : "", c->kmsg, c->kmsg[0] ? ")" : "",
-				   line.buf ? line.buf + strspn(line.buf, " ") : "?");
-			strbuf_release(&line);
-			return r;
+			if (op->type == OP_ATTACH && op->src < p->n_slots &&
+			    (refs[n] = eco_template(c, c->eco, op->src)) < p->n_slots)
+				n++;
+			for (size_t k = 0; k < n && r == 0; k++)
+				r = eco_ready(c, c->eco, refs[k]);
+			if (r == 0) {
+				c->op = i;
+				c->syscall = NULL;
+				c->kmsg[0] = 0;
+			}
 		}
+		if (r == 0)
+			r = run_op(c, op);
+		if (r < 0)
+			return report_failure(c, r);
+		if (c->eco)
+			eco_done(c, c->eco, c->op);
+	}
+	/* Whatever is still queued (nothing, in a plan where every slot is used). */
+	for (size_t s = 0; c->eco && !peers && s < p->n_slots; s++) {
+		r = eco_flush(c, c->eco, s);
+		if (r < 0)
+			return report_failure(c, r);
+	}
+	if (!peers && p->n_ops > 0) {
+		timing_mark(plan_phase_name(p->ops[p->n_ops - 1].phase));
+		timing_mark("built");
 	}
 	return 0;
 }
@@ -470,6 +860,94 @@ static int unshare_newer(void)
 }
 
 /*
+ * Which mounts are attached by name, with one move_mount relative to their
+ * parent's fd and no openat2 (RESOLVE_BENEATH | NO_SYMLINKS | NO_XDEV)
+ * first: those whose path in their parent is a single name that an
+ * OP_MKPATH of the plan made, or found to be, a directory or a file, in a
+ * superblock this restore creates and into which no image content is
+ * written (no OP_CONTENT), and whose siblings are not on the same path.
+ * One name in a directory of our own cannot be a symlink, nor lead out of
+ * it, nor have anything mounted on it, so openat2 could not refuse it; a
+ * sibling on the same path is still left to openat2 (EXDEV, as before).
+ */
+static int plan_direct(struct exec_ctx *c)
+{
+	const struct mntcr_tree *t = c->p->tree;
+	_cleanup_free_ bool *content = calloc(t->n_sbs + 1, sizeof(bool));
+
+	c->direct = calloc(t->n_mounts + 1, 1);
+	if (!content || !c->direct)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->p->n_ops; i++)
+		if (c->p->ops[i].type == OP_CONTENT && c->p->ops[i].sb < t->n_sbs)
+			content[c->p->ops[i].sb] = true;
+	for (size_t pi = 0; pi < t->n_mounts; pi++) {
+		const struct mntcr_mount *pm = &t->mounts[pi];
+
+		if (!t->sbs[pm->sb].owned || content[pm->sb])
+			continue;
+		/* children in attach order: the same paths are next to each other */
+		for (size_t k = 0; k < pm->n_children; k++) {
+			size_t ci = tree_child_idx(t, pm, k);
+			const struct mntcr_mount *m = &t->mounts[ci];
+			const char *rel = mount_relpath(t, m);
+
+			if (!*rel || strchr(rel, '/'))
+				continue;
+			if ((k > 0 && streq(tree_child(t, pm, k - 1)->mountpoint, m->mountpoint)) ||
+			    (k + 1 < pm->n_children &&
+			     streq(tree_child(t, pm, k + 1)->mountpoint, m->mountpoint)))
+				continue;
+			c->direct[ci] = 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Closing the last fd of a mount that was never attached unmounts it, and
+ * every unmount waits for an RCU grace period (KERNEL-FACTS §4.2; 50-100 us
+ * here): with a temporary source per peer group that was most of a
+ * restore's time. So the mounts that stayed detached (templates, temporary
+ * sources, peer clones) are first moved into one detached tmpfs, and
+ * closing that drops them all after a single wait. Cleanup, not part of
+ * the plan (no fault injection); a mount that cannot be moved is closed
+ * on its own, as before.
+ */
+static void park_detached(struct exec_ctx *c)
+{
+	_cleanup_close_ int fsfd = -EBADF, yard = -EBADF;
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->p->n_slots; i++)
+		n += c->fds[i] >= 0 && !c->attached[i];
+	if (n < 2)
+		return;
+	fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fsfd < 0 || fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return;
+	yard = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
+	if (yard < 0)
+		return;
+	/*
+	 * Each on a directory of its own: stacked on each other, a mount on a
+	 * shared temporary source would propagate to the group's members.
+	 */
+	for (size_t i = 0; i < c->p->n_slots; i++) {
+		char name[24];
+
+		if (c->fds[i] < 0 || c->attached[i])
+			continue;
+		snprintf(name, sizeof(name), "%zu", i);
+		if (mkdirat(yard, name, 0700) < 0 ||
+		    move_mount(c->fds[i], "", yard, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			continue;
+		close(c->fds[i]);
+		c->fds[i] = -EBADF;
+	}
+}
+
+/*
  * Enter a new mount namespace and run the plan in it. The new namespace is
  * a copy of ours; before anything is mounted in it every mount is made
  * private, so nothing can propagate back. The only thing done before that:
@@ -478,13 +956,36 @@ static int unshare_newer(void)
  */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 {
-	struct exec_ctx c = { .p = p, .report = report };
+	return plan_execute_full(p, NULL, report);
+}
+
+int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img,
+		      struct mntcr_report *report)
+{
+	struct exec_ctx c = { .p = p, .report = report, .img = img };
+	struct economy eco = { .yard = -EBADF };
 	int r;
+
+	for (size_t i = 0; i < p->n_ops; i++)
+		c.content_left += p->ops[i].type == OP_CONTENT;
 
 	if (p->engine == MNTCR_ENGINE_COMPAT)
 		return compat_execute(p, report);
 
 	r = raise_fd_limit(p->n_slots + 64);
+	if (r == -EPERM || getenv("MNTCR_FD_ECONOMY")) {
+		/* Not allowed to raise the hard limit (no CAP_SYS_RESOURCE): make do with it. */
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+		}
+		log_debug("%zu fds for %zu slots are not allowed: keeping few fds open", p->n_slots + 64,
+			  p->n_slots);
+		c.eco = &eco;
+		r = 0;
+	}
 	if (r < 0) {
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "setrlimit", r,
 			   "Restore failed in phase namespace: setrlimit RLIMIT_NOFILE to %zu for %zu mounts: %s",
@@ -497,6 +998,11 @@ int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_slots; i++)
 		c.fds[i] = -EBADF;
+	c.attached = calloc(p->n_slots + 1, sizeof(bool));
+	if (!c.attached || plan_direct(&c) < 0 || (c.eco && eco_init(&c, c.eco) < 0)) {
+		r = -ENOMEM;
+		goto out;
+	}
 
 	r = unshare_newer();
 	if (r < 0) {
@@ -514,11 +1020,23 @@ int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 			   strerror(-r));
 		goto out;
 	}
+	timing_mark("namespace");
 	r = run_ops(&c, /* peers= */ false);
 out:
+	if (r == 0)
+		park_detached(&c);
 	for (size_t i = 0; i < p->n_slots; i++)
 		if (c.fds[i] >= 0)
 			close(c.fds[i]);
 	free(c.fds);
+	free(c.attached);
+	free(c.direct);
+	for (size_t i = 0; c.eco && eco.alias && i < p->n_slots; i++)
+		if (eco.alias[i] >= 0) {
+			eco_park(&eco, p->n_slots + i, eco.alias[i]); /* a name of its own */
+			close(eco.alias[i]);
+		}
+	eco_release(&eco);
+	timing_mark("close");
 	return r;
 }

@@ -4,30 +4,45 @@
  * libarchive, so that it flows through pipes and a compression filter can be
  * added later without a format change. Members, in this order:
  *
- *   mntcr-image       magic and format version: "mntcr-image\nversion 1\n"
- *   manifest.json     the mount table as JSON, pretty printed
- *   content/<sb>/...  filesystem content of superblock <sb> (none yet; skipped)
- *   checksum          XXH3-64 of the manifest and of the content data, member count
+ *   mntcr-image        magic and format version: "mntcr-image\nversion N\n"
+ *   manifest.json      the mount table as JSON, pretty printed
+ *   manifest.checksum  (version 2) XXH3-64 of the manifest, checked before it is used
+ *   content/<sb>/...   (version 2) the files of owned tmpfs/ramfs superblock <sb>
+ *   checksum           XXH3-64 of the manifest and of the content, member count
  *
- * The checksum comes last so that the writer can stream, which means the
- * reader cannot trust anything before the end: it reads the whole stream,
- * checks the digests, and only then parses the manifest. An image is
- * untrusted input (it is fuzzed): every JSON field is type-checked, sizes
- * and counts are bounded, and tree_index() rejects inconsistent tables.
- * docs/image-format.md is the specification.
+ * Version 1 (no content; what a namespace without owned tmpfs/ramfs, or
+ * dump --no-content, still gives): the checksum comes last so that the
+ * writer can stream, so the reader reads the whole stream, checks the
+ * digests, and only then parses the manifest.
+ *
+ * Version 2 (content): the content can be far larger than memory and a
+ * restore writes it into the new filesystems as it reads it, so the
+ * manifest is checked against its own digest member and parsed first,
+ * and the content digest is checked at the end (a restore that sees a
+ * mismatch fails and leaves nothing behind). The content digest covers
+ * each member's canonical metadata as well as its data.
+ *
+ * An image is untrusted input (it is fuzzed): every JSON field is
+ * type-checked, sizes and counts are bounded, tree_index() rejects
+ * inconsistent tables, and content member names, types, link targets and
+ * attributes are checked before anyone acts on them. docs/image-format.md
+ * is the specification.
  */
 #include <archive.h>
 #include <archive_entry.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <poll.h>
 #include <xxhash.h>
 
+#include "content.h"
 #include "flags.h"
+#include "json.h"
 #include "mntcr/mntcr.h"
 #include "tree.h"
 
-#define IMAGE_VERSION 1
+#define IMAGE_VERSION 1		/* images without content */
+#define IMAGE_VERSION_CONTENT 2 /* images with content */
+#define IMAGE_VERSION_MAX IMAGE_VERSION_CONTENT
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define IMAGE_MAGIC_PREFIX "mntcr-image\nversion "
@@ -35,7 +50,7 @@
 #define MAGIC_MEMBER "mntcr-image"
 #define MANIFEST_MEMBER "manifest.json"
 #define CHECKSUM_MEMBER "checksum"
-#define CONTENT_PREFIX "content/"
+#define MANIFEST_CHECKSUM_MEMBER "manifest.checksum"
 #define MANIFEST_FORMAT "mntcr-manifest"
 #define CHECKSUM_ALGORITHM "xxh3-64"
 
@@ -49,16 +64,11 @@
 #define NAME_MAX_LEN 255	   /* kernel release, hostname */
 #define TEXT_MAX ((size_t)1 << 20) /* source and options: mountinfo.c's line limit */
 #define FLAGS_MAX 64		   /* names in one mount's "flags" */
-#define CONTENT_NAME_MAX (2 * IMAGE_PATH_MAX)
 #define TRAILER_DRAIN_MAX ((size_t)1 << 20)
 #define IO_BUF_SIZE ((size_t)64 << 10)
-
-static void json_object_putp(struct json_object **o)
-{
-	if (*o)
-		json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
 
 /* -------------------------------------------------------------------------- */
 /* Field checks shared by the writer and the reader */
@@ -197,89 +207,34 @@ static const char *archive_message(struct archive *a)
 }
 
 /* -------------------------------------------------------------------------- */
-/* Writer: JSON */
-
-static int json_add(struct json_object *obj, const char *key, struct json_object *v)
-{
-	/* Keys are string literals and each is added once. */
-	if (json_object_object_add_ex(obj, key, v,
-				      JSON_C_OBJECT_ADD_KEY_IS_NEW |
-					      JSON_C_OBJECT_KEY_IS_CONSTANT) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
+/* Writer: JSON (json.c prints what json-c prints with PRETTY | SPACED) */
 
 /* A string, escaped to valid UTF-8 (utf8_escape_bytes); NULL becomes null. */
-static int json_add_str(struct json_object *obj, const char *key, const char *s)
+static int json_add_str(struct jw *w, const char *key, const char *s)
 {
 	_cleanup_free_ char *esc = NULL;
-	struct json_object *v;
-	size_t n;
+	const char *p;
 	int r;
 
-	if (!s)
-		return json_add(obj, key, NULL);
+	if (!s) {
+		jw_null(w, key);
+		return 0;
+	}
+	/* Plain ASCII without a backslash escapes to itself: the common case. */
+	for (p = s; *p && (unsigned char)*p < 0x80 && *p != '\\'; p++)
+		;
+	if (!*p) {
+		if ((size_t)(p - s) > INT_MAX)
+			return -EFBIG;
+		jw_string_len(w, key, s, (size_t)(p - s));
+		return 0;
+	}
 	r = utf8_escape_bytes(s, &esc);
 	if (r < 0)
 		return r;
-	n = strlen(esc);
-	if (n > INT_MAX)
+	if (strlen(esc) > INT_MAX)
 		return -EFBIG;
-	v = json_object_new_string_len(esc, (int)n);
-	if (!v)
-		return -ENOMEM;
-	return json_add(obj, key, v);
-}
-
-static int json_add_u64(struct json_object *obj, const char *key, uint64_t u)
-{
-	struct json_object *v = json_object_new_uint64(u);
-
-	if (!v)
-		return -ENOMEM;
-	return json_add(obj, key, v);
-}
-
-static int json_add_bool(struct json_object *obj, const char *key, bool b)
-{
-	struct json_object *v = json_object_new_boolean(b);
-
-	if (!v)
-		return -ENOMEM;
-	return json_add(obj, key, v);
-}
-
-/* A new object appended to array arr (which owns it). */
-static int json_append_object(struct json_object *arr, struct json_object **ret)
-{
-	struct json_object *o = json_object_new_object();
-
-	if (!o)
-		return -ENOMEM;
-	if (json_object_array_add(arr, o) < 0) {
-		json_object_put(o);
-		return -ENOMEM;
-	}
-	*ret = o;
-	return 0;
-}
-
-/* A new container added to obj under key (obj owns it). */
-static int json_add_container(struct json_object *obj, const char *key, bool array, size_t n,
-			      struct json_object **ret)
-{
-	struct json_object *c =
-		array ? json_object_new_array_ext(n ? (int)n : 1) : json_object_new_object();
-	int r;
-
-	if (!c)
-		return -ENOMEM;
-	r = json_add(obj, key, c);
-	if (r < 0)
-		return r;
-	*ret = c;
+	jw_string(w, key, esc);
 	return 0;
 }
 
@@ -288,7 +243,7 @@ static int json_add_container(struct json_object *obj, const char *key, bool arr
  * through mntcr_attr_format(). Flags without a name would be lost, so they
  * make the write fail instead.
  */
-static int flags_to_json(uint64_t attr, struct json_object *arr)
+static int flags_to_json(uint64_t attr, struct jw *w)
 {
 	char buf[256];
 	uint64_t back;
@@ -297,25 +252,23 @@ static int flags_to_json(uint64_t attr, struct json_object *arr)
 	n = mntcr_attr_format(attr, buf, sizeof(buf));
 	if (n < 0 || attr_from_options(buf, &back) < 0 || back != attr)
 		return -EINVAL;
+	jw_array_begin(w, "flags");
 	for (char *p = buf, *e; *p; p = *e ? e + 1 : e) {
-		struct json_object *v;
-
 		e = strchrnul(p, ',');
-		v = json_object_new_string_len(p, (int)(e - p));
-		if (!v)
-			return -ENOMEM;
-		if (json_object_array_add(arr, v) < 0) {
-			json_object_put(v);
-			return -ENOMEM;
-		}
+		jw_string_len(w, NULL, p, (size_t)(e - p));
 	}
+	jw_array_end(w);
 	return 0;
 }
 
-static int sb_to_json(const struct mntcr_tree *t, size_t i, struct json_object *sbs)
+/* What the manifest says besides the tree (mntcr_image_write). */
+struct manifest_extra;
+static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *w);
+
+static int sb_to_json(const struct mntcr_tree *t, size_t i, struct jw *w,
+		      const struct manifest_extra *x)
 {
 	const struct mntcr_sb *sb = &t->sbs[i];
-	struct json_object *o;
 	char dev[32];
 	int r;
 
@@ -327,21 +280,24 @@ static int sb_to_json(const struct mntcr_tree *t, size_t i, struct json_object *
 				       "too long or not a normalised absolute path",
 				       i, sb->dev_major, sb->dev_minor);
 	snprintf(dev, sizeof(dev), "%u:%u", sb->dev_major, sb->dev_minor);
-	if ((r = json_append_object(sbs, &o)) < 0 || (r = json_add_str(o, "dev", dev)) < 0 ||
-	    (r = json_add_str(o, "fstype", sb->fstype)) < 0 ||
-	    (r = json_add_str(o, "source", sb->source)) < 0 ||
-	    (r = json_add_str(o, "options", sb->opts)) < 0 ||
-	    (r = json_add_bool(o, "owned", sb->owned)) < 0 ||
-	    (r = json_add_str(o, "ext_path", sb->ext_path)) < 0 ||
-	    (r = json_add_str(o, "ext_root", sb->ext_root)) < 0)
+	jw_object_begin(w, NULL);
+	if ((r = json_add_str(w, "dev", dev)) < 0 ||
+	    (r = json_add_str(w, "fstype", sb->fstype)) < 0 ||
+	    (r = json_add_str(w, "source", sb->source)) < 0 ||
+	    (r = json_add_str(w, "options", sb->opts)) < 0)
 		return r;
+	jw_bool(w, "owned", sb->owned);
+	if ((r = json_add_str(w, "ext_path", sb->ext_path)) < 0 ||
+	    (r = json_add_str(w, "ext_root", sb->ext_root)) < 0 ||
+	    (r = content_to_json(x, i, w)) < 0)
+		return r;
+	jw_object_end(w);
 	return 0;
 }
 
-static int mount_to_json(const struct mntcr_tree *t, size_t i, struct json_object *mounts)
+static int mount_to_json(const struct mntcr_tree *t, size_t i, struct jw *w)
 {
 	const struct mntcr_mount *m = &t->mounts[i];
-	struct json_object *o, *flags;
 	int r;
 
 	if (m->sb >= t->n_sbs || !path_ok(m->root, false) || !path_ok(m->mountpoint, true) ||
@@ -352,14 +308,15 @@ static int mount_to_json(const struct mntcr_tree *t, size_t i, struct json_objec
 			"Cannot write mount %" PRIu64
 			" (%s): a field is missing, too long or not a normalised absolute path",
 			m->id, m->mountpoint ? m->mountpoint : "?");
-	if ((r = json_append_object(mounts, &o)) < 0 || (r = json_add_u64(o, "id", m->id)) < 0 ||
-	    (r = json_add_u64(o, "parent_id", m->parent_id)) < 0 ||
-	    (r = json_add_u64(o, "old_id", m->old_id)) < 0 ||
-	    (r = json_add_u64(o, "sb", m->sb)) < 0 || (r = json_add_str(o, "root", m->root)) < 0 ||
-	    (r = json_add_str(o, "mountpoint", m->mountpoint)) < 0 ||
-	    (r = json_add_container(o, "flags", true, 4, &flags)) < 0)
+	jw_object_begin(w, NULL);
+	jw_u64(w, "id", m->id);
+	jw_u64(w, "parent_id", m->parent_id);
+	jw_u64(w, "old_id", m->old_id);
+	jw_u64(w, "sb", m->sb);
+	if ((r = json_add_str(w, "root", m->root)) < 0 ||
+	    (r = json_add_str(w, "mountpoint", m->mountpoint)) < 0)
 		return r;
-	r = flags_to_json(m->attr, flags);
+	r = flags_to_json(m->attr, w);
 	if (r == -EINVAL)
 		return log_debug_errno(r,
 				       "Cannot write mount %" PRIu64
@@ -367,26 +324,52 @@ static int mount_to_json(const struct mntcr_tree *t, size_t i, struct json_objec
 				       m->id, m->mountpoint, m->attr);
 	if (r < 0)
 		return r;
-	if ((r = json_add_str(o, "fstype", m->fstype)) < 0 ||
-	    (r = json_add_str(o, "source", m->source)) < 0 ||
-	    (r = json_add_str(o, "sb_options", m->sb_opts)) < 0 ||
-	    (r = json_add_u64(o, "shared", m->shared)) < 0 ||
-	    (r = json_add_u64(o, "master", m->master)) < 0 ||
-	    (r = json_add_u64(o, "propagate_from", m->propagate_from)) < 0 ||
-	    (r = json_add_bool(o, "unbindable", m->unbindable)) < 0 ||
-	    (r = json_add_str(o, "type", node_type_name(m->type))) < 0)
+	if ((r = json_add_str(w, "fstype", m->fstype)) < 0 ||
+	    (r = json_add_str(w, "source", m->source)) < 0 ||
+	    (r = json_add_str(w, "sb_options", m->sb_opts)) < 0)
 		return r;
+	jw_u64(w, "shared", m->shared);
+	jw_u64(w, "master", m->master);
+	jw_u64(w, "propagate_from", m->propagate_from);
+	jw_bool(w, "unbindable", m->unbindable);
+	if ((r = json_add_str(w, "type", node_type_name(m->type))) < 0)
+		return r;
+	jw_object_end(w);
+	return 0;
+}
+
+struct manifest_extra {
+	unsigned version; /* the image's format version: the manifest repeats it */
+	char ***roots;	  /* version 2: per superblock, its content roots (content_plan) */
+	size_t *n_roots;
+};
+
+/* Version 2: "content", the roots whose subtrees the image holds, or null (version 1: no key). */
+static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *w)
+{
+	int r;
+
+	if (!x || x->version < IMAGE_VERSION_CONTENT)
+		return 0;
+	if (!x->roots || !x->n_roots[i]) {
+		jw_null(w, "content");
+		return 0;
+	}
+	jw_array_begin(w, "content");
+	for (size_t k = 0; k < x->n_roots[i]; k++)
+		if ((r = json_add_str(w, NULL, x->roots[i][k])) < 0)
+			return r;
+	jw_array_end(w);
 	return 0;
 }
 
 /* The manifest text: pretty-printed JSON and a final newline. */
-static int manifest_build(const struct mntcr_tree *t, char **ret, size_t *ret_len)
+static int manifest_build(const struct mntcr_tree *t, const struct manifest_extra *x, char **ret,
+			  size_t *ret_len)
 {
-	_cleanup_json_ struct json_object *root = NULL;
-	struct json_object *counts, *sbs, *mounts;
-	const char *text;
-	size_t len, raw = 0;
-	char *out;
+	struct strbuf b = { 0 };
+	struct jw w = { .out = &b };
+	size_t raw = 0;
 	int r;
 
 	if (t->n_mounts > MOUNTS_MAX || t->n_sbs > t->n_mounts)
@@ -412,117 +395,143 @@ static int manifest_build(const struct mntcr_tree *t, char **ret, size_t *ret_le
 				"Cannot write an image: the manifest would exceed %zu bytes",
 				MANIFEST_MAX);
 	}
-
-	root = json_object_new_object();
-	if (!root)
-		return -ENOMEM;
-	if ((r = json_add_str(root, "format", MANIFEST_FORMAT)) < 0 ||
-	    (r = json_add_u64(root, "version", IMAGE_VERSION)) < 0 ||
-	    (r = json_add_str(root, "source", source_name(t->source))) < 0 ||
-	    (r = json_add_str(root, "kernel", t->kernel)) < 0 ||
-	    (r = json_add_str(root, "hostname", t->hostname)) < 0 ||
-	    (r = json_add_u64(root, "pid", (uint64_t)t->pid)) < 0 ||
-	    (r = json_add_u64(root, "ns_id", t->ns_id)) < 0 ||
-	    (r = json_add_bool(root, "unique_ids", t->unique_ids)) < 0 ||
-	    (r = json_add_u64(root, "root_id", t->mounts[t->root].id)) < 0 ||
-	    (r = json_add_container(root, "counts", false, 0, &counts)) < 0 ||
-	    (r = json_add_u64(counts, "mounts", t->n_mounts)) < 0 ||
-	    (r = json_add_u64(counts, "superblocks", t->n_sbs)) < 0 ||
-	    (r = json_add_container(root, "superblocks", true, t->n_sbs, &sbs)) < 0 ||
-	    (r = json_add_container(root, "mounts", true, t->n_mounts, &mounts)) < 0)
+	/* About 400 bytes of keys and indents per mount and 200 per superblock: one allocation. */
+	r = strbuf_reserve(&b, raw + t->n_mounts * 420 + t->n_sbs * 200 + 4096);
+	if (r < 0)
 		return r;
-	for (size_t i = 0; i < t->n_sbs; i++) {
-		r = sb_to_json(t, i, sbs);
-		if (r < 0)
-			return r;
-	}
-	for (size_t i = 0; i < t->n_mounts; i++) {
-		r = mount_to_json(t, i, mounts);
-		if (r < 0)
-			return r;
-	}
 
-	text = json_object_to_json_string_length(root,
-						 JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-							 JSON_C_TO_STRING_NOSLASHESCAPE,
-						 &len);
-	if (!text)
-		return -ENOMEM;
-	if (len + 1 > MANIFEST_MAX)
-		return log_debug_errno(
+	jw_object_begin(&w, NULL);
+	jw_string(&w, "format", MANIFEST_FORMAT);
+	jw_u64(&w, "version", x ? x->version : IMAGE_VERSION);
+	if ((r = json_add_str(&w, "source", source_name(t->source))) < 0 ||
+	    (r = json_add_str(&w, "kernel", t->kernel)) < 0 ||
+	    (r = json_add_str(&w, "hostname", t->hostname)) < 0)
+		goto fail;
+	jw_u64(&w, "pid", (uint64_t)t->pid);
+	jw_u64(&w, "ns_id", t->ns_id);
+	jw_bool(&w, "unique_ids", t->unique_ids);
+	jw_u64(&w, "root_id", t->mounts[t->root].id);
+	jw_object_begin(&w, "counts");
+	jw_u64(&w, "mounts", t->n_mounts);
+	jw_u64(&w, "superblocks", t->n_sbs);
+	jw_object_end(&w);
+	jw_array_begin(&w, "superblocks");
+	for (size_t i = 0; i < t->n_sbs; i++)
+		if ((r = sb_to_json(t, i, &w, x)) < 0)
+			goto fail;
+	jw_array_end(&w);
+	jw_array_begin(&w, "mounts");
+	for (size_t i = 0; i < t->n_mounts; i++)
+		if ((r = mount_to_json(t, i, &w)) < 0)
+			goto fail;
+	jw_array_end(&w);
+	jw_object_end(&w);
+	if (w.err == 0 && strbuf_add(&b, "\n", 1) < 0)
+		w.err = -ENOMEM;
+	if ((r = w.err) < 0)
+		goto fail;
+	if (b.len > MANIFEST_MAX) {
+		r = log_debug_errno(
 			-EFBIG, "Cannot write an image: the manifest has %zu bytes, more than %zu",
-			len + 1, MANIFEST_MAX);
-	out = malloc(len + 2);
-	if (!out)
-		return -ENOMEM;
-	memcpy(out, text, len);
-	out[len] = '\n';
-	out[len + 1] = 0;
-	*ret = out;
-	*ret_len = len + 1;
+			b.len, MANIFEST_MAX);
+		goto fail;
+	}
+	*ret_len = b.len;
+	*ret = strbuf_detach(&b);
 	return 0;
+fail:
+	strbuf_release(&b);
+	return r;
 }
 
 static int checksum_build(uint64_t manifest, uint64_t content, uint64_t members, char **ret,
 			  size_t *ret_len)
 {
-	_cleanup_json_ struct json_object *root = NULL;
-	const char *text;
+	struct strbuf b = { 0 };
+	struct jw w = { .out = &b, .escape_slash = true };
 	char hex[2][17];
-	size_t len;
-	int r;
 
 	snprintf(hex[0], sizeof(hex[0]), "%016" PRIx64, manifest);
 	snprintf(hex[1], sizeof(hex[1]), "%016" PRIx64, content);
-	root = json_object_new_object();
-	if (!root)
-		return -ENOMEM;
-	if ((r = json_add_str(root, "algorithm", CHECKSUM_ALGORITHM)) < 0 ||
-	    (r = json_add_str(root, "manifest", hex[0])) < 0 ||
-	    (r = json_add_str(root, "content", hex[1])) < 0 ||
-	    (r = json_add_u64(root, "members", members)) < 0)
-		return r;
-	text = json_object_to_json_string_length(
-		root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED, &len);
-	if (!text)
-		return -ENOMEM;
-	if (asprintf(ret, "%s\n", text) < 0)
-		return -ENOMEM;
-	*ret_len = len + 1;
+	jw_object_begin(&w, NULL);
+	jw_string(&w, "algorithm", CHECKSUM_ALGORITHM);
+	jw_string(&w, "manifest", hex[0]);
+	jw_string(&w, "content", hex[1]);
+	jw_u64(&w, "members", members);
+	jw_object_end(&w);
+	if (w.err == 0 && strbuf_add(&b, "\n", 1) < 0)
+		w.err = -ENOMEM;
+	if (w.err < 0) {
+		strbuf_release(&b);
+		return w.err;
+	}
+	*ret_len = b.len;
+	*ret = strbuf_detach(&b);
 	return 0;
 }
 
 /* -------------------------------------------------------------------------- */
 /* Writer: the archive */
 
+struct image_writer {
+	struct archive *a;
+	struct image_io io;
+	unsigned version;
+	uint64_t manifest_digest;
+	XXH3_state_t *content; /* the content digest (digest_member) */
+	uint64_t members;      /* members written so far */
+	const char *member;    /* the current content member, for messages */
+};
+
 /*
- * pax restricted: plain ustar headers unless a member needs more (a long or
- * non-ASCII name, a large size), then a pax extended header. Uncompressed;
- * compressing is one archive_write_add_filter_*() call in place of
- * add_filter_none, since the reader accepts every filter libarchive has.
+ * Version 1: pax restricted, plain ustar headers unless a member needs
+ * more (a long or non-ASCII name, a large size), then a pax extended
+ * header. Version 2: full pax, so that every content member keeps its
+ * atime and its times' nanoseconds, with hdrcharset=BINARY: names, link
+ * targets and attribute names are bytes, stored as they are whatever the
+ * locale. Optionally compressed; the reader accepts every filter.
  */
-static int writer_new(struct image_io *io, struct archive **ret)
+static int writer_new(struct image_writer *w, unsigned version, unsigned flags)
 {
 	struct archive *a = archive_write_new();
+	int r;
 
 	if (!a)
 		return -ENOMEM;
-	if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
-	    archive_write_add_filter_none(a) != ARCHIVE_OK ||
-	    archive_write_open(a, io, NULL, io_write, NULL) != ARCHIVE_OK) {
-		int r = log_debug_errno(archive_failure(a, io, -EIO),
-					"Failed to set up the image writer on fd %d: %s", io->fd,
-					archive_message(a));
+	if (version >= IMAGE_VERSION_CONTENT)
+		r = archive_write_set_format_pax(a) != ARCHIVE_OK ||
+		    archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK;
+	else
+		r = archive_write_set_format_pax_restricted(a) != ARCHIVE_OK;
+	if (!r) {
+		if (flags & MNTCR_IMAGE_ZSTD)
+			r = archive_write_add_filter_zstd(a) != ARCHIVE_OK;
+		else if (flags & MNTCR_IMAGE_GZIP)
+			r = archive_write_add_filter_gzip(a) != ARCHIVE_OK;
+		else
+			r = archive_write_add_filter_none(a) != ARCHIVE_OK;
+		/*
+		 * No zeros after a compressed stream: libarchive pads the last
+		 * block of its output, and zstd (unlike gzip) takes the padding
+		 * for a broken frame ("Unknown frame descriptor").
+		 */
+		if (!r && (flags & (MNTCR_IMAGE_ZSTD | MNTCR_IMAGE_GZIP)))
+			r = archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK;
+	}
+	if (r || archive_write_open(a, &w->io, NULL, io_write, NULL) != ARCHIVE_OK) {
+		r = log_debug_errno(archive_failure(a, &w->io, -EIO),
+				    "Failed to set up the image writer on fd %d: %s", w->io.fd,
+				    archive_message(a));
 		archive_write_free(a);
 		return r;
 	}
-	*ret = a;
+	w->a = a;
 	return 0;
 }
 
-static int write_member(struct archive *a, struct image_io *io, const char *name, const char *data,
-			size_t n)
+static int write_member(struct image_writer *w, const char *name, const char *data, size_t n)
 {
+	struct archive *a = w->a;
 	struct archive_entry *e = archive_entry_new();
 	size_t done = 0;
 	int r;
@@ -537,102 +546,397 @@ static int write_member(struct archive *a, struct image_io *io, const char *name
 	r = archive_write_header(a, e);
 	archive_entry_free(e);
 	if (r != ARCHIVE_OK)
-		return log_debug_errno(archive_failure(a, io, -EIO),
+		return log_debug_errno(archive_failure(a, &w->io, -EIO),
 				       "Failed to write image member %s header: %s", name,
 				       archive_message(a));
 	while (done < n) {
 		la_ssize_t k = archive_write_data(a, data + done, n - done);
 
 		if (k <= 0)
-			return log_debug_errno(archive_failure(a, io, -EIO),
+			return log_debug_errno(archive_failure(a, &w->io, -EIO),
 					       "Failed to write image member %s: %s", name,
 					       archive_message(a));
 		done += (size_t)k;
 	}
+	w->members++;
 	return 0;
+}
+
+/*
+ * The content digest, version 2: for each content member, in stream order,
+ * a canonical record of its metadata, then its data bytes (holes of sparse
+ * files excluded). Fields are fixed-width little-endian integers or
+ * length-prefixed bytes, so the record is the same whichever headers
+ * libarchive chose to carry them; the reader computes it from what it
+ * read. Tar headers carry a checksum but pax records do not: this is what
+ * catches a flipped bit in a mode, an owner, a time or an attribute.
+ */
+static void h_u64(XXH3_state_t *h, uint64_t v)
+{
+	unsigned char b[8];
+
+	for (size_t i = 0; i < 8; i++)
+		b[i] = (unsigned char)(v >> (8 * i));
+	(void)XXH3_64bits_update(h, b, sizeof(b));
+}
+
+static void h_bytes(XXH3_state_t *h, const void *p, size_t n)
+{
+	h_u64(h, n);
+	if (n)
+		(void)XXH3_64bits_update(h, p, n);
+}
+
+static void h_str(XXH3_state_t *h, const char *s) { h_bytes(h, s ? s : "", s ? strlen(s) : 0); }
+
+static void digest_member(XXH3_state_t *h, uint64_t sb, const char *rel, size_t len,
+			  struct archive_entry *e, const struct content_attrs *attrs)
+{
+	const char *hl = archive_entry_hardlink(e);
+	unsigned type = archive_entry_filetype(e);
+	la_int64_t off, n, end = -1;
+	uint64_t count = 0;
+
+	h_str(h, "member");
+	h_u64(h, sb);
+	h_bytes(h, rel, len);
+	if (hl) {
+		/* A hard link's header says nothing else that is restored. */
+		uint64_t hsb;
+		const char *hrel;
+		size_t hlen;
+
+		h_str(h, "hardlink");
+		if (content_name_parse(hl, &hsb, &hrel, &hlen) == 0)
+			h_bytes(h, hrel, hlen);
+		else
+			h_str(h, hl);
+		return;
+	}
+	h_u64(h, type);
+	h_u64(h, archive_entry_perm(e) & 07777);
+	h_u64(h, (uint64_t)archive_entry_uid(e));
+	h_u64(h, (uint64_t)archive_entry_gid(e));
+	h_u64(h, (uint64_t)archive_entry_mtime(e));
+	h_u64(h, (uint64_t)archive_entry_mtime_nsec(e));
+	h_u64(h, archive_entry_atime_is_set(e) ? (uint64_t)archive_entry_atime(e) : 0);
+	h_u64(h, archive_entry_atime_is_set(e) ? (uint64_t)archive_entry_atime_nsec(e) : 0);
+	h_u64(h, attrs->socket);
+	if (type == AE_IFREG)
+		h_u64(h, (uint64_t)archive_entry_size(e));
+	if (type == AE_IFCHR || type == AE_IFBLK) {
+		h_u64(h, archive_entry_rdevmajor(e));
+		h_u64(h, archive_entry_rdevminor(e));
+	}
+	if (type == AE_IFLNK)
+		h_str(h, archive_entry_symlink(e));
+	h_u64(h, attrs->n);
+	for (size_t i = 0; i < attrs->n; i++) {
+		h_str(h, attrs->x[i].name);
+		h_bytes(h, attrs->x[i].value, attrs->x[i].size);
+	}
+	/* Data extents: the sparse map without empty blocks, adjacent blocks joined. */
+	if (type != AE_IFREG)
+		return;
+	if (archive_entry_sparse_reset(e) > 0) {
+		la_int64_t start = -1;
+
+		while (archive_entry_sparse_next(e, &off, &n) == ARCHIVE_OK) {
+			if (n <= 0)
+				continue;
+			if (off == end) {
+				end += n;
+				continue;
+			}
+			if (start >= 0) {
+				h_u64(h, (uint64_t)start);
+				h_u64(h, (uint64_t)(end - start));
+				count++;
+			}
+			start = off;
+			end = off + n;
+		}
+		if (start >= 0) {
+			h_u64(h, (uint64_t)start);
+			h_u64(h, (uint64_t)(end - start));
+			count++;
+		}
+	} else if (archive_entry_size(e) > 0) {
+		h_u64(h, 0);
+		h_u64(h, (uint64_t)archive_entry_size(e));
+		count++;
+	}
+	h_u64(h, count);
+}
+
+int image_write_entry(struct image_writer *w, struct archive_entry *e, size_t sb)
+{
+	struct content_attrs attrs = { 0 };
+	const char *name = archive_entry_pathname(e), *rel;
+	uint64_t s;
+	size_t len;
+	int r;
+
+	/* The writer checks what the reader will check. */
+	if (!name || content_name_parse(name, &s, &rel, &len) < 0 || s != sb)
+		return log_debug_errno(-EINVAL, "Invalid content member name %.256s",
+				       name ? name : "(null)");
+	r = content_attrs_get(e, &attrs);
+	if (r < 0) {
+		content_attrs_release(&attrs);
+		return r == -EBADMSG ? -EINVAL : r;
+	}
+	digest_member(w->content, sb, rel, len, e, &attrs);
+	content_attrs_release(&attrs);
+	w->member = name;
+	r = archive_write_header(w->a, e);
+	/* ARCHIVE_WARN: a name that is not UTF-8, stored as bytes (hdrcharset=BINARY). */
+	if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+		return log_debug_errno(archive_failure(w->a, &w->io, -EIO),
+				       "Failed to write image member %.256s header: %s", name,
+				       archive_message(w->a));
+	w->members++;
+	return 0;
+}
+
+int image_write_data(struct image_writer *w, const void *buf, size_t n)
+{
+	static const char zeros[IO_BUF_SIZE];
+
+	while (n > 0) {
+		size_t k = buf ? n : MIN(n, sizeof(zeros));
+		la_ssize_t done = archive_write_data(w->a, buf ? buf : zeros, k);
+
+		/* 0: more than the entry declared, which is our bug or a libarchive change. */
+		if (done <= 0)
+			return log_debug_errno(
+				archive_failure(w->a, &w->io, -EIO),
+				"Failed to write the data of image member %.256s: %s",
+				w->member ? w->member : "?", archive_message(w->a));
+		if (buf) {
+			(void)XXH3_64bits_update(w->content, buf, (size_t)done);
+			buf = (const char *)buf + done;
+		}
+		n -= (size_t)done;
+	}
+	return 0;
+}
+
+/* manifest.checksum: the manifest's digest, written before the content. */
+static int manifest_checksum_build(uint64_t manifest, char **ret, size_t *ret_len)
+{
+	char hex[17];
+
+	snprintf(hex, sizeof(hex), "%016" PRIx64, manifest);
+	if (asprintf(ret,
+		     "{\n  \"algorithm\": \"" CHECKSUM_ALGORITHM "\",\n  \"manifest\": \"%s\"\n}\n",
+		     hex) < 0)
+		return -ENOMEM;
+	*ret_len = strlen(*ret);
+	return 0;
+}
+
+/* Which superblocks get content, and their roots: live trees only, owned tmpfs and ramfs. */
+static int content_plan(const struct mntcr_tree *t, unsigned flags, char ****ret_roots,
+			size_t **ret_n, bool *ret_any)
+{
+	char ***roots;
+	size_t *n;
+	bool any = false;
+
+	*ret_any = false;
+	if ((flags & MNTCR_IMAGE_NO_CONTENT) || !t->live || t->pid <= 0)
+		return 0;
+	roots = calloc(t->n_sbs + 1, sizeof(*roots));
+	n = calloc(t->n_sbs + 1, sizeof(*n));
+	if (!roots || !n) {
+		free(roots);
+		free(n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->n_sbs; i++) {
+		int r = content_roots(t, i, &roots[i], &n[i]);
+
+		if (r < 0) {
+			for (size_t k = 0; k < i; k++)
+				content_roots_free(roots[k], n[k]);
+			free(roots);
+			free(n);
+			return r;
+		}
+		any = any || n[i] > 0;
+	}
+	*ret_roots = roots;
+	*ret_n = n;
+	*ret_any = any;
+	return 0;
+}
+
+int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
+		      const size_t *n_roots, unsigned flags, struct image_writer **ret)
+{
+	char magic[sizeof(IMAGE_MAGIC_PREFIX) + 16];
+	_cleanup_free_ char *manifest = NULL, *mchecksum = NULL;
+	struct manifest_extra x = { .version = IMAGE_VERSION };
+	size_t manifest_len, mchecksum_len = 0;
+	struct image_writer *w;
+	int r;
+
+	if (!t->indexed || t->root == IDX_NONE)
+		return log_debug_errno(
+			-EINVAL,
+			"Cannot write an image of a tree that is not indexed or has no root mount");
+	if (roots) {
+		x.version = IMAGE_VERSION_CONTENT;
+		x.roots = (char ***)roots;
+		x.n_roots = (size_t *)n_roots;
+	}
+	snprintf(magic, sizeof(magic), IMAGE_MAGIC_PREFIX "%u\n", x.version);
+
+	/* Everything that can fail on the tree fails here, before a byte is written. */
+	r = manifest_build(t, &x, &manifest, &manifest_len);
+	if (r < 0)
+		return r;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->io.fd = fd;
+	w->version = x.version;
+	w->manifest_digest = XXH3_64bits(manifest, manifest_len);
+	w->content = XXH3_createState();
+	if (!w->content || XXH3_64bits_reset(w->content) != XXH_OK) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (roots &&
+	    (r = manifest_checksum_build(w->manifest_digest, &mchecksum, &mchecksum_len)) < 0)
+		goto fail;
+	if ((r = writer_new(w, x.version, flags)) < 0 ||
+	    (r = write_member(w, MAGIC_MEMBER, magic, strlen(magic))) < 0 ||
+	    (r = write_member(w, MANIFEST_MEMBER, manifest, manifest_len)) < 0 ||
+	    (roots &&
+	     (r = write_member(w, MANIFEST_CHECKSUM_MEMBER, mchecksum, mchecksum_len)) < 0))
+		goto fail;
+	*ret = w;
+	return 0;
+fail:
+	image_writer_free(w);
+	return r;
+}
+
+int image_writer_finish(struct image_writer *w)
+{
+	_cleanup_free_ char *checksum = NULL;
+	size_t checksum_len = 0;
+	int r;
+
+	/* Version 1 has no content members: the content digest is that of no bytes. */
+	r = checksum_build(w->manifest_digest,
+			   w->version >= IMAGE_VERSION_CONTENT ? XXH3_64bits_digest(w->content)
+							       : XXH3_64bits(NULL, 0),
+			   w->members, &checksum, &checksum_len);
+	if (r < 0)
+		return r;
+	r = write_member(w, CHECKSUM_MEMBER, checksum, checksum_len);
+	if (r < 0)
+		return r;
+	/* Writes the end-of-archive blocks and flushes the last block. */
+	if (archive_write_close(w->a) != ARCHIVE_OK)
+		return log_debug_errno(archive_failure(w->a, &w->io, -EIO),
+				       "Failed to finish the image on fd %d: %s", w->io.fd,
+				       archive_message(w->a));
+	return 0;
+}
+
+void image_writer_free(struct image_writer *w)
+{
+	if (!w)
+		return;
+	if (w->a)
+		archive_write_free(w->a);
+	if (w->content)
+		XXH3_freeState(w->content);
+	free(w);
 }
 
 MNTCR_EXPORT int mntcr_image_write(int fd, const struct mntcr_tree *t, unsigned flags)
 {
-	static const char magic[] = IMAGE_MAGIC;
-	_cleanup_free_ char *manifest = NULL, *checksum = NULL;
-	struct image_io io = { .fd = fd };
-	size_t manifest_len, checksum_len;
-	struct archive *a = NULL;
+	const unsigned known = MNTCR_IMAGE_NO_CONTENT | MNTCR_IMAGE_ZSTD | MNTCR_IMAGE_GZIP;
+	struct image_writer *w = NULL;
+	char ***roots = NULL;
+	size_t *n_roots = NULL;
+	bool content = false;
 	int r;
 
-	if (fd < 0 || !t || (flags & ~(unsigned)MNTCR_IMAGE_NO_CONTENT))
+	if (fd < 0 || !t || (flags & ~known) ||
+	    ((flags & MNTCR_IMAGE_ZSTD) && (flags & MNTCR_IMAGE_GZIP)))
 		return -EINVAL;
 	if (!t->indexed || t->root == IDX_NONE)
 		return log_debug_errno(
 			-EINVAL,
 			"Cannot write an image of a tree that is not indexed or has no root mount");
-
-	/* Everything that can fail on the tree fails here, before a byte is written. */
-	r = manifest_build(t, &manifest, &manifest_len);
+	r = content_plan(t, flags, &roots, &n_roots, &content);
 	if (r < 0)
 		return r;
-	/* No content members yet: the content digest is that of no bytes. */
-	r = checksum_build(XXH3_64bits(manifest, manifest_len), XXH3_64bits(NULL, 0), 2, &checksum,
-			   &checksum_len);
-	if (r < 0)
-		return r;
-
-	r = writer_new(&io, &a);
-	if (r < 0)
-		return r;
-	if ((r = write_member(a, &io, MAGIC_MEMBER, magic, sizeof(magic) - 1)) < 0 ||
-	    (r = write_member(a, &io, MANIFEST_MEMBER, manifest, manifest_len)) < 0 ||
-	    (r = write_member(a, &io, CHECKSUM_MEMBER, checksum, checksum_len)) < 0)
-		goto out;
-	/* Writes the end-of-archive blocks and flushes the last block. */
-	if (archive_write_close(a) != ARCHIVE_OK)
-		r = log_debug_errno(archive_failure(a, &io, -EIO),
-				    "Failed to finish the image on fd %d: %s", fd,
-				    archive_message(a));
-out:
-	archive_write_free(a);
+	r = image_writer_open(fd, t, content ? roots : NULL, n_roots, flags, &w);
+	if (r == 0 && content)
+		r = content_dump(w, t, roots, n_roots);
+	if (r == 0)
+		r = image_writer_finish(w);
+	image_writer_free(w);
+	if (roots)
+		for (size_t i = 0; i < t->n_sbs; i++)
+			content_roots_free(roots[i], n_roots[i]);
+	free(roots);
+	free(n_roots);
+	timing_mark("write");
 	return r;
 }
 
 /* -------------------------------------------------------------------------- */
-/* Reader: JSON */
+/* Reader: JSON (json.c parses what json-c's strict tokener parses) */
 
-static int json_parse_text(const char *what, const char *text, size_t len, struct json_object **ret)
+/*
+ * Where a value is, for messages: "manifest", "manifest.counts" or
+ * "manifest.mounts[3]". Formatted only when a message is printed.
+ */
+struct jctx {
+	const char *name;
+	size_t idx;
+	bool indexed;
+};
+
+#define JCTX(n) (&(const struct jctx){ .name = (n) })
+#define JCTX_IDX(n, i) (&(const struct jctx){ .name = (n), .idx = (i), .indexed = true })
+
+static const char *ctx_str(const struct jctx *c, char buf[static 64])
 {
-	struct json_tokener *tok;
-	struct json_object *o;
-	size_t end;
+	if (!c->indexed)
+		return c->name;
+	snprintf(buf, 64, "%s[%zu]", c->name, c->idx);
+	return buf;
+}
+
+static int json_parse_text(const char *what, char *text, size_t len, struct jdoc *ret)
+{
+	const char *msg = NULL;
+	size_t pos = 0;
+	int r;
 
 	if (len > INT_MAX)
 		return log_debug_errno(-EBADMSG, "Invalid %s: too large", what);
 	/* JSON text never holds a NUL byte (a string may hold "\u0000", which is checked later). */
 	if (memchr(text, 0, len))
 		return log_debug_errno(-EBADMSG, "Invalid %s: it contains a NUL byte", what);
-	tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
-	if (!tok)
-		return -ENOMEM;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, text, (int)len);
-	end = json_tokener_get_parse_end(tok);
-	if (!o || end != len) {
-		enum json_tokener_error e = json_tokener_get_error(tok);
-
-		json_tokener_free(tok);
-		json_object_put(o);
-		return log_debug_errno(-EBADMSG, "Invalid %s: %s at byte %zu", what,
-				       e == json_tokener_success ? "trailing data"
-				       : e == json_tokener_continue
-					       ? "unexpected end of the JSON text"
-					       : json_tokener_error_desc(e),
-				       end);
-	}
-	json_tokener_free(tok);
-	if (!json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
+	r = jdoc_parse(text, len, ret, &msg, &pos);
+	if (r == -EBADMSG)
+		return log_debug_errno(-EBADMSG, "Invalid %s: %s at byte %zu", what, msg, pos);
+	if (r < 0)
+		return r;
+	if (ret->root.type != JT_OBJECT) {
+		jdoc_release(ret);
 		return log_debug_errno(-EBADMSG, "Invalid %s: not a JSON object", what);
 	}
-	*ret = o;
 	return 0;
 }
 
@@ -640,64 +944,63 @@ static int json_parse_text(const char *what, const char *text, size_t len, struc
  * The value of obj[key], which must have JSON type `type`. With `nullable`,
  * null or a missing key give *ret = NULL. ctx names obj in messages.
  */
-static int jget(struct json_object *obj, const char *ctx, const char *key, enum json_type type,
-		bool nullable, struct json_object **ret)
+static int jget(const struct jval *obj, const struct jctx *ctx, const char *key, enum jtype type,
+		bool nullable, const struct jval **ret)
 {
-	struct json_object *v = NULL;
+	const struct jval *v = jval_get(obj, key);
+	char buf[64];
 
-	if (!json_object_object_get_ex(obj, key, &v) || !v) {
+	if (!v || v->type == JT_NULL) {
 		if (!nullable)
 			return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is missing or null",
-					       ctx, key);
+					       ctx_str(ctx, buf), key);
 		*ret = NULL;
 		return 0;
 	}
-	if (!json_object_is_type(v, type))
-		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is not of type %s", ctx, key,
-				       json_type_to_name(type));
+	if (v->type != type)
+		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is not of type %s",
+				       ctx_str(ctx, buf), key, jtype_name(type));
 	*ret = v;
 	return 0;
 }
 
-static int jget_u64(struct json_object *obj, const char *ctx, const char *key, uint64_t max,
+static int jget_u64(const struct jval *obj, const struct jctx *ctx, const char *key, uint64_t max,
 		    uint64_t *ret)
 {
-	struct json_object *v;
-	uint64_t u;
+	const struct jval *v;
+	char buf[64];
 	int r;
 
-	r = jget(obj, ctx, key, json_type_int, false, &v);
+	r = jget(obj, ctx, key, JT_INT, false, &v);
 	if (r < 0)
 		return r;
-	/* json-c keeps integers as int64 or, above INT64_MAX, as uint64. */
-	if (json_object_get_int64(v) < 0)
-		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is negative", ctx, key);
-	u = json_object_get_uint64(v);
-	if (u > max)
+	if (v->neg)
+		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is negative",
+				       ctx_str(ctx, buf), key);
+	if (v->i > max)
 		return log_debug_errno(-EBADMSG,
 				       "Invalid image: %s.%s is %" PRIu64 ", more than %" PRIu64,
-				       ctx, key, u, max);
-	*ret = u;
+				       ctx_str(ctx, buf), key, v->i, max);
+	*ret = v->i;
 	return 0;
 }
 
-static int jget_bool(struct json_object *obj, const char *ctx, const char *key, bool *ret)
+static int jget_bool(const struct jval *obj, const struct jctx *ctx, const char *key, bool *ret)
 {
-	struct json_object *v;
+	const struct jval *v;
 	int r;
 
-	r = jget(obj, ctx, key, json_type_boolean, false, &v);
+	r = jget(obj, ctx, key, JT_BOOLEAN, false, &v);
 	if (r < 0)
 		return r;
-	*ret = json_object_get_boolean(v);
+	*ret = v->b;
 	return 0;
 }
 
 /* A JSON string equal to s, without a "\u0000" hiding a longer value. */
-static bool jstr_is(struct json_object *v, const char *s)
+static bool jstr_is(const struct jval *v, const char *s)
 {
-	return (size_t)json_object_get_string_len(v) == strlen(s) &&
-	       streq(json_object_get_string(v), s);
+	return v->n == strlen(s) && memcmp(v->s, s, v->n) == 0;
 }
 
 enum str_kind {
@@ -707,38 +1010,32 @@ enum str_kind {
 	STR_MOUNTPOINT, /* absolute and normalised */
 };
 
-/* A string field, decoded (utf8_unescape_bytes) into a new string; NULL for null when nullable. */
-static int jget_str(struct json_object *obj, const char *ctx, const char *key, bool nullable,
+/* A JSON string value v, decoded (utf8_unescape_bytes) into a new string; ctx.key names it. */
+static int jval_str(const struct jval *v, const struct jctx *ctx, const char *key,
 		    enum str_kind kind, size_t max, char **ret)
 {
 	_cleanup_free_ char *d = NULL;
-	struct json_object *v;
+	char buf[64];
 	bool ok;
-	int r, len;
+	int r;
 
-	r = jget(obj, ctx, key, json_type_string, nullable, &v);
-	if (r < 0)
-		return r;
-	if (!v) {
-		*ret = NULL;
-		return 0;
-	}
-	len = json_object_get_string_len(v);
-	if (len < 0)
-		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s has no length", ctx, key);
+	if (v->type != JT_STRING)
+		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is not of type string",
+				       ctx_str(ctx, buf), key);
 	/* Decoding never makes a string longer; an escape takes at most 4 characters per byte. */
-	if ((size_t)len / 4 > max)
+	if ((size_t)v->n / 4 > max)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is longer than %zu bytes",
-				       ctx, key, max);
-	r = utf8_unescape_bytes(json_object_get_string(v), (size_t)len, &d);
+				       ctx_str(ctx, buf), key, max);
+	r = utf8_unescape_bytes(v->s, v->n, &d);
 	if (r == -EINVAL)
-		return log_debug_errno(
-			-EBADMSG, "Invalid image: %s.%s has a bad escape or a NUL byte", ctx, key);
+		return log_debug_errno(-EBADMSG,
+				       "Invalid image: %s.%s has a bad escape or a NUL byte",
+				       ctx_str(ctx, buf), key);
 	if (r < 0)
 		return r;
 	if (strlen(d) > max)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is longer than %zu bytes",
-				       ctx, key, max);
+				       ctx_str(ctx, buf), key, max);
 	switch (kind) {
 	case STR_TEXT:
 		ok = true;
@@ -756,12 +1053,30 @@ static int jget_str(struct json_object *obj, const char *ctx, const char *key, b
 		ok = false;
 	}
 	if (!ok)
-		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is %s", ctx, key,
+		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is %s", ctx_str(ctx, buf),
+				       key,
 				       kind == STR_NONEMPTY	? "empty"
 				       : kind == STR_MOUNTPOINT ? "not a normalised absolute path"
 								: "not an absolute path");
 	*ret = TAKE_PTR(d);
 	return 0;
+}
+
+/* A string field, decoded into a new string; NULL for null when nullable. */
+static int jget_str(const struct jval *obj, const struct jctx *ctx, const char *key, bool nullable,
+		    enum str_kind kind, size_t max, char **ret)
+{
+	const struct jval *v;
+	int r;
+
+	r = jget(obj, ctx, key, JT_STRING, nullable, &v);
+	if (r < 0)
+		return r;
+	if (!v) {
+		*ret = NULL;
+		return 0;
+	}
+	return jval_str(v, ctx, key, kind, max, ret);
 }
 
 /* A decimal number of at most 10 digits, no sign, no leading zero; advances *p. */
@@ -792,52 +1107,116 @@ static int parse_dev(const char *s, uint32_t *ret_major, uint32_t *ret_minor)
 	return 0;
 }
 
-static int flags_from_json(struct json_object *arr, const char *ctx, uint64_t *ret)
+static int flags_from_json(const struct jval *arr, const struct jctx *ctx, uint64_t *ret)
 {
 	/* As in mountinfo: the atime mode is strict unless "relatime" or "noatime" is given. */
 	uint64_t attr = MOUNT_ATTR_STRICTATIME;
-	size_t n = json_object_array_length(arr);
+	size_t n = arr->n;
+	char buf[64];
 
 	if (n > FLAGS_MAX)
-		return log_debug_errno(-EBADMSG, "Invalid image: %s.flags has %zu names", ctx, n);
+		return log_debug_errno(-EBADMSG, "Invalid image: %s.flags has %zu names",
+				       ctx_str(ctx, buf), n);
 	for (size_t i = 0; i < n; i++) {
-		struct json_object *v = json_object_array_get_idx(arr, i);
+		const struct jval *v = &arr->items[i];
 		const char *name;
 
-		if (!json_object_is_type(v, json_type_string))
-			return log_debug_errno(
-				-EBADMSG, "Invalid image: %s.flags[%zu] is not a string", ctx, i);
-		name = json_object_get_string(v);
-		if ((size_t)json_object_get_string_len(v) != strlen(name))
-			return log_debug_errno(
-				-EBADMSG, "Invalid image: %s.flags[%zu] holds a NUL byte", ctx, i);
+		if (v->type != JT_STRING)
+			return log_debug_errno(-EBADMSG,
+					       "Invalid image: %s.flags[%zu] is not a string",
+					       ctx_str(ctx, buf), i);
+		name = v->s;
+		if (v->n != strlen(name))
+			return log_debug_errno(-EBADMSG,
+					       "Invalid image: %s.flags[%zu] holds a NUL byte",
+					       ctx_str(ctx, buf), i);
 		/* mntcr_attr_format() writes "idmapped", which is not in the flag table */
 		if (streq(name, "idmapped"))
 			attr |= MOUNT_ATTR_IDMAP;
 		else if (attr_from_name(name, &attr) < 0)
 			return log_debug_errno(
 				-EBADMSG,
-				"Invalid image: %s.flags[%zu] \"%.32s\" is not a mount flag", ctx,
-				i, name);
+				"Invalid image: %s.flags[%zu] \"%.32s\" is not a mount flag",
+				ctx_str(ctx, buf), i, name);
 	}
 	*ret = attr;
 	return 0;
 }
 
-static int sb_from_json(struct json_object *o, size_t i, struct mntcr_sb *sb)
+static int cmp_str(const void *a, const void *b)
 {
-	_cleanup_free_ char *dev = NULL;
-	char ctx[48];
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Version 2: a superblock's "content", the roots its members lie in:
+ * absolute, normalised, sorted, none below another.
+ */
+static int content_from_json(const struct jval *o, const struct jctx *ctx, struct mntcr_sb *sb)
+{
+	const struct jval *arr;
+	char buf[64];
+	size_t n;
 	int r;
 
-	snprintf(ctx, sizeof(ctx), "manifest.superblocks[%zu]", i);
-	if (!json_object_is_type(o, json_type_object))
-		return log_debug_errno(-EBADMSG, "Invalid image: %s is not an object", ctx);
+	r = jget(o, ctx, "content", JT_ARRAY, true, &arr);
+	if (r < 0 || !arr)
+		return r;
+	n = arr->n;
+	if (n == 0 || n > CONTENT_ROOTS_MAX)
+		return log_debug_errno(-EBADMSG, "Invalid image: %s.content has %zu roots",
+				       ctx_str(ctx, buf), n);
+	sb->content_roots = calloc(n, sizeof(char *));
+	if (!sb->content_roots)
+		return -ENOMEM;
+	for (size_t k = 0; k < n; k++) {
+		r = jval_str(&arr->items[k], ctx, "content[]", STR_MOUNTPOINT, IMAGE_PATH_MAX,
+			     &sb->content_roots[k]);
+		if (r < 0)
+			return r;
+		sb->n_content_roots++;
+		if (k > 0 && strcmp(sb->content_roots[k - 1], sb->content_roots[k]) >= 0)
+			return log_debug_errno(-EBADMSG, "Invalid image: %s.content is not sorted",
+					       ctx_str(ctx, buf));
+	}
+	/* None below another: look each root's ancestors up. */
+	for (size_t k = 0; k < n; k++) {
+		_cleanup_free_ char *p = strdup(sb->content_roots[k]);
+		char *slash;
+
+		if (!p)
+			return -ENOMEM;
+		while (!streq(p, "/") && (slash = strrchr(p, '/'))) {
+			char *key = p;
+
+			if (slash == p)
+				p[1] = 0;
+			else
+				*slash = 0;
+			if (bsearch(&key, sb->content_roots, n, sizeof(char *), cmp_str))
+				return log_debug_errno(-EBADMSG,
+						       "Invalid image: %s.content has %s below %s",
+						       ctx_str(ctx, buf), sb->content_roots[k], p);
+		}
+	}
+	return 0;
+}
+
+static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct mntcr_sb *sb)
+{
+	const struct jctx *ctx = JCTX_IDX("manifest.superblocks", i);
+	_cleanup_free_ char *dev = NULL;
+	char buf[64];
+	int r;
+
+	if (o->type != JT_OBJECT)
+		return log_debug_errno(-EBADMSG, "Invalid image: %s is not an object",
+				       ctx_str(ctx, buf));
 	if ((r = jget_str(o, ctx, "dev", false, STR_NONEMPTY, 32, &dev)) < 0)
 		return r;
 	if (parse_dev(dev, &sb->dev_major, &sb->dev_minor) < 0)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.dev \"%s\" is not MAJOR:MINOR",
-				       ctx, dev);
+				       ctx_str(ctx, buf), dev);
 	if ((r = jget_str(o, ctx, "fstype", false, STR_NONEMPTY, FSTYPE_MAX, &sb->fstype)) < 0 ||
 	    (r = jget_str(o, ctx, "source", true, STR_TEXT, TEXT_MAX, &sb->source)) < 0 ||
 	    (r = jget_str(o, ctx, "options", true, STR_TEXT, TEXT_MAX, &sb->opts)) < 0 ||
@@ -846,20 +1225,24 @@ static int sb_from_json(struct json_object *o, size_t i, struct mntcr_sb *sb)
 			  &sb->ext_path)) < 0 ||
 	    (r = jget_str(o, ctx, "ext_root", true, STR_PATH, IMAGE_PATH_MAX, &sb->ext_root)) < 0)
 		return r;
+	/* Version 1 has no content; an unknown key is ignored there as any other. */
+	if (version >= IMAGE_VERSION_CONTENT)
+		return content_from_json(o, ctx, sb);
 	return 0;
 }
 
-static int mount_from_json(struct json_object *o, size_t i, const struct mntcr_tree *t,
+static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tree *t,
 			   struct mntcr_mount *m)
 {
-	struct json_object *flags, *type;
+	const struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
+	const struct jval *flags, *type;
 	uint64_t old_id, sb;
-	char ctx[48];
+	char buf[64];
 	int r;
 
-	snprintf(ctx, sizeof(ctx), "manifest.mounts[%zu]", i);
-	if (!json_object_is_type(o, json_type_object))
-		return log_debug_errno(-EBADMSG, "Invalid image: %s is not an object", ctx);
+	if (o->type != JT_OBJECT)
+		return log_debug_errno(-EBADMSG, "Invalid image: %s is not an object",
+				       ctx_str(ctx, buf));
 	if ((r = jget_u64(o, ctx, "id", UINT64_MAX, &m->id)) < 0 ||
 	    (r = jget_u64(o, ctx, "parent_id", UINT64_MAX, &m->parent_id)) < 0 ||
 	    (r = jget_u64(o, ctx, "old_id", UINT32_MAX, &old_id)) < 0 ||
@@ -869,7 +1252,7 @@ static int mount_from_json(struct json_object *o, size_t i, const struct mntcr_t
 		return log_debug_errno(-EBADMSG,
 				       "Invalid image: %s.sb is %" PRIu64
 				       " but there are %zu superblocks",
-				       ctx, sb, t->n_sbs);
+				       ctx_str(ctx, buf), sb, t->n_sbs);
 	m->old_id = (uint32_t)old_id;
 	m->sb = (size_t)sb;
 	m->dev_major = t->sbs[sb].dev_major;
@@ -877,7 +1260,7 @@ static int mount_from_json(struct json_object *o, size_t i, const struct mntcr_t
 	if ((r = jget_str(o, ctx, "root", false, STR_PATH, IMAGE_PATH_MAX, &m->root)) < 0 ||
 	    (r = jget_str(o, ctx, "mountpoint", false, STR_MOUNTPOINT, IMAGE_PATH_MAX,
 			  &m->mountpoint)) < 0 ||
-	    (r = jget(o, ctx, "flags", json_type_array, false, &flags)) < 0 ||
+	    (r = jget(o, ctx, "flags", JT_ARRAY, false, &flags)) < 0 ||
 	    (r = flags_from_json(flags, ctx, &m->attr)) < 0 ||
 	    (r = jget_str(o, ctx, "fstype", false, STR_NONEMPTY, FSTYPE_MAX, &m->fstype)) < 0 ||
 	    (r = jget_str(o, ctx, "source", true, STR_TEXT, TEXT_MAX, &m->source)) < 0 ||
@@ -886,7 +1269,7 @@ static int mount_from_json(struct json_object *o, size_t i, const struct mntcr_t
 	    (r = jget_u64(o, ctx, "master", UINT64_MAX, &m->master)) < 0 ||
 	    (r = jget_u64(o, ctx, "propagate_from", UINT64_MAX, &m->propagate_from)) < 0 ||
 	    (r = jget_bool(o, ctx, "unbindable", &m->unbindable)) < 0 ||
-	    (r = jget(o, ctx, "type", json_type_string, true, &type)) < 0)
+	    (r = jget(o, ctx, "type", JT_STRING, true, &type)) < 0)
 		return r;
 	if (!type)
 		m->type = NODE_UNKNOWN;
@@ -897,56 +1280,64 @@ static int mount_from_json(struct json_object *o, size_t i, const struct mntcr_t
 	else
 		return log_debug_errno(
 			-EBADMSG, "Invalid image: %s.type is neither \"dir\", \"file\" nor null",
-			ctx);
+			ctx_str(ctx, buf));
 	return 0;
 }
 
-static int manifest_parse(const char *text, size_t len, unsigned version, struct mntcr_tree **ret)
+static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr_tree **ret)
 {
-	_cleanup_json_ struct json_object *root = NULL;
-	struct json_object *v, *counts, *sbs, *mounts;
+	const struct jctx *top = JCTX("manifest"), *cctx = JCTX("manifest.counts");
+	const struct jval *root, *v, *counts, *sbs, *mounts;
 	_cleanup_free_ char *source = NULL;
 	uint64_t u, n_mounts, n_sbs, root_id;
 	struct mntcr_tree *t = NULL;
+	struct jdoc doc;
 	int r;
 
-	r = json_parse_text("manifest", text, len, &root);
+	r = json_parse_text("manifest", text, len, &doc);
 	if (r < 0)
 		return r;
-	if ((r = jget(root, "manifest", "format", json_type_string, false, &v)) < 0)
-		return r;
-	if (!jstr_is(v, MANIFEST_FORMAT))
-		return log_debug_errno(-EBADMSG, "Invalid manifest: format is not \"%s\"",
-				       MANIFEST_FORMAT);
-	if ((r = jget_u64(root, "manifest", "version", UINT64_MAX, &u)) < 0)
-		return r;
-	if (u != version)
-		return log_debug_errno(-EBADMSG,
-				       "Invalid manifest: version %" PRIu64
-				       " but the image is version %u",
-				       u, version);
+	root = &doc.root;
+	if ((r = jget(root, top, "format", JT_STRING, false, &v)) < 0)
+		goto out;
+	if (!jstr_is(v, MANIFEST_FORMAT)) {
+		r = log_debug_errno(-EBADMSG, "Invalid manifest: format is not \"%s\"",
+				    MANIFEST_FORMAT);
+		goto out;
+	}
+	if ((r = jget_u64(root, top, "version", UINT64_MAX, &u)) < 0)
+		goto out;
+	if (u != version) {
+		r = log_debug_errno(-EBADMSG,
+				    "Invalid manifest: version %" PRIu64
+				    " but the image is version %u",
+				    u, version);
+		goto out;
+	}
 
 	/* Sizes first, so that no claim makes us allocate anything. */
-	if ((r = jget(root, "manifest", "counts", json_type_object, false, &counts)) < 0 ||
-	    (r = jget_u64(counts, "manifest.counts", "mounts", MOUNTS_MAX, &n_mounts)) < 0 ||
-	    (r = jget_u64(counts, "manifest.counts", "superblocks", n_mounts, &n_sbs)) < 0 ||
-	    (r = jget(root, "manifest", "superblocks", json_type_array, false, &sbs)) < 0 ||
-	    (r = jget(root, "manifest", "mounts", json_type_array, false, &mounts)) < 0)
-		return r;
-	if (n_mounts == 0)
-		return log_debug_errno(-EBADMSG, "Invalid manifest: no mounts");
-	if (json_object_array_length(mounts) != n_mounts || json_object_array_length(sbs) != n_sbs)
-		return log_debug_errno(-EBADMSG,
-				       "Invalid manifest: counts say %" PRIu64
-				       " mounts and %" PRIu64
-				       " superblocks, the arrays have %zu and %zu",
-				       n_mounts, n_sbs, json_object_array_length(mounts),
-				       json_object_array_length(sbs));
+	if ((r = jget(root, top, "counts", JT_OBJECT, false, &counts)) < 0 ||
+	    (r = jget_u64(counts, cctx, "mounts", MOUNTS_MAX, &n_mounts)) < 0 ||
+	    (r = jget_u64(counts, cctx, "superblocks", n_mounts, &n_sbs)) < 0 ||
+	    (r = jget(root, top, "superblocks", JT_ARRAY, false, &sbs)) < 0 ||
+	    (r = jget(root, top, "mounts", JT_ARRAY, false, &mounts)) < 0)
+		goto out;
+	if (n_mounts == 0) {
+		r = log_debug_errno(-EBADMSG, "Invalid manifest: no mounts");
+		goto out;
+	}
+	if (mounts->n != n_mounts || sbs->n != n_sbs) {
+		r = log_debug_errno(-EBADMSG,
+				    "Invalid manifest: counts say %" PRIu64 " mounts and %" PRIu64
+				    " superblocks, the arrays have %zu and %zu",
+				    n_mounts, n_sbs, (size_t)mounts->n, (size_t)sbs->n);
+		goto out;
+	}
 
 	r = tree_new(&t);
 	if (r < 0)
-		return r;
-	if ((r = jget_str(root, "manifest", "source", true, STR_TEXT, 32, &source)) < 0)
+		goto out;
+	if ((r = jget_str(root, top, "source", true, STR_TEXT, 32, &source)) < 0)
 		goto fail;
 	if (!source)
 		t->source = MNTCR_SOURCE_NONE;
@@ -959,16 +1350,14 @@ static int manifest_parse(const char *text, size_t len, unsigned version, struct
 					      "\"statmount\" nor null");
 		goto fail;
 	}
-	if ((r = jget_str(root, "manifest", "kernel", true, STR_TEXT, NAME_MAX_LEN, &t->kernel)) <
-		    0 ||
-	    (r = jget_str(root, "manifest", "hostname", true, STR_TEXT, NAME_MAX_LEN,
-			  &t->hostname)) < 0 ||
-	    (r = jget_u64(root, "manifest", "pid", INT_MAX, &u)) < 0)
+	if ((r = jget_str(root, top, "kernel", true, STR_TEXT, NAME_MAX_LEN, &t->kernel)) < 0 ||
+	    (r = jget_str(root, top, "hostname", true, STR_TEXT, NAME_MAX_LEN, &t->hostname)) < 0 ||
+	    (r = jget_u64(root, top, "pid", INT_MAX, &u)) < 0)
 		goto fail;
 	t->pid = (pid_t)u;
-	if ((r = jget_u64(root, "manifest", "ns_id", UINT64_MAX, &t->ns_id)) < 0 ||
-	    (r = jget_bool(root, "manifest", "unique_ids", &t->unique_ids)) < 0 ||
-	    (r = jget_u64(root, "manifest", "root_id", UINT64_MAX, &root_id)) < 0)
+	if ((r = jget_u64(root, top, "ns_id", UINT64_MAX, &t->ns_id)) < 0 ||
+	    (r = jget_bool(root, top, "unique_ids", &t->unique_ids)) < 0 ||
+	    (r = jget_u64(root, top, "root_id", UINT64_MAX, &root_id)) < 0)
 		goto fail;
 
 	if ((r = GROW(t->sbs, t->cap_sbs, n_sbs)) < 0 ||
@@ -977,7 +1366,7 @@ static int manifest_parse(const char *text, size_t len, unsigned version, struct
 	for (size_t i = 0; i < n_sbs; i++) {
 		struct mntcr_sb sb = { 0 };
 
-		r = sb_from_json(json_object_array_get_idx(sbs, i), i, &sb);
+		r = sb_from_json(&sbs->items[i], i, version, &sb);
 		if (r == 0)
 			r = tree_add_sb(t, &sb);
 		if (r < 0) {
@@ -988,7 +1377,7 @@ static int manifest_parse(const char *text, size_t len, unsigned version, struct
 	for (size_t i = 0; i < n_mounts; i++) {
 		struct mntcr_mount m = { 0 };
 
-		r = mount_from_json(json_object_array_get_idx(mounts, i), i, t, &m);
+		r = mount_from_json(&mounts->items[i], i, t, &m);
 		if (r == 0)
 			r = tree_add_mount(t, &m);
 		if (r < 0) {
@@ -996,6 +1385,8 @@ static int manifest_parse(const char *text, size_t len, unsigned version, struct
 			goto fail;
 		}
 	}
+	/* The document is done with: free it before indexing (peak memory). */
+	jdoc_release(&doc);
 	/* Duplicate ids, missing parents, cycles, several roots: -EBADMSG from tree_index(). */
 	r = tree_index(t);
 	if (r < 0) {
@@ -1008,10 +1399,26 @@ static int manifest_parse(const char *text, size_t len, unsigned version, struct
 				    root_id);
 		goto fail;
 	}
+	/* Content only for what a restore creates and fills: owned tmpfs/ramfs with mounts. */
+	for (size_t i = 0; i < t->n_sbs; i++) {
+		const struct mntcr_sb *sb = &t->sbs[i];
+
+		if (sb->n_content_roots &&
+		    (!sb->owned || !content_fstype(sb->fstype) || sb->n_mounts == 0)) {
+			r = log_debug_errno(
+				-EBADMSG,
+				"Invalid manifest: superblock %zu has content but is not an "
+				"owned tmpfs or ramfs with mounts",
+				i);
+			goto fail;
+		}
+	}
 	*ret = t;
 	return 0;
 fail:
 	mntcr_tree_free(t);
+out:
+	jdoc_release(&doc);
 	return r;
 }
 
@@ -1041,32 +1448,40 @@ struct checksum {
 	uint64_t manifest, content, members;
 };
 
-static int checksum_parse(const char *text, size_t len, struct checksum *ret)
+static int checksum_parse(char *text, size_t len, struct checksum *ret)
 {
-	_cleanup_json_ struct json_object *root = NULL;
-	struct json_object *alg, *hex[2];
+	const struct jctx *ctx = JCTX("checksum");
+	const struct jval *alg, *hex[2];
 	uint64_t digest[2];
+	struct jdoc doc;
 	int r;
 
-	r = json_parse_text("checksum member", text, len, &root);
+	r = json_parse_text("checksum member", text, len, &doc);
 	if (r < 0)
 		return r;
-	if ((r = jget(root, "checksum", "algorithm", json_type_string, false, &alg)) < 0 ||
-	    (r = jget(root, "checksum", "manifest", json_type_string, false, &hex[0])) < 0 ||
-	    (r = jget(root, "checksum", "content", json_type_string, false, &hex[1])) < 0 ||
-	    (r = jget_u64(root, "checksum", "members", UINT64_MAX, &ret->members)) < 0)
-		return r;
-	if (!jstr_is(alg, CHECKSUM_ALGORITHM))
-		return log_debug_errno(-EBADMSG, "Invalid checksum member: the algorithm is not %s",
-				       CHECKSUM_ALGORITHM);
+	if ((r = jget(&doc.root, ctx, "algorithm", JT_STRING, false, &alg)) < 0 ||
+	    (r = jget(&doc.root, ctx, "manifest", JT_STRING, false, &hex[0])) < 0 ||
+	    (r = jget(&doc.root, ctx, "content", JT_STRING, false, &hex[1])) < 0 ||
+	    (r = jget_u64(&doc.root, ctx, "members", UINT64_MAX, &ret->members)) < 0)
+		goto out;
+	if (!jstr_is(alg, CHECKSUM_ALGORITHM)) {
+		r = log_debug_errno(-EBADMSG, "Invalid checksum member: the algorithm is not %s",
+				    CHECKSUM_ALGORITHM);
+		goto out;
+	}
 	for (size_t i = 0; i < 2; i++)
-		if (parse_hex64(json_object_get_string(hex[i]), &digest[i]) < 0)
-			return log_debug_errno(
+		if (parse_hex64(hex[i]->s, &digest[i]) < 0) {
+			r = log_debug_errno(
 				-EBADMSG,
 				"Invalid checksum member: a digest is not 16 lowercase hex digits");
+			goto out;
+		}
 	ret->manifest = digest[0];
 	ret->content = digest[1];
-	return 0;
+	r = 0;
+out:
+	jdoc_release(&doc);
+	return r;
 }
 
 /* -------------------------------------------------------------------------- */
@@ -1216,55 +1631,23 @@ static int parse_magic(const char *buf, size_t n, unsigned *ret_version)
 			-EBADMSG, "Not an mntcr image: the %s member has a malformed version line",
 			MAGIC_MEMBER);
 	/* Lines after the version line are reserved for later versions and ignored. */
-	if (big || v > IMAGE_VERSION)
+	if (big || v > IMAGE_VERSION_MAX)
 		return log_debug_errno(
-			-EPROTO, "The image has format version %.*s, this mntcr knows version %d",
-			(int)(i - start), buf + start, IMAGE_VERSION);
+			-EPROTO,
+			"The image has format version %.*s, this mntcr knows versions 1 to %d",
+			(int)(i - start), buf + start, IMAGE_VERSION_MAX);
 	*ret_version = (unsigned)v;
 	return 0;
 }
 
-/*
- * "content/<sb>" or "content/<sb>/<relative path>", where <sb> is a
- * superblock index in decimal and the path has no empty, "." or ".."
- * component (a trailing '/' is allowed, for directories).
- */
-static int check_content_name(const char *name, uint64_t *ret_sb)
-{
-	const char *p = name + strlen(CONTENT_PREFIX);
-	uint32_t sb;
-
-	if (strlen(name) > CONTENT_NAME_MAX || parse_u32_dec(&p, &sb) < 0 || (*p && *p != '/'))
-		return -EINVAL;
-	if (*p == '/')
-		p++;
-	while (*p) {
-		const char *e = strchrnul(p, '/');
-		size_t n = (size_t)(e - p);
-
-		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return -EINVAL;
-		p = *e ? e + 1 : e;
-	}
-	*ret_sb = sb;
-	return 0;
-}
-
-/*
- * The members up to and including the checksum, then the end of the
- * archive. Leaves the manifest text in rd->manifest, checked against its
- * digest.
- */
-static int read_members(struct image_reader *rd)
+/* Step 1: the magic member. A stream that does not start with it is not an image. */
+static int read_magic(struct image_reader *rd)
 {
 	struct strbuf buf = { 0 };
 	struct archive_entry *e;
-	struct checksum sum;
 	const char *name;
-	uint64_t digest;
 	int r;
 
-	/* 1. The magic member. A stream that does not start with it is not an image. */
 	r = next_member(rd, &e, &name);
 	if (r == 0)
 		r = log_debug_errno(-EBADMSG, "Not an mntcr image: the archive is empty");
@@ -1281,8 +1664,16 @@ static int read_members(struct image_reader *rd)
 	}
 	strbuf_release(&buf);
 	rd->members++;
+	return 0;
+}
 
-	/* 2. The manifest, kept as bytes until its digest is known. */
+/* Step 2: the manifest, kept as bytes until its digest is known. */
+static int read_manifest(struct image_reader *rd)
+{
+	struct archive_entry *e;
+	const char *name;
+	int r;
+
 	r = next_member(rd, &e, &name);
 	if (r == 0)
 		r = log_debug_errno(-EBADMSG, "The image is truncated: it ends before %s",
@@ -1296,37 +1687,23 @@ static int read_members(struct image_reader *rd)
 	    (r = read_data(rd, name, MANIFEST_MAX, &rd->manifest, NULL)) < 0)
 		return r;
 	rd->members++;
+	return 0;
+}
 
-	/* 3. Content members, up to the checksum. */
-	for (;;) {
-		uint64_t sb;
+/* The checksum member (e, already read), nothing after it, and the digests. */
+static int read_checksum(struct image_reader *rd, struct archive_entry *e, const char *name,
+			 uint64_t manifest_digest)
+{
+	struct strbuf buf = { 0 };
+	char empty[1] = "";
+	struct checksum sum;
+	uint64_t digest;
+	int r;
 
-		r = next_member(rd, &e, &name);
-		if (r == 0)
-			return log_debug_errno(
-				-EBADMSG, "The image is truncated: it ends without a %s member",
-				CHECKSUM_MEMBER);
-		if (r < 0)
-			return r;
-		if (streq(name, CHECKSUM_MEMBER))
-			break;
-		if (strncmp(name, CONTENT_PREFIX, strlen(CONTENT_PREFIX)) != 0 ||
-		    check_content_name(name, &sb) < 0)
-			return log_debug_errno(-EBADMSG, "Unexpected image member %.*s", 256, name);
-		r = read_data(rd, name, SIZE_MAX, NULL, rd->content);
-		if (r < 0)
-			return r;
-		if (!rd->have_content || sb > rd->content_sb_max)
-			rd->content_sb_max = sb;
-		rd->have_content = true;
-		rd->members++;
-	}
-
-	/* 4. The checksum, and nothing after it. */
 	if ((r = check_regular(e, name, CHECKSUM_MAX)) < 0 ||
 	    (r = read_data(rd, name, CHECKSUM_MAX, &buf, NULL)) < 0)
 		goto out;
-	r = checksum_parse(buf.buf ? buf.buf : "", buf.len, &sum);
+	r = checksum_parse(buf.buf ? buf.buf : empty, buf.len, &sum);
 	if (r < 0)
 		goto out;
 	r = next_member(rd, &e, &name);
@@ -1343,12 +1720,11 @@ static int read_members(struct image_reader *rd)
 				    rd->members, sum.members);
 		goto out;
 	}
-	digest = XXH3_64bits(rd->manifest.buf, rd->manifest.len);
-	if (digest != sum.manifest) {
+	if (manifest_digest != sum.manifest) {
 		r = log_debug_errno(-EBADMSG,
 				    "The image is corrupt: the manifest's XXH3-64 is %016" PRIx64
 				    ", the checksum says %016" PRIx64,
-				    digest, sum.manifest);
+				    manifest_digest, sum.manifest);
 		goto out;
 	}
 	digest = XXH3_64bits_digest(rd->content);
@@ -1363,6 +1739,44 @@ static int read_members(struct image_reader *rd)
 out:
 	strbuf_release(&buf);
 	return r;
+}
+
+/*
+ * Version 1, after the manifest: content members (which version 1 defines
+ * no meaning for: their names are checked and their data hashed) up to
+ * the checksum, then the end of the archive.
+ */
+static int read_tail_v1(struct image_reader *rd)
+{
+	struct archive_entry *e;
+	const char *name;
+	int r;
+
+	for (;;) {
+		const char *rel;
+		size_t len;
+		uint64_t sb;
+
+		r = next_member(rd, &e, &name);
+		if (r == 0)
+			return log_debug_errno(
+				-EBADMSG, "The image is truncated: it ends without a %s member",
+				CHECKSUM_MEMBER);
+		if (r < 0)
+			return r;
+		if (streq(name, CHECKSUM_MEMBER))
+			break;
+		if (content_name_parse(name, &sb, &rel, &len) < 0)
+			return log_debug_errno(-EBADMSG, "Unexpected image member %.*s", 256, name);
+		r = read_data(rd, name, SIZE_MAX, NULL, rd->content);
+		if (r < 0)
+			return r;
+		if (!rd->have_content || sb > rd->content_sb_max)
+			rd->content_sb_max = sb;
+		rd->have_content = true;
+		rd->members++;
+	}
+	return read_checksum(rd, e, name, XXH3_64bits(rd->manifest.buf, rd->manifest.len));
 }
 
 /*
@@ -1385,36 +1799,479 @@ static void drain(struct image_reader *rd)
 	}
 }
 
+/* -------------------------------------------------------------------------- */
+/* The image object: the mount table first, the content streamed after it */
+
+enum image_state {
+	IMAGE_CONTENT,	   /* version 2: content members and the trailer are still to read */
+	IMAGE_DONE,	   /* all read and checked */
+	IMAGE_HANDED_OVER, /* a restoring child reads the stream */
+	IMAGE_FAILED,
+};
+
+struct mntcr_image {
+	struct image_reader rd;
+	struct mntcr_tree *tree;
+	enum image_state state;
+	int err; /* IMAGE_FAILED: what failed, returned again */
+	uint64_t manifest_digest;
+
+	struct archive_entry *next; /* a header read, not taken yet */
+	const char *next_name;
+	bool next_is_trailer;
+	uint64_t next_sb;
+
+	bool in_data;	   /* the taken member's data is not read to its end */
+	int64_t data_size; /* its size */
+	uint64_t last_sb;
+	bool any_member;
+	struct content_attrs attrs;
+
+	uint64_t *files, *bytes; /* per superblock */
+};
+
+static int image_fail(struct mntcr_image *img, int r)
+{
+	if (img->state != IMAGE_FAILED) {
+		img->state = IMAGE_FAILED;
+		img->err = r;
+	}
+	return r;
+}
+
+/* Version 2: manifest.checksum, then the manifest may be trusted. */
+static int read_manifest_checksum(struct mntcr_image *img)
+{
+	struct image_reader *rd = &img->rd;
+	const struct jctx *ctx = JCTX("manifest.checksum");
+	struct jdoc doc = { 0 };
+	struct strbuf buf = { 0 };
+	const struct jval *alg, *hex;
+	struct archive_entry *e;
+	char empty[1] = "";
+	const char *name;
+	uint64_t digest;
+	int r;
+
+	r = next_member(rd, &e, &name);
+	if (r == 0)
+		r = log_debug_errno(-EBADMSG, "The image is truncated: it ends before %s",
+				    MANIFEST_CHECKSUM_MEMBER);
+	if (r < 0)
+		return r;
+	if (!streq(name, MANIFEST_CHECKSUM_MEMBER))
+		return log_debug_errno(-EBADMSG, "The image's third member is not %s",
+				       MANIFEST_CHECKSUM_MEMBER);
+	if ((r = check_regular(e, name, CHECKSUM_MAX)) < 0 ||
+	    (r = read_data(rd, name, CHECKSUM_MAX, &buf, NULL)) < 0)
+		goto out;
+	rd->members++;
+	r = json_parse_text("manifest checksum", buf.buf ? buf.buf : empty, buf.len, &doc);
+	if (r < 0)
+		goto out;
+	if ((r = jget(&doc.root, ctx, "algorithm", JT_STRING, false, &alg)) < 0 ||
+	    (r = jget(&doc.root, ctx, "manifest", JT_STRING, false, &hex)) < 0)
+		goto out;
+	if (!jstr_is(alg, CHECKSUM_ALGORITHM) || parse_hex64(hex->s, &digest) < 0) {
+		r = log_debug_errno(-EBADMSG, "Invalid %s member", MANIFEST_CHECKSUM_MEMBER);
+		goto out;
+	}
+	if (digest != img->manifest_digest)
+		r = log_debug_errno(-EBADMSG,
+				    "The image is corrupt: the manifest's XXH3-64 is %016" PRIx64
+				    ", %s says %016" PRIx64,
+				    img->manifest_digest, MANIFEST_CHECKSUM_MEMBER, digest);
+out:
+	jdoc_release(&doc);
+	strbuf_release(&buf);
+	return r;
+}
+
+MNTCR_EXPORT struct mntcr_image *mntcr_image_free(struct mntcr_image *img)
+{
+	if (!img)
+		return NULL;
+	reader_release(&img->rd);
+	mntcr_tree_free(img->tree);
+	content_attrs_release(&img->attrs);
+	free(img->files);
+	free(img->bytes);
+	free(img);
+	return NULL;
+}
+
+MNTCR_EXPORT int mntcr_image_open(int fd, struct mntcr_image **ret_image)
+{
+	struct mntcr_image *img;
+	struct image_reader *rd;
+	char empty[1] = "";
+	int r;
+
+	if (fd < 0 || !ret_image)
+		return -EINVAL;
+	img = calloc(1, sizeof(*img));
+	if (!img)
+		return -ENOMEM;
+	rd = &img->rd;
+	if ((r = reader_open(rd, fd)) < 0 || (r = read_magic(rd)) < 0 ||
+	    (r = read_manifest(rd)) < 0)
+		goto fail;
+	img->manifest_digest = XXH3_64bits(rd->manifest.buf, rd->manifest.len);
+
+	if (rd->version < IMAGE_VERSION_CONTENT) {
+		/* Version 1: everything is checked before the manifest is parsed. */
+		r = read_tail_v1(rd);
+		if (r < 0)
+			goto fail;
+		drain(rd);
+		img->state = IMAGE_DONE;
+	} else {
+		r = read_manifest_checksum(img);
+		if (r < 0)
+			goto fail;
+		img->state = IMAGE_CONTENT;
+	}
+
+	r = manifest_parse(rd->manifest.buf ? rd->manifest.buf : empty, rd->manifest.len,
+			   rd->version, &img->tree);
+	if (r < 0)
+		goto fail;
+	strbuf_release(&rd->manifest);
+	if (rd->have_content && rd->content_sb_max >= img->tree->n_sbs) {
+		r = log_debug_errno(-EBADMSG,
+				    "Image content names superblock %" PRIu64
+				    ", the manifest has %zu",
+				    rd->content_sb_max, img->tree->n_sbs);
+		goto fail;
+	}
+	img->files = calloc(img->tree->n_sbs + 1, sizeof(uint64_t));
+	img->bytes = calloc(img->tree->n_sbs + 1, sizeof(uint64_t));
+	if (!img->files || !img->bytes) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	*ret_image = img;
+	return 0;
+fail:
+	mntcr_image_free(img);
+	return r;
+}
+
+MNTCR_EXPORT const struct mntcr_tree *mntcr_image_tree(const struct mntcr_image *img)
+{
+	return img ? img->tree : NULL;
+}
+
+MNTCR_EXPORT bool mntcr_image_has_content(const struct mntcr_image *img)
+{
+	return img && img->rd.version >= IMAGE_VERSION_CONTENT;
+}
+
+/* The rest of the taken member's data, hashed, unread by the caller. */
+static int skip_data(struct mntcr_image *img)
+{
+	const void *buf;
+	size_t n;
+	int64_t off;
+	int r;
+
+	while ((r = image_content_data(img, &buf, &n, &off)) > 0)
+		;
+	return r;
+}
+
+int image_content_peek(struct mntcr_image *img, size_t *ret_sb)
+{
+	struct image_reader *rd = &img->rd;
+	const struct mntcr_tree *t = img->tree;
+	const char *name, *rel;
+	struct archive_entry *e;
+	size_t len;
+	uint64_t sb;
+	int r;
+
+	if (img->state == IMAGE_DONE)
+		return 0;
+	if (img->state == IMAGE_FAILED)
+		return img->err;
+	if (img->state != IMAGE_CONTENT)
+		return -ESTALE;
+	if (img->in_data && (r = skip_data(img)) < 0)
+		return r;
+	if (!img->next) {
+		r = next_member(rd, &e, &name);
+		if (r == 0)
+			r = log_debug_errno(-EBADMSG,
+					    "The image is truncated: it ends without a %s member",
+					    CHECKSUM_MEMBER);
+		if (r < 0)
+			return image_fail(img, r);
+		img->next_is_trailer = streq(name, CHECKSUM_MEMBER);
+		if (!img->next_is_trailer) {
+			if (content_name_parse(name, &sb, &rel, &len) < 0)
+				return image_fail(img,
+						  log_debug_errno(-EBADMSG,
+								  "Unexpected image member %.*s",
+								  256, name));
+			if (sb >= t->n_sbs || t->sbs[sb].n_content_roots == 0)
+				return image_fail(
+					img,
+					log_debug_errno(-EBADMSG,
+							"Image member %.256s is content of "
+							"superblock %" PRIu64
+							", which the manifest gives no content",
+							name, sb));
+			if (img->any_member && sb < img->last_sb)
+				return image_fail(
+					img, log_debug_errno(
+						     -EBADMSG,
+						     "Image member %.256s comes after content of "
+						     "superblock %" PRIu64,
+						     name, img->last_sb));
+			img->next_sb = sb;
+		}
+		img->next = e;
+		img->next_name = name;
+	}
+	if (img->next_is_trailer)
+		return 0;
+	*ret_sb = (size_t)img->next_sb;
+	return 1;
+}
+
+/* A member is something restore can make: checked before it acts on it. */
+static int check_member(struct mntcr_image *img, const char *name, uint64_t sb, const char *rel,
+			size_t len, struct archive_entry *e)
+{
+	const struct mntcr_sb *s = &img->tree->sbs[sb];
+	const char *hl = archive_entry_hardlink(e), *hrel;
+	unsigned type = archive_entry_filetype(e);
+	uint64_t hsb;
+	size_t hlen;
+
+	if (!content_rel_in_roots(rel, len, s->content_roots, s->n_content_roots))
+		return log_debug_errno(
+			-EBADMSG, "Image member %.256s lies outside its superblock's content roots",
+			name);
+	if (hl) {
+		if (content_name_parse(hl, &hsb, &hrel, &hlen) < 0 || hsb != sb || hlen == 0 ||
+		    !content_rel_in_roots(hrel, hlen, s->content_roots, s->n_content_roots))
+			return log_debug_errno(
+				-EBADMSG,
+				"Image member %.256s is a hard link to %.256s, which is "
+				"not content of the same superblock",
+				name, hl);
+		if (len == 0)
+			return log_debug_errno(
+				-EBADMSG, "Image member %.256s: the root cannot be a hard link",
+				name);
+		return 0;
+	}
+	switch (type) {
+	case AE_IFREG:
+		if (archive_entry_size(e) < 0)
+			return log_debug_errno(-EBADMSG, "Image member %.256s has a negative size",
+					       name);
+		break;
+	case AE_IFLNK:
+		if (!archive_entry_symlink(e) || !*archive_entry_symlink(e))
+			return log_debug_errno(-EBADMSG,
+					       "Image member %.256s is a symlink to nothing", name);
+		break;
+	case AE_IFDIR:
+	case AE_IFIFO:
+	case AE_IFCHR:
+	case AE_IFBLK:
+		break;
+	default:
+		return log_debug_errno(-EBADMSG, "Image member %.256s has file type 0%o", name,
+				       type);
+	}
+	if (len == 0 && type != AE_IFDIR)
+		return log_debug_errno(
+			-EBADMSG, "Image member %.256s is a filesystem's root but not a directory",
+			name);
+	return 0;
+}
+
+int image_content_take(struct mntcr_image *img, struct archive_entry **ret_e, const char **ret_name,
+		       const char **ret_rel, size_t *ret_len,
+		       const struct content_attrs **ret_attrs)
+{
+	const char *name, *rel;
+	struct archive_entry *e;
+	size_t len, sb;
+	uint64_t s;
+	int r;
+
+	r = image_content_peek(img, &sb);
+	if (r == 0)
+		return -ENOENT;
+	if (r < 0)
+		return r;
+	e = img->next;
+	name = img->next_name;
+	img->next = NULL;
+	(void)content_name_parse(name, &s, &rel, &len);
+	r = check_member(img, name, s, rel, len, e);
+	if (r < 0)
+		return image_fail(img, r);
+	content_attrs_release(&img->attrs);
+	r = content_attrs_get(e, &img->attrs);
+	if (r < 0)
+		return image_fail(img, r == -EBADMSG
+					       ? log_debug_errno(r,
+								 "Image member %.256s has bad "
+								 "attributes",
+								 name)
+					       : r);
+	digest_member(img->rd.content, sb, rel, len, e, &img->attrs);
+
+	img->files[sb]++;
+	img->in_data = archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e);
+	img->data_size = img->in_data ? archive_entry_size(e) : 0;
+	if (img->in_data && !img->attrs.socket)
+		img->bytes[sb] += (uint64_t)img->data_size;
+	img->rd.members++;
+	img->last_sb = sb;
+	img->any_member = true;
+	*ret_e = e;
+	*ret_name = name;
+	*ret_rel = rel;
+	*ret_len = len;
+	*ret_attrs = &img->attrs;
+	return 0;
+}
+
+int image_content_data(struct mntcr_image *img, const void **ret_buf, size_t *ret_n,
+		       int64_t *ret_off)
+{
+	struct image_reader *rd = &img->rd;
+	la_int64_t off;
+	const void *buf;
+	size_t n;
+	int r;
+
+	if (img->state != IMAGE_CONTENT)
+		return img->state == IMAGE_FAILED ? img->err : -ESTALE;
+	if (!img->in_data)
+		return 0;
+	r = archive_read_data_block(rd->a, &buf, &n, &off);
+	if (r == ARCHIVE_EOF) {
+		img->in_data = false;
+		return 0;
+	}
+	if (r != ARCHIVE_OK)
+		return image_fail(img, log_debug_errno(archive_failure(rd->a, &rd->io, -EBADMSG),
+						       "Failed to read image member data: %s",
+						       archive_message(rd->a)));
+	if (off < 0 || off > img->data_size || (int64_t)n > img->data_size - off)
+		return image_fail(img, log_debug_errno(-EBADMSG,
+						       "Image member data at %" PRId64
+						       " lies outside its size %" PRId64,
+						       (int64_t)off, img->data_size));
+	if (n)
+		(void)XXH3_64bits_update(rd->content, buf, n);
+	*ret_buf = buf;
+	*ret_n = n;
+	*ret_off = off;
+	return 1;
+}
+
+int image_content_end(struct mntcr_image *img)
+{
+	size_t sb;
+	int r;
+
+	r = image_content_peek(img, &sb);
+	if (r > 0)
+		return image_fail(
+			img,
+			log_debug_errno(-EBADMSG,
+					"Image content of superblock %zu was not restored", sb));
+	if (r < 0 || img->state == IMAGE_DONE)
+		return r;
+	r = read_checksum(&img->rd, img->next, img->next_name, img->manifest_digest);
+	img->next = NULL;
+	if (r < 0)
+		return image_fail(img, r);
+	drain(&img->rd);
+	img->state = IMAGE_DONE;
+	return 0;
+}
+
+void image_content_handed_over(struct mntcr_image *img)
+{
+	if (img->state == IMAGE_CONTENT) {
+		img->state = IMAGE_HANDED_OVER;
+		img->next = NULL;
+	}
+}
+
+MNTCR_EXPORT int mntcr_image_finish(struct mntcr_image *img)
+{
+	const struct content_attrs *attrs;
+	struct archive_entry *e;
+	const char *name, *rel;
+	size_t sb, len;
+	int r;
+
+	if (!img)
+		return -EINVAL;
+	while ((r = image_content_peek(img, &sb)) > 0) {
+		r = image_content_take(img, &e, &name, &rel, &len, &attrs);
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return r;
+	return image_content_end(img);
+}
+
+MNTCR_EXPORT int mntcr_image_content_stats(const struct mntcr_image *img, size_t sb,
+					   uint64_t *ret_files, uint64_t *ret_bytes)
+{
+	if (!img || sb >= img->tree->n_sbs)
+		return -EINVAL;
+	if (img->state != IMAGE_DONE)
+		return img->state == IMAGE_FAILED ? img->err : -EBUSY;
+	if (img->tree->sbs[sb].n_content_roots == 0)
+		return -ENODATA;
+	if (ret_files)
+		*ret_files = img->files[sb];
+	if (ret_bytes)
+		*ret_bytes = img->bytes[sb];
+	return 0;
+}
+
+MNTCR_EXPORT size_t mntcr_image_content_n_roots(const struct mntcr_image *img, size_t sb)
+{
+	if (!img || sb >= img->tree->n_sbs)
+		return 0;
+	return img->tree->sbs[sb].n_content_roots;
+}
+
+MNTCR_EXPORT const char *mntcr_image_content_root(const struct mntcr_image *img, size_t sb,
+						  size_t i)
+{
+	if (!img || sb >= img->tree->n_sbs || i >= img->tree->sbs[sb].n_content_roots)
+		return NULL;
+	return img->tree->sbs[sb].content_roots[i];
+}
+
 MNTCR_EXPORT int mntcr_image_read(int fd, struct mntcr_tree **ret_tree)
 {
-	struct image_reader rd = { 0 };
-	struct mntcr_tree *t = NULL;
+	struct mntcr_image *img = NULL;
 	int r;
 
 	if (fd < 0 || !ret_tree)
 		return -EINVAL;
-	r = reader_open(&rd, fd);
+	r = mntcr_image_open(fd, &img);
 	if (r < 0)
-		goto out;
-	r = read_members(&rd);
-	if (r < 0)
-		goto out;
-	drain(&rd);
-
-	r = manifest_parse(rd.manifest.buf ? rd.manifest.buf : "", rd.manifest.len, rd.version, &t);
-	if (r < 0)
-		goto out;
-	if (rd.have_content && rd.content_sb_max >= t->n_sbs) {
-		r = log_debug_errno(-EBADMSG,
-				    "Image content names superblock %" PRIu64
-				    ", the manifest has %zu",
-				    rd.content_sb_max, t->n_sbs);
-		mntcr_tree_free(t);
-		goto out;
-	}
-	*ret_tree = t;
-	r = 0;
-out:
-	reader_release(&rd);
+		return r;
+	r = mntcr_image_finish(img);
+	if (r == 0)
+		*ret_tree = TAKE_PTR(img->tree);
+	mntcr_image_free(img);
 	return r;
 }

@@ -72,6 +72,7 @@ const char *plan_op_name(enum plan_op_type t)
 		[OP_SET_ROOT] = "set-root",
 		[OP_SET_GROUP] = "set-group",
 		[OP_PEER_BIND] = "peer",
+		[OP_CONTENT] = "content",
 	};
 	return (unsigned)t < ARRAY_SIZE(names) ? names[t] : "?";
 }
@@ -105,16 +106,13 @@ struct planner {
 	struct mntcr_plan *p;
 	struct mntcr_report *report;
 
+	struct mount_sources sources; /* where each mount comes from */
 	size_t *src_slot;   /* per image mount: template to clone from */
-	char **src_rel;     /* per image mount: path inside the template ("" = its root) */
+	char **src_rel;     /* per image mount: path inside the template ("" = its root), borrowed */
 	uint64_t *src_attr; /* per image mount: the flags a clone of it carries, UINT64_MAX unknown */
-	struct u64map host_tmpl; /* host mount index -> template slot */
-	struct strmap path_tmpl; /* explicit path -> template slot (keys borrowed from opts) */
 	struct strmap made;      /* "slot\0path" keys of OP_MKPATH already planned */
 	char **made_keys;
 	size_t n_made, cap_made;
-	struct u64map host_by_dev; /* dev -> first index in host_sorted */
-	size_t *host_sorted;       /* visible host mounts sorted by (dev, root length) */
 };
 
 static int emit(struct planner *pl, const struct plan_op *op)
@@ -133,19 +131,41 @@ static size_t new_slot(struct planner *pl)
 	return pl->p->n_slots++;
 }
 
+static int report_fail(struct mntcr_report *report, int err, const struct mntcr_mount *m, const char *fmt,
+		       va_list ap) _printf_(4, 0);
+static int report_fail(struct mntcr_report *report, int err, const struct mntcr_mount *m, const char *fmt,
+		       va_list ap)
+{
+	_cleanup_free_ char *msg = NULL;
+
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	report_set(report, "plan", MNTCR_NONE, m ? m->id : 0, m ? m->mountpoint : NULL, NULL, err,
+		   "%s", msg ? msg : "Out of memory");
+	return err;
+}
+
 static int fail(struct planner *pl, int err, const struct mntcr_mount *m, const char *fmt, ...)
 	_printf_(4, 5);
 static int fail(struct planner *pl, int err, const struct mntcr_mount *m, const char *fmt, ...)
 {
-	_cleanup_free_ char *msg = NULL;
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
+	err = report_fail(pl->report, err, m, fmt, ap);
 	va_end(ap);
-	report_set(pl->report, "plan", MNTCR_NONE, m ? m->id : 0, m ? m->mountpoint : NULL, NULL, err,
-		   "%s", msg ? msg : "Out of memory");
+	return err;
+}
+
+static int rfail(struct mntcr_report *report, int err, const struct mntcr_mount *m, const char *fmt, ...)
+	_printf_(4, 5);
+static int rfail(struct mntcr_report *report, int err, const struct mntcr_mount *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	err = report_fail(report, err, m, fmt, ap);
+	va_end(ap);
 	return err;
 }
 
@@ -158,70 +178,95 @@ static bool is_deleted(const char *path)
 	return n >= 9 && streq(path + n - 9, "//deleted");
 }
 
-static int validate(struct planner *pl)
+int plan_validate(const struct mntcr_tree *t, struct mntcr_report *report)
 {
-	const struct mntcr_tree *t = pl->t;
-
 	if (t->root == IDX_NONE)
-		return fail(pl, -EBADMSG, NULL, "The image has no root mount");
+		return rfail(report, -EBADMSG, NULL, "The image has no root mount");
 	for (size_t i = 0; i < t->n_mounts; i++) {
 		const struct mntcr_mount *m = &t->mounts[i];
 		const struct mntcr_sb *sb = &t->sbs[m->sb];
 
 		if (is_deleted(m->root))
-			return fail(pl, -EOPNOTSUPP, m,
-				    "Mount %" PRIu64 " at %s is a bind of a deleted file or directory (%s)",
-				    m->id, m->mountpoint, m->root);
+			return rfail(report, -EOPNOTSUPP, m,
+				     "Mount %" PRIu64 " at %s is a bind of a deleted file or directory (%s)",
+				     m->id, m->mountpoint, m->root);
 		if (!path_is_normalized(m->root) || !path_is_normalized(m->mountpoint))
-			return fail(pl, -EBADMSG, m, "Mount %" PRIu64 " has an unsafe path: root %s, mountpoint %s",
-				    m->id, m->root, m->mountpoint);
+			return rfail(report, -EBADMSG, m,
+				     "Mount %" PRIu64 " has an unsafe path: root %s, mountpoint %s", m->id,
+				     m->root, m->mountpoint);
 		if (m->attr & ~(uint64_t)MNTCR_ATTR_KNOWN)
-			return fail(pl, -EOPNOTSUPP, m,
-				    "Mount %" PRIu64 " at %s has flags mntcr cannot restore (idmapped mounts)",
-				    m->id, m->mountpoint);
+			return rfail(report, -EOPNOTSUPP, m,
+				     "Mount %" PRIu64 " at %s has flags mntcr cannot restore (idmapped mounts)",
+				     m->id, m->mountpoint);
 		if (sb->owned && !plan_fstype_creatable(sb->fstype))
-			return fail(pl, -EOPNOTSUPP, m,
-				    "Mount %" PRIu64 " at %s is on a %s filesystem that only the dumped namespace had; "
-				    "mntcr can create tmpfs, ramfs, proc, sysfs, devpts, mqueue and cgroup2 only "
-				    "(or map it with --external)",
-				    m->id, m->mountpoint, sb->fstype);
+			return rfail(report, -EOPNOTSUPP, m,
+				     "Mount %" PRIu64 " at %s is on a %s filesystem that only the dumped namespace had; "
+				     "mntcr can create tmpfs, ramfs, proc, sysfs, devpts, mqueue and cgroup2 only "
+				     "(or map it with --external)",
+				     m->id, m->mountpoint, sb->fstype);
 	}
 	return 0;
 }
 
 /* -------------------------------------------------------------------------- */
-/* Sources: where each mount is cloned from. */
+/*
+ * Sources: where each mount is cloned (mount-api) or bound (compat) from.
+ * Shared by both engines, so that they take every superblock from the same
+ * place: owned superblocks from a template created anew, external ones from
+ * a path in the restorer's namespace.
+ */
 
-static int template_for_path(struct planner *pl, const char *path, size_t sb, size_t *ret_slot)
+struct resolver {
+	const struct mntcr_tree *t;
+	const struct mntcr_tree *host;
+	const struct mntcr_restore_opts *opts;
+	struct mntcr_report *report;
+	struct mount_sources *s;
+	struct u64map host_tmpl;   /* host mount index -> template */
+	struct strmap path_tmpl;   /* path here -> template (keys: the templates' own paths) */
+	struct u64map host_by_dev; /* dev -> first index in host_sorted */
+	size_t *host_sorted;       /* visible host mounts sorted by (dev, root length) */
+};
+
+static int new_template(struct mount_sources *s, size_t sb, const char *path, size_t *ret)
 {
-	size_t slot;
-	int r;
+	int r = GROW(s->tmpl, s->cap_tmpl, s->n_tmpl + 1);
 
-	if (strmap_get(&pl->path_tmpl, path, &slot)) {
-		*ret_slot = slot;
-		return 0;
-	}
-	slot = new_slot(pl);
-	r = emit(pl, &(struct plan_op){ .type = OP_TEMPLATE_BIND, .phase = PHASE_CREATE, .mount = IDX_NONE,
-					.sb = sb, .slot = slot, .src = IDX_NONE, .path = strdup(path) });
 	if (r < 0)
 		return r;
-	if (!pl->p->ops[pl->p->n_ops - 1].path)
+	s->tmpl[s->n_tmpl] = (struct source_tmpl){ .sb = sb };
+	if (path && !(s->tmpl[s->n_tmpl].path = strdup(path)))
 		return -ENOMEM;
-	r = strmap_put(&pl->path_tmpl, pl->p->ops[pl->p->n_ops - 1].path, slot);
-	if (r < 0)
-		return r;
-	*ret_slot = slot;
+	*ret = s->n_tmpl++;
 	return 0;
 }
 
-static const struct mntcr_external *find_external(const struct planner *pl, const char *key)
+static int template_for_path(struct resolver *rv, const char *path, size_t sb, size_t *ret)
 {
-	if (!pl->opts)
+	size_t k;
+	int r;
+
+	if (strmap_get(&rv->path_tmpl, path, &k)) {
+		*ret = k;
+		return 0;
+	}
+	r = new_template(rv->s, sb, path, &k);
+	if (r < 0)
+		return r;
+	r = strmap_put(&rv->path_tmpl, rv->s->tmpl[k].path, k);
+	if (r < 0)
+		return r;
+	*ret = k;
+	return 0;
+}
+
+static const struct mntcr_external *find_external(const struct mntcr_restore_opts *opts, const char *key)
+{
+	if (!opts)
 		return NULL;
-	for (size_t i = 0; i < pl->opts->n_externals; i++)
-		if (streq(pl->opts->externals[i].key, key))
-			return &pl->opts->externals[i];
+	for (size_t i = 0; i < opts->n_externals; i++)
+		if (streq(opts->externals[i].key, key))
+			return &opts->externals[i];
 	return NULL;
 }
 
@@ -248,139 +293,234 @@ static int cmp_host_mounts(const void *a, const void *b)
 }
 
 /* Index the restorer's visible mounts by device, shortest root first. */
-static int index_host(struct planner *pl)
+static int index_host(struct resolver *rv)
 {
-	const struct mntcr_tree *h = pl->host;
+	const struct mntcr_tree *h = rv->host;
 	size_t n = 0;
 
 	if (!h)
 		return 0;
-	pl->host_sorted = malloc((h->n_mounts ? h->n_mounts : 1) * sizeof(size_t));
-	if (!pl->host_sorted)
+	rv->host_sorted = malloc((h->n_mounts ? h->n_mounts : 1) * sizeof(size_t));
+	if (!rv->host_sorted)
 		return -ENOMEM;
 	for (size_t i = 0; i < h->n_mounts; i++)
 		if (!h->mounts[i].hidden)
-			pl->host_sorted[n++] = i;
+			rv->host_sorted[n++] = i;
 	cmp_host = h;
-	qsort(pl->host_sorted, n, sizeof(size_t), cmp_host_mounts);
+	qsort(rv->host_sorted, n, sizeof(size_t), cmp_host_mounts);
 	cmp_host = NULL;
 	for (size_t k = n; k > 0; k--) {
-		const struct mntcr_mount *m = &h->mounts[pl->host_sorted[k - 1]];
-		int r = u64map_put(&pl->host_by_dev, dev_key(m->dev_major, m->dev_minor), k - 1);
+		const struct mntcr_mount *m = &h->mounts[rv->host_sorted[k - 1]];
+		int r = u64map_put(&rv->host_by_dev, dev_key(m->dev_major, m->dev_minor), k - 1);
 		if (r < 0)
 			return r;
 	}
 	/* terminate runs: remember n through the map's absence of a sentinel */
-	pl->host_sorted = realloc(pl->host_sorted, (n + 1) * sizeof(size_t));
-	if (!pl->host_sorted)
+	rv->host_sorted = realloc(rv->host_sorted, (n + 1) * sizeof(size_t));
+	if (!rv->host_sorted)
 		return -ENOMEM;
-	pl->host_sorted[n] = IDX_NONE;
+	rv->host_sorted[n] = IDX_NONE;
 	return 0;
 }
 
-static int set_source(struct planner *pl, size_t mi, size_t slot, const char *rel, uint64_t attr)
+static int set_source(struct resolver *rv, size_t mi, size_t tmpl, const char *rel, uint64_t attr)
 {
-	pl->src_slot[mi] = slot;
-	pl->src_attr[mi] = attr;
-	pl->src_rel[mi] = strdup(rel);
-	return pl->src_rel[mi] ? 0 : -ENOMEM;
+	rv->s->mount_tmpl[mi] = tmpl;
+	rv->s->mount_attr[mi] = attr;
+	rv->s->mount_rel[mi] = strdup(rel);
+	return rv->s->mount_rel[mi] ? 0 : -ENOMEM;
 }
 
-static int resolve_external(struct planner *pl, size_t mi)
+static int resolve_external(struct resolver *rv, size_t mi)
 {
-	const struct mntcr_tree *t = pl->t;
+	const struct mntcr_tree *t = rv->t;
 	const struct mntcr_mount *m = &t->mounts[mi], *rootm = &t->mounts[t->root];
 	const struct mntcr_sb *sb = &t->sbs[m->sb];
+	const struct mntcr_restore_opts *opts = rv->opts;
 	const struct mntcr_external *e;
 	char key[32];
 	const char *rel;
-	size_t slot, k;
+	size_t tmpl, k;
 	int r;
 
 	/* 1. --external MOUNTPOINT=PATH: this mount's root is PATH */
-	e = find_external(pl, m->mountpoint);
+	e = find_external(opts, m->mountpoint);
 	if (e) {
-		r = template_for_path(pl, e->path, m->sb, &slot);
-		return r < 0 ? r : set_source(pl, mi, slot, "", UINT64_MAX);
+		r = template_for_path(rv, e->path, m->sb, &tmpl);
+		return r < 0 ? r : set_source(rv, mi, tmpl, "", UINT64_MAX);
 	}
 	/* 2. --root DIR: the root mount, and mounts of its superblock below its root */
-	if (pl->opts && pl->opts->root && m->sb == rootm->sb && (rel = path_relative(m->root, rootm->root))) {
-		r = template_for_path(pl, pl->opts->root, m->sb, &slot);
-		return r < 0 ? r : set_source(pl, mi, slot, rel, UINT64_MAX);
+	if (opts && opts->root && m->sb == rootm->sb && (rel = path_relative(m->root, rootm->root))) {
+		r = template_for_path(rv, opts->root, m->sb, &tmpl);
+		return r < 0 ? r : set_source(rv, mi, tmpl, rel, UINT64_MAX);
 	}
 	/* 3. --external MAJ:MIN=PATH: PATH shows the superblock's recorded root */
 	snprintf(key, sizeof(key), "%" PRIu32 ":%" PRIu32, sb->dev_major, sb->dev_minor);
-	e = find_external(pl, key);
+	e = find_external(opts, key);
 	if (e) {
 		const char *base = sb->ext_root ? sb->ext_root : "/";
 
 		rel = path_relative(m->root, base);
 		if (!rel)
-			return fail(pl, -ENOENT, m,
-				    "Mount %" PRIu64 " at %s has root %s, outside the root %s that --external %s maps",
-				    m->id, m->mountpoint, m->root, base, key);
-		r = template_for_path(pl, e->path, m->sb, &slot);
-		return r < 0 ? r : set_source(pl, mi, slot, rel, UINT64_MAX);
+			return rfail(rv->report, -ENOENT, m,
+				     "Mount %" PRIu64 " at %s has root %s, outside the root %s that --external %s maps",
+				     m->id, m->mountpoint, m->root, base, key);
+		r = template_for_path(rv, e->path, m->sb, &tmpl);
+		return r < 0 ? r : set_source(rv, mi, tmpl, rel, UINT64_MAX);
 	}
 	/* 4. automatic: a visible mount of the same superblock here whose root contains ours */
-	if (pl->host && u64map_get(&pl->host_by_dev, dev_key(sb->dev_major, sb->dev_minor), &k)) {
-		for (; pl->host_sorted[k] != IDX_NONE; k++) {
-			const struct mntcr_mount *h = &pl->host->mounts[pl->host_sorted[k]];
+	if (rv->host && u64map_get(&rv->host_by_dev, dev_key(sb->dev_major, sb->dev_minor), &k)) {
+		for (; rv->host_sorted[k] != IDX_NONE; k++) {
+			const struct mntcr_mount *h = &rv->host->mounts[rv->host_sorted[k]];
 
 			if (h->dev_major != sb->dev_major || h->dev_minor != sb->dev_minor)
 				break;
 			rel = path_relative(m->root, h->root);
 			if (!rel)
 				continue;
-			if (!u64map_get(&pl->host_tmpl, pl->host_sorted[k], &slot)) {
-				r = template_for_path(pl, h->mountpoint, m->sb, &slot);
+			if (!u64map_get(&rv->host_tmpl, rv->host_sorted[k], &tmpl)) {
+				r = template_for_path(rv, h->mountpoint, m->sb, &tmpl);
 				if (r < 0)
 					return r;
-				r = u64map_put(&pl->host_tmpl, pl->host_sorted[k], slot);
+				r = u64map_put(&rv->host_tmpl, rv->host_sorted[k], tmpl);
 				if (r < 0)
 					return r;
 			}
-			return set_source(pl, mi, slot, rel, h->attr);
+			return set_source(rv, mi, tmpl, rel, h->attr);
 		}
 	}
-	return fail(pl, -ENOENT, m,
-		    "Mount %" PRIu64 " at %s needs the external %s filesystem %s (key %s, root %s), "
-		    "which is not mounted here; map it with --external %s=PATH or --external %s=PATH",
-		    m->id, m->mountpoint, sb->fstype, sb->source ? sb->source : "none", key, m->root,
-		    m->mountpoint, key);
+	return rfail(rv->report, -ENOENT, m,
+		     "Mount %" PRIu64 " at %s needs the external %s filesystem %s (key %s, root %s), "
+		     "which is not mounted here; map it with --external %s=PATH or --external %s=PATH",
+		     m->id, m->mountpoint, sb->fstype, sb->source ? sb->source : "none", key, m->root,
+		     m->mountpoint, key);
 }
 
-static int plan_sources(struct planner *pl)
+static int resolve_sources(struct resolver *rv)
 {
-	const struct mntcr_tree *t = pl->t;
+	const struct mntcr_tree *t = rv->t;
+	struct mount_sources *s = rv->s;
 	int r;
 
-	for (size_t s = 0; s < t->n_sbs; s++) {
-		const struct mntcr_sb *sb = &t->sbs[s];
+	s->sb_tmpl = malloc((t->n_sbs ? t->n_sbs : 1) * sizeof(size_t));
+	s->mount_tmpl = calloc(t->n_mounts + 1, sizeof(size_t));
+	s->mount_rel = calloc(t->n_mounts + 1, sizeof(char *));
+	s->mount_attr = calloc(t->n_mounts + 1, sizeof(uint64_t));
+	if (!s->sb_tmpl || !s->mount_tmpl || !s->mount_rel || !s->mount_attr)
+		return -ENOMEM;
+	r = index_host(rv);
+	if (r < 0)
+		return r;
+	for (size_t sbi = 0; sbi < t->n_sbs; sbi++) {
+		const struct mntcr_sb *sb = &t->sbs[sbi];
 
-		pl->p->sb_slot[s] = IDX_NONE;
+		s->sb_tmpl[sbi] = IDX_NONE;
 		if (!sb->owned || sb->n_mounts == 0)
 			continue;
-		pl->p->sb_slot[s] = new_slot(pl);
-		r = emit(pl, &(struct plan_op){ .type = OP_SB_CREATE, .phase = PHASE_CREATE, .mount = IDX_NONE,
-						.sb = s, .slot = pl->p->sb_slot[s], .src = IDX_NONE });
+		r = new_template(s, sbi, NULL, &s->sb_tmpl[sbi]);
 		if (r < 0)
 			return r;
 		for (size_t k = 0; k < sb->n_mounts; k++) {
 			size_t mi = tree_sb_mount_idx(t, sb, k);
 
-			/* fsmount(2) with no attributes: rw, relatime */
-			r = set_source(pl, mi, pl->p->sb_slot[s], t->mounts[mi].root + 1, MOUNT_ATTR_RELATIME);
+			/* a new mount with no attributes: rw, relatime */
+			r = set_source(rv, mi, s->sb_tmpl[sbi], t->mounts[mi].root + 1, MOUNT_ATTR_RELATIME);
 			if (r < 0)
 				return r;
 		}
 	}
 	for (size_t mi = 0; mi < t->n_mounts; mi++)
 		if (!t->sbs[t->mounts[mi].sb].owned) {
-			r = resolve_external(pl, mi);
+			r = resolve_external(rv, mi);
 			if (r < 0)
 				return r;
 		}
+	return 0;
+}
+
+void mount_sources_release(struct mount_sources *s, size_t n_mounts)
+{
+	for (size_t i = 0; i < s->n_tmpl; i++)
+		free(s->tmpl[i].path);
+	free(s->tmpl);
+	if (s->mount_rel)
+		for (size_t i = 0; i < n_mounts; i++)
+			free(s->mount_rel[i]);
+	free(s->mount_rel);
+	free(s->mount_tmpl);
+	free(s->mount_attr);
+	free(s->sb_tmpl);
+	*s = (struct mount_sources){ 0 };
+}
+
+int mount_sources_resolve(const struct mntcr_tree *t, const struct mntcr_tree *host,
+			  const struct mntcr_restore_opts *opts, struct mntcr_report *report,
+			  struct mount_sources *ret)
+{
+	struct mount_sources s = { 0 };
+	struct resolver rv = { .t = t, .host = host, .opts = opts, .report = report, .s = &s };
+	int r = resolve_sources(&rv);
+
+	strmap_release(&rv.path_tmpl);
+	u64map_release(&rv.host_tmpl);
+	u64map_release(&rv.host_by_dev);
+	free(rv.host_sorted);
+	if (r < 0) {
+		mount_sources_release(&s, t->n_mounts);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+/* The mount-api engine: one fsmount per owned superblock, one template clone per external path. */
+static int plan_sources(struct planner *pl)
+{
+	const struct mntcr_tree *t = pl->t;
+	struct mount_sources *s = &pl->sources;
+	_cleanup_free_ size_t *slot = NULL;
+	int r;
+
+	r = mount_sources_resolve(t, pl->host, pl->opts, pl->report, s);
+	if (r < 0)
+		return r;
+	slot = malloc((s->n_tmpl ? s->n_tmpl : 1) * sizeof(size_t));
+	if (!slot)
+		return -ENOMEM;
+	for (size_t k = 0; k < s->n_tmpl; k++) {
+		slot[k] = new_slot(pl);
+		if (!s->tmpl[k].path)
+			r = emit(pl, &(struct plan_op){ .type = OP_SB_CREATE, .phase = PHASE_CREATE,
+							.mount = IDX_NONE, .sb = s->tmpl[k].sb, .slot = slot[k],
+							.src = IDX_NONE });
+		else
+			r = emit(pl, &(struct plan_op){ .type = OP_TEMPLATE_BIND, .phase = PHASE_CREATE,
+							.mount = IDX_NONE, .sb = s->tmpl[k].sb, .slot = slot[k],
+							.src = IDX_NONE, .path = strdup(s->tmpl[k].path) });
+		if (r < 0)
+			return r;
+		if (s->tmpl[k].path && !pl->p->ops[pl->p->n_ops - 1].path)
+			return -ENOMEM;
+		/*
+		 * The image's files of this superblock go into its template right
+		 * away: before any directory is made, anything attached, or ro set.
+		 */
+		if (!s->tmpl[k].path && t->sbs[s->tmpl[k].sb].n_content_roots &&
+		    !(pl->opts && pl->opts->no_content)) {
+			r = emit(pl, &(struct plan_op){ .type = OP_CONTENT, .phase = PHASE_CREATE,
+							.mount = IDX_NONE, .sb = s->tmpl[k].sb,
+							.slot = slot[k], .src = IDX_NONE });
+			if (r < 0)
+				return r;
+		}
+	}
+	for (size_t sbi = 0; sbi < t->n_sbs; sbi++)
+		pl->p->sb_slot[sbi] = s->sb_tmpl[sbi] == IDX_NONE ? IDX_NONE : slot[s->sb_tmpl[sbi]];
+	for (size_t mi = 0; mi < t->n_mounts; mi++) {
+		pl->src_slot[mi] = slot[s->mount_tmpl[mi]];
+		pl->src_rel[mi] = s->mount_rel[mi];
+		pl->src_attr[mi] = s->mount_attr[mi];
+	}
 	return 0;
 }
 
@@ -999,9 +1139,7 @@ static int plan_propagation(struct planner *pl, struct propagation *pr)
 
 static void planner_release(struct planner *pl)
 {
-	if (pl->src_rel)
-		for (size_t i = 0; i < pl->t->n_mounts; i++)
-			free(pl->src_rel[i]);
+	mount_sources_release(&pl->sources, pl->t->n_mounts);
 	free(pl->src_rel);
 	free(pl->src_slot);
 	free(pl->src_attr);
@@ -1009,10 +1147,6 @@ static void planner_release(struct planner *pl)
 		free(pl->made_keys[i]);
 	free(pl->made_keys);
 	strmap_release(&pl->made);
-	strmap_release(&pl->path_tmpl);
-	u64map_release(&pl->host_tmpl);
-	u64map_release(&pl->host_by_dev);
-	free(pl->host_sorted);
 }
 
 MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct mntcr_tree *host,
@@ -1052,10 +1186,7 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 		goto fail;
 	}
 
-	r = validate(&pl);
-	if (r < 0)
-		goto fail;
-	r = index_host(&pl);
+	r = plan_validate(image, report);
 	if (r < 0)
 		goto fail;
 	r = plan_sources(&pl);
@@ -1176,6 +1307,17 @@ int plan_op_format(const struct mntcr_plan *p, size_t i, struct strbuf *out)
 	case OP_PEER_BIND:
 		r = strbuf_printf(out, "#%zu = clone of %s, keeping its peer group", op->slot, op->path);
 		break;
+	case OP_CONTENT: {
+		const struct mntcr_sb *sb = &t->sbs[op->sb];
+
+		r = strbuf_printf(out, "#%zu <- image content of superblock %" PRIu32 ":%" PRIu32 " (roots",
+				  op->slot, sb->dev_major, sb->dev_minor);
+		for (size_t k = 0; k < sb->n_content_roots && r >= 0; k++)
+			r = strbuf_printf(out, " %s", sb->content_roots[k]);
+		if (r >= 0)
+			r = strbuf_puts(out, ")");
+		break;
+	}
 	}
 	if (r < 0)
 		return r;

@@ -34,6 +34,7 @@ enum plan_op_type {
 	OP_SET_PROPAGATION, /* mount_setattr(slot, propagation) */
 	OP_SET_GROUP,      /* move_mount(src -> slot, MOVE_MOUNT_SET_GROUP) */
 	OP_PEER_BIND,      /* non-recursive clone of a path here that keeps its peer group -> slot */
+	OP_CONTENT,        /* the image's content of sb, written into its new template (slot) */
 	OP_SET_ROOT,       /* attach slot on /, pivot_root into it, drop the old root */
 };
 
@@ -72,12 +73,50 @@ int plan_op_format(const struct mntcr_plan *p, size_t i, struct strbuf *out);
 /* The filesystems mntcr can create anew. */
 bool plan_fstype_creatable(const char *fstype);
 
+/*
+ * Refuse, before anything is mounted, what neither engine can restore:
+ * bound deleted files, unsafe paths, idmapped mounts, owned filesystems
+ * mntcr cannot create. Fills the report.
+ */
+int plan_validate(const struct mntcr_tree *t, struct mntcr_report *report);
+
+/*
+ * Where every mount of an image comes from; both engines take each
+ * superblock from the same place. Templates: first one per owned
+ * superblock that has mounts (in superblock order), created anew; then one
+ * per path of the restorer's namespace that external superblocks are taken
+ * from (--external, --root, or automatically by device number), in order
+ * of first use by mount index.
+ */
+struct source_tmpl {
+	size_t sb;  /* image superblock index */
+	char *path; /* NULL: owned, created anew; else the path here to take it from */
+};
+
+struct mount_sources {
+	struct source_tmpl *tmpl;
+	size_t n_tmpl, cap_tmpl;
+	size_t *sb_tmpl;      /* per superblock: its owned template, or IDX_NONE */
+	size_t *mount_tmpl;   /* per mount: the template it is taken from */
+	char **mount_rel;     /* per mount: its root inside the template, relative ("" = the template's root) */
+	uint64_t *mount_attr; /* per mount: the flags a copy of the template carries, UINT64_MAX unknown */
+};
+
+/* Pure. Fills the report on failure (-ENOENT: an external filesystem that is not here). */
+int mount_sources_resolve(const struct mntcr_tree *t, const struct mntcr_tree *host,
+			  const struct mntcr_restore_opts *opts, struct mntcr_report *report,
+			  struct mount_sources *ret);
+void mount_sources_release(struct mount_sources *s, size_t n_mounts);
+
 /* Fill a report; the message is built from the remaining arguments. */
 void report_set(struct mntcr_report *r, const char *phase, size_t op_index, uint64_t mount_id,
 		const char *path, const char *op, int err, const char *fmt, ...) _printf_(8, 9);
 
 /* Enter a new private mount namespace and run the plan there (in a process of its own). */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report);
+/* The same, with the image stream that OP_CONTENT ops read their files from (content.h). */
+int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img,
+		      struct mntcr_report *report);
 
 /*
  * The compat engine (compat.c): mount(2), umount2(2) and pivot_root(2) only.

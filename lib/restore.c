@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include "content.h"
 #include "internal.h"
 #include "mntcr/mntcr.h"
 #include "plan.h"
@@ -83,7 +84,8 @@ static enum plan_phase phase_from_name(const char *name)
 	return _PHASE_MAX;
 }
 
-static _Noreturn void child_main(const struct mntcr_plan *p, int status_fd, int go_fd)
+static _Noreturn void child_main(const struct mntcr_plan *p, struct mntcr_image *img, int status_fd,
+				  int go_fd)
 {
 	struct mntcr_report rep = { .op_index = MNTCR_NONE };
 	struct wire_report w = { 0 };
@@ -95,7 +97,8 @@ static _Noreturn void child_main(const struct mntcr_plan *p, int status_fd, int 
 	if (getppid() == 1)
 		_exit(1);
 
-	r = plan_execute(p, &rep);
+	/* With content, this process reads the rest of the image's stream. */
+	r = plan_execute_full(p, img, &rep);
 
 	w.err = r;
 	w.phase = phase_from_name(rep.phase);
@@ -131,9 +134,15 @@ static char *read_str(int fd, uint32_t len)
 	return s;
 }
 
-MNTCR_EXPORT int mntcr_restore(const struct mntcr_tree *image, const struct mntcr_restore_opts *opts,
-			       int *ret_nsfd, struct mntcr_report *report)
+/*
+ * image: the mount table; img: the image stream its content comes from,
+ * NULL for none (a tree alone restores no content).
+ */
+static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
+		       const struct mntcr_restore_opts *opts, int *ret_nsfd,
+		       struct mntcr_report *report)
 {
+	bool want_content = false;
 	struct mntcr_tree *host = NULL;
 	struct mntcr_plan *plan = NULL;
 	struct wire_report w;
@@ -145,6 +154,7 @@ MNTCR_EXPORT int mntcr_restore(const struct mntcr_tree *image, const struct mntc
 	if (!image || !ret_nsfd)
 		return -EINVAL;
 	mntcr_report_clear(report);
+	timing_mark("read");
 
 	r = tree_read_self(&host);
 	if (r < 0) {
@@ -167,9 +177,32 @@ MNTCR_EXPORT int mntcr_restore(const struct mntcr_tree *image, const struct mntc
 				   "and mount_setattr, which this kernel does not offer (see mntcr check)");
 			goto out;
 		}
+		if (!img || !mntcr_image_has_content(img))
+			o.no_content = true;
+		else if (o.no_content || o.engine == MNTCR_ENGINE_COMPAT) {
+			/*
+			 * The mount table alone: asked for, or the compat engine, which
+			 * does not write content yet (it could: content_extract() takes
+			 * the root fd of any fresh filesystem). The rest of the image is
+			 * still checked first.
+			 */
+			if (!o.no_content)
+				log_debug("The compat engine does not restore filesystem content: "
+					  "the image's tmpfs and ramfs filesystems are restored empty");
+			o.no_content = true;
+			r = mntcr_image_finish(img);
+			if (r < 0) {
+				report_set(report, "validate", MNTCR_NONE, 0, NULL, "read image", r,
+					   "The image is corrupt or truncated: %s", strerror(-r));
+				goto out;
+			}
+		}
+		want_content = !o.no_content;
+		timing_mark("self");
 		r = mntcr_plan_build(image, host, &o, &plan, report);
 		if (r < 0)
 			goto out;
+		timing_mark("plan");
 	}
 
 	if (pipe2(status_pipe, O_CLOEXEC) < 0 || pipe2(go_pipe, O_CLOEXEC) < 0) {
@@ -187,14 +220,18 @@ MNTCR_EXPORT int mntcr_restore(const struct mntcr_tree *image, const struct mntc
 	if (pid == 0) {
 		close(status_pipe[0]);
 		close(go_pipe[1]);
-		child_main(plan, status_pipe[1], go_pipe[0]);
+		child_main(plan, want_content ? img : NULL, status_pipe[1], go_pipe[0]);
 	}
+	/* The child reads the image's content now: this copy of the reader is stale. */
+	if (want_content)
+		image_content_handed_over(img);
 	close(status_pipe[1]);
 	status_pipe[1] = -EBADF;
 	close(go_pipe[0]);
 	go_pipe[0] = -EBADF;
 
 	r = read_all(status_pipe[0], &w, sizeof(w));
+	timing_mark("child");
 	if (r < 0) {
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "read", -EIO, "The restoring process died");
 		r = -EIO;
@@ -230,6 +267,7 @@ MNTCR_EXPORT int mntcr_restore(const struct mntcr_tree *image, const struct mntc
 	go_pipe[1] = -EBADF;
 	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
 		;
+	timing_mark("exit");
 	if (r == 0)
 		*ret_nsfd = nsfd;
 out:
@@ -242,4 +280,18 @@ out:
 	mntcr_plan_free(plan);
 	mntcr_tree_free(host);
 	return r;
+}
+
+MNTCR_EXPORT int mntcr_restore(const struct mntcr_tree *image, const struct mntcr_restore_opts *opts,
+			       int *ret_nsfd, struct mntcr_report *report)
+{
+	return restore_run(image, NULL, opts, ret_nsfd, report);
+}
+
+MNTCR_EXPORT int mntcr_restore_image(struct mntcr_image *img, const struct mntcr_restore_opts *opts,
+				     int *ret_nsfd, struct mntcr_report *report)
+{
+	if (!img || !mntcr_image_tree(img))
+		return -EINVAL;
+	return restore_run(mntcr_image_tree(img), img, opts, ret_nsfd, report);
 }

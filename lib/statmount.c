@@ -60,6 +60,8 @@ static int list_ids(uint64_t ns_id, uint64_t **ret_ids, size_t *ret_n)
 	return 0;
 }
 
+double statmount_kernel_ms;
+
 static int stat_one(uint64_t ns_id, uint64_t id, struct mntcr_statmount **buf, size_t *bufsize)
 {
 	struct mntcr_mnt_id_req req = {
@@ -109,8 +111,9 @@ static int sb_options(const struct mntcr_statmount *sm, char **ret)
 		r = strbuf_puts(&b, ",mand");
 	if (r == 0 && (sm->sb_flags & SB_LAZYTIME))
 		r = strbuf_puts(&b, ",lazytime");
-	if (r == 0 && (sm->mask & MNTCR_STATMOUNT_MNT_OPTS) && sm->str[sm->mnt_opts])
-		r = strbuf_printf(&b, ",%s", sm->str + sm->mnt_opts);
+	if (r == 0 && (sm->mask & MNTCR_STATMOUNT_MNT_OPTS) && sm->str[sm->mnt_opts] &&
+	    (r = strbuf_puts(&b, ",")) == 0)
+		r = strbuf_puts(&b, sm->str + sm->mnt_opts);
 	if (r < 0) {
 		strbuf_release(&b);
 		return r;
@@ -189,8 +192,10 @@ static int statmount_read_once(uint64_t ns_id, struct mntcr_tree **ret_tree, boo
 	_cleanup_free_ struct mntcr_statmount *buf = NULL;
 	struct mntcr_tree *t = NULL;
 	size_t n = 0, bufsize = 16384;
+	bool timing = timing_enabled();
 	int r;
 
+	statmount_kernel_ms = 0;
 	r = list_ids(ns_id, &ids, &n);
 	if (r < 0)
 		return r;
@@ -206,8 +211,11 @@ static int statmount_read_once(uint64_t ns_id, struct mntcr_tree **ret_tree, boo
 
 	for (size_t i = 0; i < n; i++) {
 		struct mntcr_mount m;
+		double k0 = timing ? timing_now_ms() : 0;
 
 		r = stat_one(ns_id, ids[i], &buf, &bufsize);
+		if (timing)
+			statmount_kernel_ms += timing_now_ms() - k0;
 		if (r == -ENOENT) /* unmounted since listmount: not part of the snapshot */
 			continue;
 		if (r < 0)

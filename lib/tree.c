@@ -31,6 +31,9 @@ void sb_clear(struct mntcr_sb *sb)
 	free(sb->opts);
 	free(sb->ext_path);
 	free(sb->ext_root);
+	for (size_t i = 0; i < sb->n_content_roots; i++)
+		free(sb->content_roots[i]);
+	free(sb->content_roots);
 	*sb = (struct mntcr_sb){ 0 };
 }
 
@@ -120,32 +123,14 @@ const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *
 /* Indexing */
 
 static const struct mntcr_tree *sort_tree; /* qsort has no user data argument */
+static size_t sort_skip; /* the parent's mountpoint, a prefix of every sibling's: not compared */
 
-/*
- * Attach order among the children of one parent: deeper mountpoints first,
- * so that a mount covering a sibling's path is attached after that sibling;
- * on one path, the older (lower) mount first.
- */
-static int cmp_attach_order(const void *a, const void *b)
-{
-	const struct mntcr_mount *x = &sort_tree->mounts[*(const size_t *)a];
-	const struct mntcr_mount *y = &sort_tree->mounts[*(const size_t *)b];
-	size_t dx = path_depth(x->mountpoint), dy = path_depth(y->mountpoint);
-	int c;
-
-	if (dx != dy)
-		return dx > dy ? -1 : 1;
-	c = strcmp(x->mountpoint, y->mountpoint);
-	if (c)
-		return c;
-	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
-}
-
+/* Siblings by path, then by id (a total order: ids are unique). */
 static int cmp_by_path(const void *a, const void *b)
 {
 	const struct mntcr_mount *x = &sort_tree->mounts[*(const size_t *)a];
 	const struct mntcr_mount *y = &sort_tree->mounts[*(const size_t *)b];
-	int c = strcmp(x->mountpoint, y->mountpoint);
+	int c = strcmp(x->mountpoint + sort_skip, y->mountpoint + sort_skip);
 
 	if (c)
 		return c;
@@ -314,16 +299,17 @@ static int index_covers(struct mntcr_tree *t)
 	buf = malloc(maxlen + 1);
 	if (!sorted || !buf)
 		return -ENOMEM;
-	memcpy(sorted, t->child_idx, t->n_mounts ? (t->n_mounts - (t->root != IDX_NONE)) * sizeof(size_t) : 0);
 
+	/* Children sorted by path in place: tree_index() turns that into attach order. */
 	sort_tree = t;
 	for (size_t pi = 0; pi < t->n_mounts; pi++) {
 		struct mntcr_mount *p = &t->mounts[pi];
-		size_t *kids = sorted + p->first_child, nk = p->n_children;
+		size_t *kids = t->child_idx + p->first_child, nk = p->n_children;
 		size_t top = IDX_NONE; /* the child on p's own root: the next layer of p's stack */
 
 		if (nk == 0)
 			continue;
+		sort_skip = strlen(p->mountpoint);
 		qsort(kids, nk, sizeof(size_t), cmp_by_path);
 		for (size_t k = 0; k < nk; k++) {
 			struct mntcr_mount *m = &t->mounts[kids[k]];
@@ -356,7 +342,7 @@ static int index_covers(struct mntcr_tree *t)
 				/* binary search for the first sibling with path == buf */
 				while (lo < hi) {
 					size_t mid = (lo + hi) / 2;
-					if (strcmp(t->mounts[kids[mid]].mountpoint, buf) < 0)
+					if (strcmp(t->mounts[kids[mid]].mountpoint + sort_skip, buf + sort_skip) < 0)
 						lo = mid + 1;
 					else
 						hi = mid;
@@ -488,6 +474,58 @@ static int index_sb_mounts(struct mntcr_tree *t)
 	return 0;
 }
 
+/*
+ * Attach order among the children of one parent: deeper mountpoints first,
+ * so that a mount covering a sibling's path is attached after that sibling;
+ * on one path, the older (lower) mount first. index_covers() left each
+ * parent's children sorted by (path, id): a stable sort by depth, deepest
+ * first, gives (depth desc, path, id), a counting sort since depths are
+ * small. Most parents have children of one depth only and are left as
+ * they are.
+ */
+static int index_attach_order(struct mntcr_tree *t)
+{
+	_cleanup_free_ size_t *depth = malloc((t->n_mounts ? t->n_mounts : 1) * sizeof(size_t));
+	_cleanup_free_ size_t *tmp = malloc((t->n_mounts ? t->n_mounts : 1) * sizeof(size_t));
+	_cleanup_free_ size_t *count = NULL;
+	size_t max_span = 0;
+
+	if (!depth || !tmp)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n_mounts; i++)
+		depth[i] = path_depth(t->mounts[i].mountpoint);
+	for (size_t pi = 0; pi < t->n_mounts; pi++) {
+		const struct mntcr_mount *p = &t->mounts[pi];
+		size_t *kids = t->child_idx + p->first_child, nk = p->n_children, lo = SIZE_MAX, hi = 0;
+
+		for (size_t k = 0; k < nk; k++) {
+			size_t d = depth[kids[k]];
+
+			lo = d < lo ? d : lo;
+			hi = d > hi ? d : hi;
+		}
+		if (nk < 2 || lo == hi)
+			continue;
+		if (hi - lo + 1 > max_span) {
+			free(count);
+			max_span = hi - lo + 1;
+			count = malloc((max_span + 1) * sizeof(size_t));
+			if (!count)
+				return -ENOMEM;
+		}
+		/* bucket b holds depth hi - b: deepest first */
+		memset(count, 0, (hi - lo + 2) * sizeof(size_t));
+		for (size_t k = 0; k < nk; k++)
+			count[hi - depth[kids[k]] + 1]++;
+		for (size_t b = 1; b <= hi - lo + 1; b++)
+			count[b] += count[b - 1];
+		for (size_t k = 0; k < nk; k++)
+			tmp[count[hi - depth[kids[k]]]++] = kids[k];
+		memcpy(kids, tmp, nk * sizeof(size_t));
+	}
+	return 0;
+}
+
 int tree_index(struct mntcr_tree *t)
 {
 	int r;
@@ -508,13 +546,9 @@ int tree_index(struct mntcr_tree *t)
 	if (r < 0)
 		return r;
 
-	/* Children in attach order. */
-	sort_tree = t;
-	for (size_t i = 0; i < t->n_mounts; i++)
-		if (t->mounts[i].n_children > 1)
-			qsort(t->child_idx + t->mounts[i].first_child, t->mounts[i].n_children,
-			      sizeof(size_t), cmp_attach_order);
-	sort_tree = NULL;
+	r = index_attach_order(t);
+	if (r < 0)
+		return r;
 
 	if (!t->sbs_from_image) {
 		r = index_sbs_by_dev(t);

@@ -72,6 +72,9 @@ struct mntcr_sb {
 	char *ext_root; /* external: that mount's root inside the filesystem */
 	size_t first_mount; /* offset into tree->sb_mount_idx */
 	size_t n_mounts;
+	/* Image with content: the roots (absolute paths) whose subtrees it holds. */
+	char **content_roots;
+	size_t n_content_roots;
 };
 
 struct mntcr_tree {
@@ -86,6 +89,7 @@ struct mntcr_tree {
 	enum mntcr_source source;
 	bool unique_ids; /* ids are 64-bit unique ids */
 	bool sbs_from_image; /* sbs were given (image), not derived from dev numbers */
+	bool live;       /* read from a running process (pid), whose content can be dumped */
 	char *kernel;    /* uname -r of the dumping machine */
 	char *hostname;
 

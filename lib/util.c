@@ -544,3 +544,56 @@ bad:
 	free(d);
 	return -EINVAL;
 }
+
+/* -------------------------------------------------------------------------- */
+/* Phase timing (MNTCR_TIMING=1) */
+
+#include <time.h>
+
+static int timing_state = -1; /* -1: not yet read from the environment */
+static double timing_t0, timing_last, timing_sub;
+
+double timing_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* The origin: when the library was loaded, about when the program started. */
+__attribute__((constructor)) static void timing_init(void)
+{
+	timing_t0 = timing_last = timing_now_ms();
+}
+
+bool timing_enabled(void)
+{
+	if (timing_state < 0) {
+		const char *e = getenv("MNTCR_TIMING");
+		timing_state = e && *e && !streq(e, "0");
+	}
+	return timing_state;
+}
+
+void timing_report(const char *phase, double ms)
+{
+	if (!timing_enabled())
+		return;
+	fprintf(stderr, "mntcr timing: %-12s %10.3f ms (at %10.3f ms)\n", phase, ms,
+		timing_now_ms() - timing_t0);
+	timing_sub += ms;
+}
+
+void timing_mark(const char *phase)
+{
+	double now;
+
+	if (!timing_enabled())
+		return;
+	now = timing_now_ms();
+	fprintf(stderr, "mntcr timing: %-12s %10.3f ms (at %10.3f ms)\n", phase,
+		now - timing_last - timing_sub, now - timing_t0);
+	timing_sub = 0;
+	timing_last = timing_now_ms();
+}

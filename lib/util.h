@@ -189,3 +189,20 @@ int utf8_escape_bytes(const char *s, char **ret);
  * other backslash sequence, on a decoded or literal NUL byte. *ret is new.
  */
 int utf8_unescape_bytes(const char *s, size_t n, char **ret);
+
+/* -------------------------------------------------------------------------- */
+/*
+ * MNTCR_TIMING=1: the wall time of each phase of a dump or restore on
+ * stderr, one line per phase: "mntcr timing: PHASE MS ms (at MS ms)", the
+ * second figure counted from the library's load. One clock_gettime per
+ * phase; nothing at all when the variable is unset.
+ */
+bool timing_enabled(void);
+double timing_now_ms(void);
+/* End the running phase: print it with the time since the previous mark. */
+void timing_mark(const char *phase);
+/*
+ * Print a phase of `ms` that ran interleaved with the running one, which
+ * the next mark then excludes (the kernel's share of a read loop).
+ */
+void timing_report(const char *phase, double ms);

@@ -158,21 +158,72 @@ int mntcr_attr_format(uint64_t attr, char *buf, size_t size);
 /* Images */
 
 enum mntcr_image_flags {
-	MNTCR_IMAGE_NO_CONTENT = 1 << 0,
+	MNTCR_IMAGE_NO_CONTENT = 1 << 0, /* no filesystem content, even for a live tree */
+	MNTCR_IMAGE_ZSTD = 1 << 1,       /* compress the stream with zstd */
+	MNTCR_IMAGE_GZIP = 1 << 2,       /* compress the stream with gzip */
 };
 
 /*
  * Write the image of tree t to fd as one stream: a pax tar whose first
  * member identifies the format, followed by the JSON manifest and a
  * checksum trailer (docs/image-format.md).
+ *
+ * When t was read from a live process (mntcr_tree_read_pid) and flags
+ * lack MNTCR_IMAGE_NO_CONTENT, the files of every owned tmpfs and ramfs
+ * superblock are streamed into the image too, files hidden under child
+ * mounts and over-mounts included. They are read through private clones
+ * of the mounts (a helper process enters the namespace; hidden mounts are
+ * uncovered in a private copy of it): the target namespace does not change,
+ * and no atime moves. Memory use does not grow with the content's size.
+ * A superblock whose content cannot be reached (its mounts all hidden
+ * under locked mounts, or no permission to enter the namespace) gets no
+ * members, with a warning. -ESRCH: the process is gone; -ESTALE: it is in
+ * another mount namespace now.
+ * At most one of MNTCR_IMAGE_ZSTD and MNTCR_IMAGE_GZIP (else -EINVAL).
  */
 int mntcr_image_write(int fd, const struct mntcr_tree *t, unsigned flags);
 
 /*
- * Read an image from fd. -EBADMSG: not an image, truncated, corrupt or
- * inconsistent; -EPROTO: a format version this library does not know.
+ * Read a whole image from fd: the mount table, with any content read,
+ * checked against its digests and skipped. -EBADMSG: not an image,
+ * truncated, corrupt or inconsistent; -EPROTO: a format version this
+ * library does not know.
  */
 int mntcr_image_read(int fd, struct mntcr_tree **ret_tree);
+
+/*
+ * An image being read, for a restore that streams the content: open reads
+ * and checks the header and the manifest (before anything is mounted, the
+ * manifest is checked against its own digest); the content that follows is
+ * read by mntcr_restore_image() or skipped by mntcr_image_finish().
+ * The reader does not own fd.
+ */
+struct mntcr_image;
+
+/* Open the image on fd. Errors as mntcr_image_read(). */
+int mntcr_image_open(int fd, struct mntcr_image **ret_image);
+/* The image's mount table; borrowed, lives as long as the image. */
+const struct mntcr_tree *mntcr_image_tree(const struct mntcr_image *img);
+/* True when the image holds filesystem content (docs/image-format.md, version 2). */
+bool mntcr_image_has_content(const struct mntcr_image *img);
+/*
+ * Read the rest of the image: content members are checked, counted and
+ * skipped, then the trailer's digests are verified. Does nothing when done
+ * already. -EBADMSG: truncated or corrupt; -ESTALE: a restore consumed the
+ * stream.
+ */
+int mntcr_image_finish(struct mntcr_image *img);
+/*
+ * Superblock sb's content, after mntcr_image_finish(): the number of
+ * members (files, directories, links, ...) and the bytes of its regular
+ * files (their sizes, holes included). -ENODATA: no content for sb.
+ */
+int mntcr_image_content_stats(const struct mntcr_image *img, size_t sb, uint64_t *ret_files,
+			      uint64_t *ret_bytes);
+/* The content roots of superblock sb: the paths whose subtrees the image holds. */
+size_t mntcr_image_content_n_roots(const struct mntcr_image *img, size_t sb);
+const char *mntcr_image_content_root(const struct mntcr_image *img, size_t sb, size_t i);
+struct mntcr_image *mntcr_image_free(struct mntcr_image *img);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Diff */
@@ -236,6 +287,8 @@ struct mntcr_restore_opts {
 	bool external_master_private;
 	/* MNTCR_ENGINE_NONE (0): the best engine the running kernel supports. */
 	enum mntcr_engine engine;
+	/* Restore the mount table alone: no filesystem content, even if the image has some. */
+	bool no_content;
 };
 
 struct mntcr_plan;
@@ -275,6 +328,18 @@ void mntcr_report_clear(struct mntcr_report *r);
  */
 int mntcr_restore(const struct mntcr_tree *image, const struct mntcr_restore_opts *opts,
 		  int *ret_nsfd, struct mntcr_report *report);
+
+/*
+ * Restore an opened image, its filesystem content included: the restoring
+ * process reads the content from the image's stream as it creates each
+ * superblock, before anything is mounted on it, and verifies the content
+ * digest before it reports success; a corrupt image (-EBADMSG) fails the
+ * restore and leaves nothing behind. The stream is consumed either way:
+ * afterwards only mntcr_image_tree() and mntcr_image_free() apply.
+ * Without content (or with opts->no_content) the same as mntcr_restore().
+ */
+int mntcr_restore_image(struct mntcr_image *img, const struct mntcr_restore_opts *opts,
+			int *ret_nsfd, struct mntcr_report *report);
 
 #ifdef __cplusplus
 }

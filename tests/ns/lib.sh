@@ -343,6 +343,21 @@ cli_has() {
 	"$MNTCR" "$1" --help >/dev/null 2>&1
 }
 
+# True when no process of this test run named NAME (default mntcr) is left.
+# Processes of this run carry NS_TMP=$NS_TMP in their environment, so other
+# runs on the same machine do not count.
+no_process_left() {
+	local name=${1:-mntcr} p
+	for p in /proc/[0-9]*; do
+		[[ $(cat "$p/comm" 2>/dev/null) == "$name" ]] || continue
+		if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "NS_TMP=$NS_TMP"; then
+			echo "left: $name pid ${p#/proc/}"
+			return 1
+		fi
+	done
+	return 0
+}
+
 # ------------------------------------------------------------------------------------------------
 # Restores. MNTCR_ENGINE=compat runs them with the compat engine.
 

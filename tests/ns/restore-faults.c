@@ -51,6 +51,7 @@ static int errno_of(const char *name)
 
 int main(int argc, char **argv)
 {
+	struct mntcr_restore_opts opts = { 0 };
 	struct mntcr_tree *t = NULL;
 	int fd, n = 0, failed = 0, want;
 
@@ -59,6 +60,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	want = errno_of(argv[2]);
+	/* MNTCR_ENGINE=compat: fail every call of the compat engine instead */
+	if (getenv("MNTCR_ENGINE") && strcmp(getenv("MNTCR_ENGINE"), "compat") == 0)
+		opts.engine = MNTCR_ENGINE_COMPAT;
 	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || mntcr_image_read(fd, &t) < 0) {
 		printf("not ok 1 - read %s\n1..1\n", argv[1]);
@@ -75,7 +79,7 @@ int main(int argc, char **argv)
 
 		snprintf(kbuf, sizeof(kbuf), "%d", k);
 		setenv("MNTCR_FAULT_AT", kbuf, 1);
-		r = mntcr_restore(t, NULL, &nsfd, &rep);
+		r = mntcr_restore(t, &opts, &nsfd, &rep);
 		if (r == 0) {
 			close(nsfd);
 			printf("ok %d - fault at call %d: past the last call, the restore succeeds\n", ++n, k);

@@ -23,7 +23,8 @@ run_faults() {
 			"$(cat "$ERR")"
 	fi
 	is "$(cat /proc/self/mountinfo)" "$before" "$name, $err: the caller's mount table is unchanged"
-	check "$name, $err: no mntcr process left" sh -c '! pgrep -x mntcr >/dev/null && ! pgrep -x restore-faults >/dev/null'
+	check "$name, $err: no mntcr process left" no_process_left mntcr
+	check "$name, $err: no restore-faults process left" no_process_left restore-faults
 }
 
 ns_start overmount '

@@ -47,4 +47,4 @@ for ((i = 0; i < n; i++)); do
 	ns_stop "l$i"
 done
 is "$same" "$n" "all $n restored namespaces equal their originals"
-check "no mntcr process is left" sh -c '! pgrep -x mntcr >/dev/null'
+check "no mntcr process is left" no_process_left mntcr

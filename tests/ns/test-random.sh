@@ -33,8 +33,9 @@ for ((seed = first; seed < first + count; seed++)); do
 	: >"$NSF"
 	if ! "$MNTCR" dump --pid "$pid" -o "$img" 2>"$ERR"; then
 		not_ok "seed $seed: dump" "$(cat "$ERR")" "$cmds"
-	elif ! "$MNTCR" restore "${ENGINE_ARGS[@]}" --image "$img" --persist "$NSF" >"$OUT" 2>"$ERR"; then
-		if [[ $? == 7 ]] && grep -q "compat" "$ERR"; then
+	elif "$MNTCR" restore "${ENGINE_ARGS[@]}" --image "$img" --persist "$NSF" >"$OUT" 2>"$ERR"; rc=$?; ((rc != 0)); then
+		# the compat engine refuses what it cannot rebuild exactly (docs/engines.md)
+		if [[ $rc == 7 && ${MNTCR_ENGINE:-} == compat ]]; then
 			skip "seed $seed: restore" "$(head -n1 "$ERR")"
 		else
 			not_ok "seed $seed: restore" "$(cat "$ERR")" "$cmds"

@@ -223,14 +223,15 @@ for k in 1 2 3 5 8 13 21 34 55 $((n_ops / 2)) $((n_ops - 2)) $((n_ops - 1)); do
 		not_ok "fault at call $k: exit 6 and one message naming the phase" "exit $rc" "$(cat "$ERR")"
 	fi
 	is "$(cat /proc/self/mountinfo)" "$before" "fault at call $k: no mount left here"
-	check "fault at call $k: no mntcr process left" sh -c '! pgrep -x mntcr >/dev/null'
+	check "fault at call $k: no mntcr process left" no_process_left mntcr
 done
 ns_stop faults
 
 # Errors: a missing image, a corrupt image, an unsupported filesystem.
 check_exit 4 "error: a missing image gives exit 4" "$MNTCR" restore --image "$NS_TMP/none.img" --persist "$NS_TMP/x"
 check "error: the message names the file" grep -q "none.img" "$ERR"
-head -c 3000 "$NS_TMP/flat.img" >"$NS_TMP/cut.img"
+# Half of it: an image is compressed (dump's default zstd) and may be small.
+head -c $(($(stat -c %s "$NS_TMP/flat.img") / 2)) "$NS_TMP/flat.img" >"$NS_TMP/cut.img"
 check_exit 4 "error: a truncated image gives exit 4" "$MNTCR" restore --image "$NS_TMP/cut.img" --persist "$NS_TMP/x"
 check_exit 2 "error: --persist with a command is refused" "$MNTCR" restore --image "$NS_TMP/flat.img" \
 	--persist "$NS_TMP/x" -- true

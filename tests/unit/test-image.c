@@ -879,7 +879,9 @@ TEST(versions)
 	} cases[] = {
 		{ "mntcr-image\nversion 1\n", 0 },
 		{ "mntcr-image\nversion 1\nfuture: ignored\n", 0 },
-		{ "mntcr-image\nversion 2\n", -EPROTO },
+		/* version 2 exists: its manifest must say 2, and manifest.checksum must follow */
+		{ "mntcr-image\nversion 2\n", -EBADMSG },
+		{ "mntcr-image\nversion 3\n", -EPROTO },
 		{ "mntcr-image\nversion 4294967296\n", -EPROTO },
 		{ "mntcr-image\nversion 99999999999999999999999999\n", -EPROTO },
 		{ "mntcr-image\nversion 0\n", -EBADMSG },

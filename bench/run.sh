@@ -1,0 +1,225 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The mntcr benchmark: dump and restore against the kernel's own cost.
+# See bench/README.md. As root, from the source tree:
+#
+#	bash bench/run.sh [--build DIR] [--sizes 1000,10000,50000] [--topos tmpfs,binds,chain,mix]
+#	                  [--reps 5] [--quick] [--chain-depth D] [--out DIR] [--no-plot]
+#
+# Everything runs inside `unshare -m --propagation private`, under a scratch
+# tmpfs; the host's /proc/self/mountinfo is compared before and after, and a
+# difference fails the run. Writes DIR/bench-<date>.json, DIR/latest.json and
+# DIR/latest.png (gnuplot, when installed).
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+src=$(dirname "$here")
+build=$src/build
+sizes=1000,10000,50000
+topos=tmpfs,binds,chain,mix
+reps=5
+chain_depth=
+out=$here/results
+plot=1
+
+usage() {
+	sed -n '4,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	exit "${1:-2}"
+}
+
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--build) build=$2; shift ;;
+	--sizes) sizes=$2; shift ;;
+	--topos) topos=$2; shift ;;
+	--reps) reps=$2; shift ;;
+	--quick) sizes=1000,10000; reps=3 ;;
+	--chain-depth) chain_depth=$2; shift ;;
+	--out) out=$2; shift ;;
+	--no-plot) plot=0 ;;
+	-h | --help) usage 0 ;;
+	*) echo "run.sh: unknown argument $1" >&2; usage ;;
+	esac
+	shift
+done
+if [[ -z ${MNTCR_BENCH_INNER:-} ]]; then
+	build=$(cd "$build" 2>/dev/null && pwd) || { echo "run.sh: no build directory $build (meson setup)" >&2; exit 1; }
+	mkdir -p "$out" && out=$(cd "$out" && pwd)
+	MNTCR=$build/cli/mntcr
+	FLOOR=$build/bench/floor
+	TIMEIT=$build/bench/timeit
+	export MNTCR FLOOR TIMEIT
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Outer copy: host namespace. Check, re-run inside a private mount namespace, compare.
+
+if [[ -z ${MNTCR_BENCH_INNER:-} ]]; then
+	if [[ $(id -u) != 0 ]]; then
+		echo "run.sh: must run as root (it mounts, in a private mount namespace)" >&2
+		exit 1
+	fi
+	for b in "$MNTCR" "$FLOOR" "$TIMEIT"; do
+		[[ -x $b ]] || { echo "run.sh: $b is missing: ninja -C $build" >&2; exit 1; }
+	done
+	if ! grep -q '"buildtype", "value": "release"' "$build/meson-info/intro-buildoptions.json" 2>/dev/null &&
+		! python3 -c 'import json,sys; o=json.load(open(sys.argv[1])); sys.exit(0 if any(x["name"]=="buildtype" and x["value"]=="release" for x in o) else 1)' \
+			"$build/meson-info/intro-buildoptions.json" 2>/dev/null; then
+		echo "run.sh: warning: $build is not a release build (meson setup -Dbuildtype=release)" >&2
+	fi
+	work=$(mktemp -d /tmp/mntcr-bench.XXXXXX) || exit 1
+	cat /proc/self/mountinfo >"$work/host-mountinfo.before"
+	MNTCR_BENCH_INNER=1 WORK=$work SIZES=$sizes TOPOS=$topos REPS=$reps CHAIN_DEPTH=$chain_depth \
+		unshare -m --propagation private bash "${BASH_SOURCE[0]}"
+	rc=$?
+	cat /proc/self/mountinfo >"$work/host-mountinfo.after"
+	if ! cmp -s "$work/host-mountinfo.before" "$work/host-mountinfo.after"; then
+		echo "run.sh: THE HOST MOUNT TABLE CHANGED:" >&2
+		diff -u "$work/host-mountinfo.before" "$work/host-mountinfo.after" >&2
+		exit 1
+	fi
+	if [[ $rc != 0 || ! -s $work/raw.jsonl ]]; then
+		echo "run.sh: the benchmark failed (exit status $rc); logs in $work" >&2
+		exit 1
+	fi
+	stamp=$(date -u +%Y%m%dT%H%M%SZ)
+	python3 "$here/report.py" --raw "$work/raw.jsonl" --json "$out/bench-$stamp.json" \
+		--gnuplot-data "$work/plot" || exit 1
+	cp "$out/bench-$stamp.json" "$out/latest.json"
+	if ((plot)); then
+		if command -v gnuplot >/dev/null; then
+			gnuplot -e "dir='$work/plot'; out='$out/latest.png'" "$here/plot.gp" &&
+				cp "$out/latest.png" "$out/bench-$stamp.png" &&
+				echo "plot: $out/latest.png"
+		else
+			echo "run.sh: no gnuplot, no plot (apt-get install -y gnuplot-nox)" >&2
+		fi
+	fi
+	echo "results: $out/bench-$stamp.json (and latest.json); the host mount table is unchanged"
+	rm -rf --one-file-system "$work"
+	exit 0
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Inner copy: a private mount namespace of our own. Nothing here reaches the host.
+
+S=$WORK/s
+mkdir -p "$S"
+mount -t tmpfs -o mode=700 mntcr-bench "$S" || exit 1
+mkdir "$S/t"
+raw=$WORK/raw.jsonl
+: >"$raw"
+holder=
+
+cleanup() {
+	[[ -n $holder ]] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null
+	umount "$S/ns" "$S/r" 2>/dev/null
+}
+trap cleanup EXIT
+
+# timeit's line ("timeit wall_ms=W maxrss_kb=R status=S") and the tool's own
+# output, as one JSON object on stdout.
+# run_timed KIND CMD... -> appends {"kind":..., "wall_ms":..., ..., "out": "...", "timing": {...}}
+run_timed() {
+	local kind=$1
+	shift
+	"$TIMEIT" "$@" >"$WORK/o" 2>"$WORK/e"
+	local rc=$?
+	python3 - "$kind" "$rc" "$WORK/o" "$WORK/e" <<'EOF'
+import json, re, sys
+kind, rc, o, e = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read(), open(sys.argv[4]).read()
+rec = {"kind": kind, "rc": rc}
+for line in e.splitlines():
+    m = re.match(r"timeit wall_ms=([\d.]+) maxrss_kb=(\d+) status=(\d+)", line)
+    if m:
+        rec["wall_ms"] = float(m.group(1)); rec["maxrss_kb"] = int(m.group(2))
+    m = re.match(r"mntcr timing: (\S+)\s+([\d.]+) ms \(at\s+([\d.]+) ms\)", line)
+    if m:
+        t = rec.setdefault("phases", {})
+        t[m.group(1)] = t.get(m.group(1), 0.0) + float(m.group(2))
+        if m.group(1) == "built":
+            rec["built_ms"] = float(m.group(3))
+for kv in re.findall(r"(\w+)=([\d.]+)", o):
+    rec[kv[0]] = float(kv[1])
+if rc != 0:
+    rec["stderr"] = e[-2000:]
+print(json.dumps(rec))
+EOF
+	return $rc
+}
+
+emit() { # emit TOPO N JSON-OBJECT
+	python3 -c 'import json,sys; r=json.loads(sys.argv[3]); r["topo"]=sys.argv[1]; r["n"]=int(sys.argv[2]); print(json.dumps(r))' \
+		"$1" "$2" "$3" >>"$raw"
+}
+
+# The mount table alone, as the floor has it: no tmpfs content, no compression (when this
+# mntcr has those options at all).
+core=
+"$MNTCR" dump --help 2>&1 | grep -q -- --no-content && core+=" --no-content"
+"$MNTCR" dump --help 2>&1 | grep -q -- --compress && core+=" --compress=none"
+
+IFS=, read -r -a size_list <<<"$SIZES"
+IFS=, read -r -a topo_list <<<"$TOPOS"
+depth_arg=()
+[[ -n $CHAIN_DEPTH ]] && depth_arg=(--chain-depth "$CHAIN_DEPTH")
+
+for n in "${size_list[@]}"; do
+	for topo in "${topo_list[@]}"; do
+		echo "== $topo N=$n" >&2
+		touch "$S/ns" "$S/r"
+		# 1. The floor, REPS times; the last namespace is the one dumped.
+		for ((i = 0; i < REPS; i++)); do
+			rec=$(run_timed floor "$FLOOR" build --persist "$S/ns" "${depth_arg[@]}" "$topo" "$n" "$S/t") ||
+				{ echo "floor failed: $rec" >&2; exit 1; }
+			emit "$topo" "$n" "$rec"
+			((i + 1 < REPS)) && umount "$S/ns"
+		done
+		nsenter --mount="$S/ns" sleep infinity &
+		holder=$!
+		self_ns=$(readlink /proc/self/ns/mnt)
+		for ((w = 0; w < 500; w++)); do
+			ns=$(readlink "/proc/$holder/ns/mnt" 2>/dev/null)
+			[[ -n $ns && $ns != "$self_ns" && $(readlink "/proc/$holder/exe") == */sleep ]] && break
+			sleep 0.02
+		done
+		emit "$topo" "$n" "{\"kind\": \"namespace\", \"mounts_in_ns\": $(wc -l <"/proc/$holder/mountinfo")}"
+		# 2. The floor of a dump: reading mountinfo. Then the dumps.
+		for ((i = 0; i < REPS; i++)); do
+			rec=$(run_timed mountinfo "$FLOOR" mountinfo "$holder") || { echo "$rec" >&2; exit 1; }
+			emit "$topo" "$n" "$rec"
+			rec=$(MNTCR_TIMING=1 run_timed dump "$MNTCR" dump $core --pid "$holder" -o "$S/img") ||
+				{ echo "dump failed: $rec" >&2; exit 1; }
+			emit "$topo" "$n" "$rec"
+			rec=$(MNTCR_TIMING=1 run_timed dump_mountinfo "$MNTCR" dump $core --mountinfo \
+				--pid "$holder" -o "$S/img-mi") || { echo "dump --mountinfo failed: $rec" >&2; exit 1; }
+			emit "$topo" "$n" "$rec"
+		done
+		# With its defaults (tmpfs content, here nearly empty, and zstd): once, recorded, not required.
+		rec=$(MNTCR_TIMING=1 run_timed dump_content "$MNTCR" dump --pid "$holder" -o "$S/img-c")
+		emit "$topo" "$n" "$rec"
+		emit "$topo" "$n" "{\"kind\": \"image\", \"image_bytes\": $(stat -c %s "$S/img")}"
+		kill "$holder"
+		wait "$holder" 2>/dev/null
+		holder=
+		umount "$S/ns" # one big namespace at a time
+		# 3. Restores, the first one checked against the image.
+		for ((i = 0; i < REPS; i++)); do
+			rec=$(MNTCR_TIMING=1 run_timed restore "$MNTCR" restore --image "$S/img" --persist "$S/r") ||
+				{ echo "restore failed: $rec" >&2; exit 1; }
+			emit "$topo" "$n" "$rec"
+			if ((i == 0)); then
+				if "$MNTCR" diff --quiet "$S/img" "ns:$S/r"; then
+					emit "$topo" "$n" '{"kind": "verify", "equal": true}'
+				else
+					emit "$topo" "$n" '{"kind": "verify", "equal": false}'
+					echo "run.sh: the restored namespace differs from the image ($topo N=$n)" >&2
+				fi
+			fi
+			umount "$S/r"
+		done
+		rm -f "$S/img" "$S/img-mi" "$S/img-c"
+	done
+done
+exit 0

@@ -1,0 +1,677 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A small JSON writer and reader for the image manifest (json.h says why
+ * and what they accept). Both are linear in the text and allocate nothing
+ * per value: the writer appends to one buffer, the reader decodes strings
+ * in place and keeps the tree in an arena.
+ */
+#include "json.h"
+
+/* -------------------------------------------------------------------------- */
+/* Writer */
+
+static inline void jw_puts(struct jw *w, const char *s, size_t n)
+{
+	struct strbuf *b = w->out;
+
+	if (b->cap - b->len > n) { /* the common case: it fits */
+		memcpy(b->buf + b->len, s, n);
+		b->len += n;
+		b->buf[b->len] = 0;
+		return;
+	}
+	if (w->err == 0 && strbuf_add(b, s, n) < 0)
+		w->err = -ENOMEM;
+}
+
+static void jw_indent(struct jw *w, int level)
+{
+	static const char spaces[] = "                                "; /* 32 */
+
+	for (size_t n = (size_t)level * 2; n > 0;) {
+		size_t k = n < sizeof(spaces) - 1 ? n : sizeof(spaces) - 1;
+
+		jw_puts(w, spaces, k);
+		n -= k;
+	}
+}
+
+/* Bytes json_escape_str() rewrites: C0 controls, '"' and '\\' (and '/', unless NOSLASHESCAPE). */
+static const uint8_t escape_class[256] = {
+	[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, ['/'] = 2,
+};
+
+/* json-c's json_escape_str(): \" \\ \b \f \n \r \t, "\/" unless told not to, other C0 as \u00xx. */
+static void jw_escaped(struct jw *w, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const uint8_t stop = w->escape_slash ? 3 : 1; /* the classes that need an escape */
+	size_t start = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[7];
+		size_t k = 2;
+
+		if (!(escape_class[c] & stop))
+			continue;
+		esc[0] = '\\';
+		switch (c) {
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '/': esc[1] = '/'; break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 0xf];
+			k = 6;
+		}
+		jw_puts(w, s + start, i - start);
+		jw_puts(w, esc, k);
+		start = i + 1;
+	}
+	jw_puts(w, s + start, n - start);
+}
+
+/* What precedes a value: a comma, a new line and the indent, the key. */
+static void jw_prefix(struct jw *w, const char *key)
+{
+	const uint8_t stop = w->escape_slash ? 3 : 1;
+	size_t indent = (size_t)w->depth * 2, klen = 0, n = 0;
+	char buf[128];
+	bool plain = true;
+
+	if (w->depth == 0)
+		return;
+	if (key)
+		for (; key[klen]; klen++)
+			plain &= !(escape_class[(unsigned char)key[klen]] & stop);
+	if (!plain || indent + klen + 6 > sizeof(buf)) { /* never for our keys and depths */
+		if (w->has_children[w->depth - 1])
+			jw_puts(w, ",", 1);
+		w->has_children[w->depth - 1] = true;
+		jw_puts(w, "\n", 1);
+		jw_indent(w, w->depth);
+		if (key) {
+			jw_puts(w, "\"", 1);
+			jw_escaped(w, key, klen);
+			jw_puts(w, "\": ", 3);
+		}
+		return;
+	}
+	/* the common case, in one piece */
+	if (w->has_children[w->depth - 1])
+		buf[n++] = ',';
+	w->has_children[w->depth - 1] = true;
+	buf[n++] = '\n';
+	memset(buf + n, ' ', indent);
+	n += indent;
+	if (key) {
+		buf[n++] = '"';
+		memcpy(buf + n, key, klen);
+		n += klen;
+		memcpy(buf + n, "\": ", 3);
+		n += 3;
+	}
+	jw_puts(w, buf, n);
+}
+
+static void jw_open(struct jw *w, const char *key, char c)
+{
+	jw_prefix(w, key);
+	jw_puts(w, &c, 1);
+	if (w->depth >= JW_MAX_DEPTH) {
+		if (w->err == 0)
+			w->err = -EINVAL;
+		return;
+	}
+	w->has_children[w->depth++] = false;
+}
+
+/* json-c ends every container, empty or not, with a new line and the outer indent. */
+static void jw_close(struct jw *w, char c)
+{
+	if (w->depth == 0) {
+		if (w->err == 0)
+			w->err = -EINVAL;
+		return;
+	}
+	w->depth--;
+	jw_puts(w, "\n", 1);
+	jw_indent(w, w->depth);
+	jw_puts(w, &c, 1);
+}
+
+void jw_object_begin(struct jw *w, const char *key)
+{
+	jw_open(w, key, '{');
+}
+
+void jw_object_end(struct jw *w)
+{
+	jw_close(w, '}');
+}
+
+void jw_array_begin(struct jw *w, const char *key)
+{
+	jw_open(w, key, '[');
+}
+
+void jw_array_end(struct jw *w)
+{
+	jw_close(w, ']');
+}
+
+void jw_string_len(struct jw *w, const char *key, const char *s, size_t n)
+{
+	jw_prefix(w, key);
+	jw_puts(w, "\"", 1);
+	jw_escaped(w, s, n);
+	jw_puts(w, "\"", 1);
+}
+
+void jw_string(struct jw *w, const char *key, const char *s)
+{
+	if (!s)
+		jw_null(w, key);
+	else
+		jw_string_len(w, key, s, strlen(s));
+}
+
+void jw_u64(struct jw *w, const char *key, uint64_t u)
+{
+	char buf[24], *p = buf + sizeof(buf);
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	jw_prefix(w, key);
+	jw_puts(w, p, (size_t)(buf + sizeof(buf) - p));
+}
+
+void jw_bool(struct jw *w, const char *key, bool b)
+{
+	jw_prefix(w, key);
+	jw_puts(w, b ? "true" : "false", b ? 4 : 5);
+}
+
+void jw_null(struct jw *w, const char *key)
+{
+	jw_prefix(w, key);
+	jw_puts(w, "null", 4);
+}
+
+/* -------------------------------------------------------------------------- */
+/* Reader */
+
+#define JSON_MAX_DEPTH 32
+#define ARENA_BLOCK ((size_t)256 << 10)
+
+struct arena_block {
+	struct arena_block *next;
+	size_t used, size;
+	max_align_t data[];
+};
+
+struct parser {
+	char *p, *end, *start;
+	struct arena_block *arena;
+	struct jval *items; /* pending array items of every open array */
+	size_t n_items, cap_items;
+	struct jmember *members; /* pending members of every open object */
+	size_t n_members, cap_members;
+	const char *err;
+	char *err_at;
+	int depth;
+};
+
+static void *arena_alloc(struct parser *ps, size_t n)
+{
+	struct arena_block *b = ps->arena;
+	void *r;
+
+	n = (n + 15) & ~(size_t)15;
+	if (!b || b->size - b->used < n) {
+		size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+
+		b = malloc(sizeof(*b) + size);
+		if (!b)
+			return NULL;
+		b->size = size;
+		b->used = 0;
+		b->next = ps->arena;
+		ps->arena = b;
+	}
+	r = (char *)b->data + b->used;
+	b->used += n;
+	return r;
+}
+
+static int fail_at(struct parser *ps, char *at, const char *msg)
+{
+	ps->err = msg;
+	ps->err_at = at;
+	return -EBADMSG;
+}
+
+static inline void skip_ws(struct parser *ps)
+{
+	char *p = ps->p, *end = ps->end;
+
+	while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
+		p++;
+	ps->p = p;
+}
+
+static int hex4(const char *s, const char *end, unsigned *ret)
+{
+	unsigned v = 0;
+
+	if (end - s < 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		char c = s[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return -1;
+	}
+	*ret = v;
+	return 0;
+}
+
+static char *put_utf8(char *w, unsigned cp)
+{
+	if (cp < 0x80)
+		*w++ = (char)cp;
+	else if (cp < 0x800) {
+		*w++ = (char)(0xc0 | cp >> 6);
+		*w++ = (char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		*w++ = (char)(0xe0 | cp >> 12);
+		*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*w++ = (char)(0x80 | (cp & 0x3f));
+	} else {
+		*w++ = (char)(0xf0 | cp >> 18);
+		*w++ = (char)(0x80 | ((cp >> 12) & 0x3f));
+		*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*w++ = (char)(0x80 | (cp & 0x3f));
+	}
+	return w;
+}
+
+/*
+ * The string at ps->p (its opening quote), decoded in place: the decoded
+ * bytes never outgrow the text, so they are written over it and end with a
+ * NUL where the closing quote (or an escape) was.
+ */
+static int parse_string(struct parser *ps, const char **ret, uint32_t *ret_len)
+{
+	char *r = ps->p + 1, *w = r, *begin = r;
+	unsigned cont = 0; /* UTF-8 continuation bytes still expected */
+
+	for (;;) {
+		unsigned char c;
+
+		/* the common case: plain ASCII, nothing to rewrite yet */
+		while (w == r && r < ps->end && (unsigned char)*r >= 0x20 && *r != '"' && *r != '\\' &&
+		       (unsigned char)*r < 0x80)
+			w = ++r;
+		if (r >= ps->end)
+			return fail_at(ps, r, "unexpected end of the JSON text in a string");
+		c = (unsigned char)*r;
+		if (cont) {
+			if ((c & 0xc0) != 0x80)
+				return fail_at(ps, r, "invalid utf-8 string");
+			cont--;
+			*w++ = *r++;
+			continue;
+		}
+		if (c == '"')
+			break;
+		if (c >= 0x80) {
+			if ((c & 0xe0) == 0xc0)
+				cont = 1;
+			else if ((c & 0xf0) == 0xe0)
+				cont = 2;
+			else if ((c & 0xf8) == 0xf0)
+				cont = 3;
+			else
+				return fail_at(ps, r, "invalid utf-8 string");
+			*w++ = *r++;
+			continue;
+		}
+		if (c != '\\') {
+			*w++ = *r++; /* json-c takes raw control characters too */
+			continue;
+		}
+		if (r + 1 >= ps->end)
+			return fail_at(ps, r, "unexpected end of the JSON text in a string");
+		switch (r[1]) {
+		case '"': *w++ = '"'; break;
+		case '\\': *w++ = '\\'; break;
+		case '/': *w++ = '/'; break;
+		case 'b': *w++ = '\b'; break;
+		case 'f': *w++ = '\f'; break;
+		case 'n': *w++ = '\n'; break;
+		case 'r': *w++ = '\r'; break;
+		case 't': *w++ = '\t'; break;
+		case 'u': {
+			unsigned cp, lo;
+
+			if (hex4(r + 2, ps->end, &cp) < 0)
+				return fail_at(ps, r, "invalid \\u escape in a string");
+			r += 6;
+			if (cp >= 0xd800 && cp <= 0xdbff) {
+				/* a high surrogate: with a low one, a pair; alone, U+FFFD (as json-c) */
+				if (ps->end - r >= 6 && r[0] == '\\' && r[1] == 'u' &&
+				    hex4(r + 2, ps->end, &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+					r += 6;
+				} else
+					cp = 0xfffd;
+			} else if (cp >= 0xdc00 && cp <= 0xdfff)
+				cp = 0xfffd;
+			w = put_utf8(w, cp);
+			continue;
+		}
+		default:
+			return fail_at(ps, r, "invalid escape in a string");
+		}
+		r += 2;
+	}
+	if (r - begin > UINT32_MAX)
+		return fail_at(ps, begin, "string too long");
+	*w = 0;
+	*ret = begin;
+	*ret_len = (uint32_t)(w - begin);
+	ps->p = r + 1;
+	return 0;
+}
+
+/*
+ * A number, as json-c's strict tokener takes it (which is looser than RFC
+ * 8259 for doubles: "1.", "-.5", "00.5"): an int unless it has a fraction
+ * or an exponent. Doubles are only told apart, never used.
+ */
+static int parse_number(struct parser *ps, struct jval *v)
+{
+	char *q = ps->p, *digits;
+	bool neg = false, frac = false, overflow = false, nonzero = false;
+	size_t n_int, n_frac = 0;
+	uint64_t u = 0;
+
+	if (q < ps->end && *q == '-') {
+		neg = true;
+		q++;
+	}
+	for (digits = q; q < ps->end && *q >= '0' && *q <= '9'; q++) {
+		unsigned d = (unsigned)(*q - '0');
+
+		nonzero |= d != 0;
+		if (u > (UINT64_MAX - d) / 10)
+			overflow = true;
+		else
+			u = u * 10 + d;
+	}
+	n_int = (size_t)(q - digits);
+	if (q < ps->end && *q == '.') {
+		frac = true;
+		for (q++; q < ps->end && *q >= '0' && *q <= '9'; q++)
+			n_frac++;
+	}
+	if (n_int == 0 && !(neg && n_frac > 0))
+		return fail_at(ps, q, "number expected");
+	if (q < ps->end && (*q == 'e' || *q == 'E')) {
+		frac = true;
+		q++;
+		if (q < ps->end && (*q == '+' || *q == '-'))
+			q++;
+		if (q >= ps->end || *q < '0' || *q > '9')
+			return fail_at(ps, q, "number expected");
+		while (q < ps->end && *q >= '0' && *q <= '9')
+			q++;
+	}
+	ps->p = q;
+	if (frac) {
+		*v = (struct jval){ .type = JT_DOUBLE };
+		return 0;
+	}
+	/* "01" is refused, "00" and "-01" are not (json-c 0.16) */
+	if (!neg && n_int > 1 && digits[0] == '0' && nonzero)
+		return fail_at(ps, digits, "number expected");
+	/* json-c clamps: above UINT64_MAX to UINT64_MAX, below INT64_MIN to INT64_MIN */
+	if (neg) {
+		if (overflow || u > (uint64_t)INT64_MAX + 1)
+			u = (uint64_t)INT64_MAX + 1;
+		*v = (struct jval){ .type = JT_INT, .neg = u != 0,
+				    .i = u ? (uint64_t)(-(int64_t)(u - 1) - 1) : 0 };
+	} else
+		*v = (struct jval){ .type = JT_INT, .i = overflow ? UINT64_MAX : u };
+	return 0;
+}
+
+static int parse_value(struct parser *ps, struct jval *v);
+
+static int push_item(struct parser *ps, const struct jval *v)
+{
+	if (GROW(ps->items, ps->cap_items, ps->n_items + 1) < 0)
+		return -ENOMEM;
+	ps->items[ps->n_items++] = *v;
+	return 0;
+}
+
+/* The first 4 bytes of a key of length n, zero-padded. */
+static uint32_t key_prefix(const char *key, size_t n)
+{
+	uint32_t pre = 0;
+
+	memcpy(&pre, key, n < 4 ? n : 4);
+	return pre;
+}
+
+static int push_member(struct parser *ps, const char *key, uint32_t len, const struct jval *v)
+{
+	/* a key holding "\u0000" ends there, as in json-c */
+	size_t n = memchr(key, 0, len) ? strlen(key) : len;
+
+	if (n > UINT32_MAX)
+		return fail_at(ps, ps->p, "key too long");
+	if (GROW(ps->members, ps->cap_members, ps->n_members + 1) < 0)
+		return -ENOMEM;
+	ps->members[ps->n_members++] = (struct jmember){ .key = key, .klen = (uint32_t)n,
+							  .kpre = key_prefix(key, n), .v = *v };
+	return 0;
+}
+
+static int parse_container(struct parser *ps, struct jval *v, bool object)
+{
+	size_t base = object ? ps->n_members : ps->n_items, n;
+	char close = object ? '}' : ']';
+	int r;
+
+	if (++ps->depth > JSON_MAX_DEPTH)
+		return fail_at(ps, ps->p, "nesting too deep");
+	ps->p++;
+	skip_ws(ps);
+	if (ps->p < ps->end && *ps->p == close)
+		ps->p++;
+	else
+		for (;;) {
+			struct jval item;
+			const char *key = NULL;
+			uint32_t klen = 0;
+
+			skip_ws(ps);
+			if (object) {
+				if (ps->p >= ps->end || *ps->p != '"')
+					return fail_at(ps, ps->p, "object key expected");
+				r = parse_string(ps, &key, &klen);
+				if (r < 0)
+					return r;
+				skip_ws(ps);
+				if (ps->p >= ps->end || *ps->p != ':')
+					return fail_at(ps, ps->p, "':' expected");
+				ps->p++;
+			}
+			r = parse_value(ps, &item);
+			if (r < 0)
+				return r;
+			r = object ? push_member(ps, key, klen, &item) : push_item(ps, &item);
+			if (r < 0)
+				return r;
+			skip_ws(ps);
+			if (ps->p >= ps->end)
+				return fail_at(ps, ps->p, "unexpected end of the JSON text");
+			if (*ps->p == ',') {
+				ps->p++;
+				continue;
+			}
+			if (*ps->p == close) {
+				ps->p++;
+				break;
+			}
+			return fail_at(ps, ps->p, "unexpected character");
+		}
+	n = (object ? ps->n_members : ps->n_items) - base;
+	if (n > UINT32_MAX)
+		return fail_at(ps, ps->p, "too many items");
+	*v = (struct jval){ .type = object ? JT_OBJECT : JT_ARRAY, .n = (uint32_t)n };
+	if (n > 0) {
+		size_t size = n * (object ? sizeof(struct jmember) : sizeof(struct jval));
+		void *a = arena_alloc(ps, size);
+
+		if (!a)
+			return -ENOMEM;
+		if (object) {
+			memcpy(a, ps->members + base, size);
+			v->members = a;
+			ps->n_members = base;
+		} else {
+			memcpy(a, ps->items + base, size);
+			v->items = a;
+			ps->n_items = base;
+		}
+	}
+	ps->depth--;
+	return 0;
+}
+
+static int parse_literal(struct parser *ps, const char *word, struct jval *v, const struct jval *val)
+{
+	size_t n = strlen(word);
+
+	if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
+		return fail_at(ps, ps->p, "unexpected character");
+	ps->p += n;
+	*v = *val;
+	return 0;
+}
+
+static int parse_value(struct parser *ps, struct jval *v)
+{
+	skip_ws(ps);
+	if (ps->p >= ps->end)
+		return fail_at(ps, ps->p, "unexpected end of the JSON text");
+	switch (*ps->p) {
+	case '{':
+		return parse_container(ps, v, true);
+	case '[':
+		return parse_container(ps, v, false);
+	case '"': {
+		const char *s;
+		uint32_t n;
+		int r = parse_string(ps, &s, &n);
+
+		if (r < 0)
+			return r;
+		*v = (struct jval){ .type = JT_STRING, .n = n, .s = s };
+		return 0;
+	}
+	case 't':
+		return parse_literal(ps, "true", v, &(struct jval){ .type = JT_BOOLEAN, .b = true });
+	case 'f':
+		return parse_literal(ps, "false", v, &(struct jval){ .type = JT_BOOLEAN, .b = false });
+	case 'n':
+		return parse_literal(ps, "null", v, &(struct jval){ .type = JT_NULL });
+	default:
+		return parse_number(ps, v);
+	}
+}
+
+int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_msg, size_t *ret_err_pos)
+{
+	struct parser ps = { .p = text, .end = text + len, .start = text };
+	int r;
+
+	*ret = (struct jdoc){ 0 };
+	r = parse_value(&ps, &ret->root);
+	if (r == 0) {
+		skip_ws(&ps);
+		if (ps.p != ps.end)
+			r = fail_at(&ps, ps.p, "trailing data");
+	}
+	free(ps.items);
+	free(ps.members);
+	ret->arena = ps.arena;
+	if (r < 0) {
+		jdoc_release(ret);
+		if (r == -EBADMSG) {
+			if (ret_err_msg)
+				*ret_err_msg = ps.err;
+			if (ret_err_pos)
+				*ret_err_pos = (size_t)(ps.err_at - text);
+		}
+		return r;
+	}
+	return 0;
+}
+
+void jdoc_release(struct jdoc *d)
+{
+	struct arena_block *b = d->arena;
+
+	while (b) {
+		struct arena_block *next = b->next;
+
+		free(b);
+		b = next;
+	}
+	*d = (struct jdoc){ 0 };
+}
+
+const struct jval *jval_get(const struct jval *obj, const char *key)
+{
+	size_t n = strlen(key);
+	uint32_t pre = key_prefix(key, n);
+
+	/* From the end: the last of repeated keys counts, as in json-c. */
+	for (uint32_t i = obj->n; i > 0; i--) {
+		const struct jmember *m = &obj->members[i - 1];
+
+		if (m->kpre == pre && m->klen == n && memcmp(m->key, key, n) == 0)
+			return &m->v;
+	}
+	return NULL;
+}
+
+const char *jtype_name(enum jtype t)
+{
+	static const char *const names[] = {
+		[JT_NULL] = "null",	[JT_BOOLEAN] = "boolean", [JT_DOUBLE] = "double", [JT_INT] = "int",
+		[JT_OBJECT] = "object", [JT_ARRAY] = "array",	  [JT_STRING] = "string",
+	};
+	return (unsigned)t < ARRAY_SIZE(names) ? names[t] : "?";
+}
