@@ -3533,8 +3533,11 @@ static int do_op(struct cexec *c, const struct cop *op)
 	switch (op->type) {
 	case COP_UNSHARE:
 		log_debug("unshare CLONE_NEWNS, / %s", c->cp->rslave ? "rslave" : "rprivate");
-		if (FAULT_OR(unshare(CLONE_NEWNS)) < 0)
+		r = unshare_newer();
+		if (r < 0) {
+			errno = -r;
 			return sys_fail(c, "unshare");
+		}
 		if (FAULT_OR(mount(NULL, "/", NULL,
 				   MS_REC | (c->cp->rslave ? MS_SLAVE : MS_PRIVATE), NULL)) < 0)
 			return sys_fail(c, c->cp->rslave ? "mount MS_REC|MS_SLAVE"

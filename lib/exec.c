@@ -827,7 +827,7 @@ static int mntns_id(uint64_t *ret)
  * namespace made on one CPU can get a lower id than an older one made on
  * another. Each CPU is tried in turn until one gives a newer id.
  */
-static int unshare_newer(void)
+int unshare_newer(void)
 {
 	cpu_set_t orig, one;
 	uint64_t cur = 0, id = 0;

@@ -112,6 +112,12 @@ void mount_sources_release(struct mount_sources *s, size_t n_mounts);
 void report_set(struct mntcr_report *r, const char *phase, size_t op_index, uint64_t mount_id,
 		const char *path, const char *op, int err, const char *fmt, ...) _printf_(8, 9);
 
+/*
+ * unshare(CLONE_NEWNS) with a namespace id above the caller's, so that the
+ * caller may bind the new namespace's file (restore --persist). Returns -errno.
+ */
+int unshare_newer(void);
+
 /* Enter a new private mount namespace and run the plan there (in a process of its own). */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report);
 /* The same, with the image stream that OP_CONTENT ops read their files from (content.h). */
