@@ -76,6 +76,7 @@
 
 #include "flags.h"
 #include "mntcr/mntcr.h"
+#include "content.h"
 #include "plan.h"
 #include "sys.h"
 #include "tree.h"
@@ -92,6 +93,7 @@ enum cop_type {
 	COP_MKDIR,     /* create path (dir, file, or like src), parents as needed */
 	COP_TMPFS,     /* a tmpfs of the yard's own on path */
 	COP_SB_MOUNT,  /* mount(source, path, fstype, 0, data): a new superblock */
+	COP_CONTENT,   /* the image's files of sb, into the new superblock on path */
 	COP_BIND,      /* mount(src, path, MS_BIND) */
 	COP_MOVE,      /* mount(src, path, MS_MOVE) */
 	COP_REMOUNT,   /* mount(path, MS_REMOUNT|MS_BIND|flags): per-mount flags */
@@ -170,7 +172,7 @@ static const char *cop_name(enum cop_type t)
 	static const char *const names[] = {
 		[COP_UNSHARE] = "unshare", [COP_YARD] = "yard",
 		[COP_MKDIR] = "mkdir",	   [COP_TMPFS] = "tmpfs",
-		[COP_SB_MOUNT] = "mount",  [COP_BIND] = "bind",
+		[COP_SB_MOUNT] = "mount",  [COP_BIND] = "bind", [COP_CONTENT] = "content",
 		[COP_MOVE] = "move",	   [COP_REMOUNT] = "remount",
 		[COP_SB_RDONLY] = "sb-ro", [COP_PROPAGATION] = "propagation",
 		[COP_ROOT_FD] = "root-fd", [COP_PIVOT] = "pivot",
@@ -259,6 +261,15 @@ static int cop_format(const struct mntcr_plan *p, size_t i, struct strbuf *out)
 					  ":%" PRIu32 ")",
 					  sb->fstype, sb->source ? sb->source : "none",
 					  sb->opts ? sb->opts : "", sb->dev_major, sb->dev_minor);
+		break;
+	}
+	case COP_CONTENT: {
+		const struct mntcr_sb *sb = &t->sbs[op->sb];
+
+		r = format_path(out, p, op->base, op->handle, op->path);
+		if (r >= 0)
+			r = strbuf_printf(out, " <- image content of superblock %" PRIu32 ":%" PRIu32,
+					  sb->dev_major, sb->dev_minor);
 		break;
 	}
 	case COP_BIND:
@@ -2869,6 +2880,14 @@ static int plan_templates(struct cplanner *pl)
 				      pl->tmpl_dir[k], BASE_YARD, NULL, &op)) < 0)
 				return r;
 			op->sb = tm->sb;
+			/* the image's files go in first: before any directory, mount or ro */
+			if (t->sbs[tm->sb].n_content_roots && !(pl->opts && pl->opts->no_content)) {
+				r = emit(pl, COP_CONTENT, PHASE_CREATE, IDX_NONE, BASE_YARD, pl->tmpl_dir[k],
+					 BASE_YARD, NULL, &op);
+				if (r < 0)
+					return r;
+				op->sb = tm->sb;
+			}
 		} else {
 			/* the flags of our mount it is a bind of, when the resolver knows it */
 			for (size_t mi = 0; mi < t->n_mounts; mi++)
@@ -3319,6 +3338,8 @@ struct cexec {
 	int yard_fd;	     /* the yard's root */
 	int root_fd;	     /* the image's root mount, for the pivot */
 	int *fds;	     /* per image mount: an O_PATH fd of it, once it exists */
+	struct mntcr_image *img; /* the image stream COP_CONTENT reads */
+	size_t content_left;     /* COP_CONTENT ops still to run: the last one checks the trailer */
 	const char *syscall; /* the call that failed */
 	char detail[300];    /* what it failed on, when that is not the op's own path */
 };
@@ -3523,6 +3544,38 @@ static char *sb_data(const struct mntcr_sb *sb)
 	return strbuf_detach(&b);
 }
 
+/* The image's files of one superblock, into its fresh template in the yard (as exec.c's do_content). */
+static int do_content(struct cexec *c, const struct cop *op)
+{
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *member = NULL;
+	const char *call = NULL;
+	int r;
+
+	if (!c->img) {
+		c->syscall = "content";
+		snprintf(c->detail, sizeof(c->detail), "no image stream to read the content from");
+		return -ENODATA;
+	}
+	r = open_path(c, op->base, op->handle, op->path, &fd);
+	if (r < 0)
+		return r;
+	log_debug("content @%s <- image content of superblock %zu", op->path, op->sb);
+	r = content_extract(c->img, op->sb, fd, &member, &call);
+	if (r == 0 && --c->content_left == 0) {
+		r = image_content_end(c->img);
+		call = "read image";
+	}
+	if (r < 0) {
+		c->syscall = call ? call : "read image";
+		snprintf(c->detail, sizeof(c->detail), "%s%s%s", member ? "image member " : "",
+			 member ? member : "",
+			 r == -EBADMSG ? (member ? ": a corrupt or hostile image" : "the image is corrupt or truncated")
+				       : "");
+	}
+	return r;
+}
+
 static int do_op(struct cexec *c, const struct cop *op)
 {
 	_cleanup_close_ int fd = -EBADF, sfd = -EBADF;
@@ -3547,6 +3600,8 @@ static int do_op(struct cexec *c, const struct cop *op)
 		return do_yard(c);
 	case COP_MKDIR:
 		return do_mkdir(c, op);
+	case COP_CONTENT:
+		return do_content(c, op);
 	case COP_PIVOT:
 		log_debug("pivot_root into the root mount");
 		if (fchdir(c->root_fd) < 0)
@@ -3674,10 +3729,10 @@ static int raise_fd_limit(size_t need)
 	return 0;
 }
 
-int compat_execute(const struct mntcr_plan *p, struct mntcr_report *report)
+int compat_execute(const struct mntcr_plan *p, struct mntcr_image *img, struct mntcr_report *report)
 {
 	const struct compat_plan *cp = p->compat;
-	struct cexec c = { .p = p, .cp = cp, .yard_fd = -EBADF, .root_fd = -EBADF };
+	struct cexec c = { .p = p, .cp = cp, .yard_fd = -EBADF, .root_fd = -EBADF, .img = img };
 	size_t n;
 	int r = 0;
 
@@ -3696,6 +3751,8 @@ int compat_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		c.fds[i] = -EBADF;
+	for (size_t i = 0; i < cp->n_ops; i++)
+		c.content_left += cp->ops[i].type == COP_CONTENT;
 	for (size_t i = 0; i < cp->n_ops; i++) {
 		const struct cop *op = &cp->ops[i];
 		const struct mntcr_mount *m =

@@ -970,7 +970,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img,
 		c.content_left += p->ops[i].type == OP_CONTENT;
 
 	if (p->engine == MNTCR_ENGINE_COMPAT)
-		return compat_execute(p, report);
+		return compat_execute(p, img, report);
 
 	r = raise_fd_limit(p->n_slots + 64);
 	if (r == -EPERM || getenv("MNTCR_FD_ECONOMY")) {

@@ -53,6 +53,7 @@ struct plan_op {
 };
 
 struct compat_plan;
+struct mntcr_image;
 
 struct mntcr_plan {
 	const struct mntcr_tree *tree; /* borrowed: the image the plan was made from */
@@ -131,5 +132,5 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img,
 int compat_plan_build(struct mntcr_plan *p, const struct mntcr_tree *host,
 		      const struct mntcr_restore_opts *opts, struct mntcr_report *report);
 int compat_plan_print(const struct mntcr_plan *p, FILE *f);
-int compat_execute(const struct mntcr_plan *p, struct mntcr_report *report);
+int compat_execute(const struct mntcr_plan *p, struct mntcr_image *img, struct mntcr_report *report);
 void compat_plan_free(struct compat_plan *cp);

@@ -179,17 +179,8 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 		}
 		if (!img || !mntcr_image_has_content(img))
 			o.no_content = true;
-		else if (o.no_content || o.engine == MNTCR_ENGINE_COMPAT) {
-			/*
-			 * The mount table alone: asked for, or the compat engine, which
-			 * does not write content yet (it could: content_extract() takes
-			 * the root fd of any fresh filesystem). The rest of the image is
-			 * still checked first.
-			 */
-			if (!o.no_content)
-				log_debug("The compat engine does not restore filesystem content: "
-					  "the image's tmpfs and ramfs filesystems are restored empty");
-			o.no_content = true;
+		else if (o.no_content) {
+			/* The mount table alone, as asked; the rest of the image is still checked first. */
 			r = mntcr_image_finish(img);
 			if (r < 0) {
 				report_set(report, "validate", MNTCR_NONE, 0, NULL, "read image", r,
