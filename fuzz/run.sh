@@ -25,7 +25,7 @@ work=$(mktemp -d /tmp/mntcr-fuzz.XXXXXX)
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
 rc=0
-for t in mountinfo image plan; do
+for t in mountinfo image plan json; do
 	mkdir -p "$work/$t"
 	# -close_fd_mask=3: the targets print nothing useful; keep libFuzzer's own stats
 	"$build/fuzz/fuzz-$t" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$work/$t-" \

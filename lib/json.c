@@ -657,6 +657,8 @@ const struct jval *jval_get(const struct jval *obj, const char *key)
 	size_t n = strlen(key);
 	uint32_t pre = key_prefix(key, n);
 
+	if (!obj || obj->type != JT_OBJECT)
+		return NULL;
 	/* From the end: the last of repeated keys counts, as in json-c. */
 	for (uint32_t i = obj->n; i > 0; i--) {
 		const struct jmember *m = &obj->members[i - 1];

@@ -98,6 +98,7 @@ int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_ms
 void jdoc_release(struct jdoc *d);
 
 /* obj[key] (the last member of that name), or NULL; obj must be a JT_OBJECT. */
+/* The member named key of obj (the last one, if repeated); NULL when obj is not an object or has none. */
 const struct jval *jval_get(const struct jval *obj, const char *key);
 /* json-c's names: "null", "boolean", "double", "int", "object", "array", "string". */
 const char *jtype_name(enum jtype t);
