@@ -97,8 +97,7 @@ struct jdoc {
 int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_msg, size_t *ret_err_pos);
 void jdoc_release(struct jdoc *d);
 
-/* obj[key] (the last member of that name), or NULL; obj must be a JT_OBJECT. */
-/* The member named key of obj (the last one, if repeated); NULL when obj is not an object or has none. */
+/* obj[key] (the last member of that name); NULL when there is none or obj is not a JT_OBJECT. */
 const struct jval *jval_get(const struct jval *obj, const char *key);
 /* json-c's names: "null", "boolean", "double", "int", "object", "array", "string". */
 const char *jtype_name(enum jtype t);
