@@ -11,10 +11,11 @@ set logscale x
 set xrange [700:75000]
 set xtics ("1k" 1000, "10k" 10000, "50k" 50000)
 set xlabel "mounts in the namespace (N)"
-set ylabel "microseconds per mount"
-set yrange [0:*]
+set ylabel "microseconds per mount (log scale)"
+set logscale y
+set yrange [*:*]
 set grid
-set key top left box opaque font "sans,9"
+set key bottom left box opaque font "sans,9"
 set title "restore (solid) vs floor: the same mount-API calls, nothing else (dashed)"
 plot for [i=1:words(topos)] dir.'/'.word(topos,i).'.dat' using 1:2 with linespoints lw 2 pt 7 lc i title word(topos,i).' restore', \
      for [i=1:words(topos)] dir.'/'.word(topos,i).'.dat' using 1:3 with linespoints lw 2 dt 2 pt 6 lc i title word(topos,i).' floor'

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 KINDS = ("floor", "mountinfo", "dump", "dump_mountinfo", "dump_content", "restore")
+CONTENT_KINDS = ("content_dump", "content_tar_c", "content_restore", "content_tar_x", "content_dump_zstd")
 
 
 def median(xs):
@@ -65,11 +66,15 @@ def aggregate(raw_path):
             r = json.loads(line)
             key = (r["topo"], r["n"])
             if key not in runs:
-                runs[key] = {"topo": r["topo"], "n": r["n"], "raw": {k: [] for k in KINDS}}
+                runs[key] = {"topo": r["topo"], "n": r["n"], "raw": {k: [] for k in KINDS + CONTENT_KINDS}}
                 order.append(key)
             e = runs[key]
-            if r["kind"] in KINDS:
+            if r["kind"] in KINDS + CONTENT_KINDS:
                 e["raw"][r["kind"]].append(r)
+            elif r["kind"] == "content_data":
+                e["content_bytes"], e["content_files"] = r["bytes"], r["files"]
+            elif r["kind"] == "content_zstd_image":
+                e["content_zstd_bytes"] = r["bytes"]
             elif r["kind"] == "namespace":
                 e["mounts_in_ns"] = r["mounts_in_ns"]
             elif r["kind"] == "image":
@@ -81,7 +86,10 @@ def aggregate(raw_path):
         e = runs[key]
         res = {"topo": e["topo"], "n": e["n"], "mounts_in_ns": e.get("mounts_in_ns"),
                "image_bytes": e.get("image_bytes"), "verified": e.get("verified")}
-        for kind in KINDS:
+        for k in ("content_bytes", "content_files", "content_zstd_bytes"):
+            if k in e:
+                res[k] = e[k]
+        for kind in KINDS + CONTENT_KINDS:
             rs = e["raw"][kind]
             failed = [r for r in rs if r.get("rc")]
             rs = [r for r in rs if not r.get("rc")]
@@ -104,6 +112,18 @@ def aggregate(raw_path):
             for p in phases:
                 k.setdefault("phases_ms", {})[p] = median(r.get("phases", {}).get(p) for r in rs)
             res[kind] = k
+        if res["topo"] == "content":
+            cb = res.get("content_bytes") or 0
+
+            def cw(kind):
+                return res.get(kind, {}).get("wall_ms")
+            res["mib_per_s"] = {k: round(cb / 2**20 / (cw(k) / 1000), 1) for k in CONTENT_KINDS if cw(k)}
+            res["ratio_dump_tar"] = round(cw("content_dump") / cw("content_tar_c"), 3) \
+                if cw("content_dump") and cw("content_tar_c") else None
+            res["ratio_restore_tar"] = round(cw("content_restore") / cw("content_tar_x"), 3) \
+                if cw("content_restore") and cw("content_tar_x") else None
+            results.append(res)
+            continue
         m = res.get("mounts_in_ns") or res["n"]
 
         def wall(kind):
@@ -125,7 +145,8 @@ def aggregate(raw_path):
     # Marginal RSS per mount between the smallest and largest N of each topology.
     by_topo = {}
     for res in results:
-        by_topo.setdefault(res["topo"], []).append(res)
+        if res["topo"] != "content":
+            by_topo.setdefault(res["topo"], []).append(res)
     for topo, rs in by_topo.items():
         rs.sort(key=lambda x: x["n"])
         lo, hi = rs[0], rs[-1]
@@ -153,7 +174,7 @@ def table(doc, f=sys.stdout):
            "dump ms", "mntinfo ms", "ratio", "dump -M ms", "ratio", "dump(defaults) ms",
            "rst B/mnt", "dump B/mnt", "ok")
     rows = []
-    for r in doc["results"]:
+    for r in (x for x in doc["results"] if x["topo"] != "content"):
         g = lambda k, f2="wall_ms": r.get(k, {}).get(f2)
         rows.append((r["topo"], str(r["n"]), str(r.get("mounts_in_ns") or "-"),
                      fmt(g("restore")), fmt(g("floor")), fmt(r["ratio_restore_floor"], "{:.2f}"),
@@ -165,10 +186,27 @@ def table(doc, f=sys.stdout):
                      str(r["rss_bytes_per_mount"].get("restore", "-")),
                      str(r["rss_bytes_per_mount"].get("dump", "-")),
                      {True: "yes", False: "NO", None: "-"}[r.get("verified")]))
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(hdr)]
-    print("  ".join(h.rjust(w) for h, w in zip(hdr, widths)), file=f)
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(hdr)]
+    if rows:
+        print("  ".join(h.rjust(w) for h, w in zip(hdr, widths)), file=f)
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)), file=f)
+    for r in (x for x in doc["results"] if x["topo"] == "content"):
+        g = lambda k: r.get(k, {}).get("wall_ms")
+        mb = r.get("mib_per_s", {})
+        print(f"\ncontent: one tmpfs, {r.get('content_bytes', 0) / 2**20:.0f} MiB in "
+              f"{r.get('content_files', '?')} files; medians; restored files equal: "
+              f"{ {True: 'yes', False: 'NO', None: '-'}[r.get('verified')] }", file=f)
+        print(f"  dump --compress=none {fmt(g('content_dump'))} ms ({mb.get('content_dump', '-')} MiB/s)"
+              f"   tar -c {fmt(g('content_tar_c'))} ms ({mb.get('content_tar_c', '-')} MiB/s)"
+              f"   ratio {fmt(r.get('ratio_dump_tar'), '{:.2f}')}", file=f)
+        print(f"  restore              {fmt(g('content_restore'))} ms ({mb.get('content_restore', '-')} MiB/s)"
+              f"   tar -x {fmt(g('content_tar_x'))} ms ({mb.get('content_tar_x', '-')} MiB/s)"
+              f"   ratio {fmt(r.get('ratio_restore_tar'), '{:.2f}')}", file=f)
+        print(f"  dump (zstd, default) {fmt(g('content_dump_zstd'))} ms, image "
+              f"{(r.get('content_zstd_bytes') or 0) / 2**20:.0f} MiB; peak RSS dump "
+              f"{r.get('content_dump', {}).get('maxrss_kb', '-')} KiB, restore "
+              f"{r.get('content_restore', {}).get('maxrss_kb', '-')} KiB", file=f)
     for r in doc["results"]:
         for kind, fl in r.get("failures", {}).items():
             msg = fl["stderr"].strip().splitlines()
@@ -177,7 +215,8 @@ def table(doc, f=sys.stdout):
                   f"{msg[-1] if msg else '?'}", file=f)
     print("\nper-phase medians (ms):", file=f)
     for r in doc["results"]:
-        for kind in ("dump", "dump_mountinfo", "dump_content", "restore"):
+        for kind in ("dump", "dump_mountinfo", "dump_content", "restore", "content_dump",
+                     "content_restore"):
             ph = r.get(kind, {}).get("phases_ms")
             if ph:
                 print(f"  {r['topo']:>6} {r['n']:>6} {kind:<14} " +
@@ -188,7 +227,7 @@ def gnuplot_data(doc, d):
     os.makedirs(d, exist_ok=True)
     topos = []
     for r in doc["results"]:
-        if r["topo"] not in topos:
+        if r["topo"] not in topos and r["topo"] != "content":
             topos.append(r["topo"])
     for t in topos:
         with open(os.path.join(d, f"{t}.dat"), "w") as f:
@@ -215,7 +254,8 @@ def main():
         table(json.load(open(a.table)))
         return
     results = aggregate(a.raw)
-    reps = max((r.get("restore", {}).get("runs", 0) for r in results), default=0)
+    reps = max((r.get(k, {}).get("runs", 0) for r in results for k in KINDS + CONTENT_KINDS),
+               default=0)
     doc = {
         "generator": "bench/run.sh",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

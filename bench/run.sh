@@ -5,7 +5,8 @@
 # See bench/README.md. As root, from the source tree:
 #
 #	bash bench/run.sh [--build DIR] [--sizes 1000,10000,50000] [--topos tmpfs,binds,chain,mix]
-#	                  [--reps 5] [--quick] [--chain-depth D] [--out DIR] [--no-plot]
+#	                  [--reps 5] [--quick] [--chain-depth D] [--out DIR] [--no-plot] [--keep-going]
+#	                  [--content-mb 1024]          (--sizes '' runs the content benchmark alone)
 #
 # Everything runs inside `unshare -m --propagation private`, under a scratch
 # tmpfs; the host's /proc/self/mountinfo is compared before and after, and a
@@ -22,6 +23,8 @@ reps=5
 chain_depth=
 out=$here/results
 plot=1
+keep_going=0
+content_mb=1024
 
 usage() {
 	sed -n '4,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -34,10 +37,12 @@ while [[ $# -gt 0 ]]; do
 	--sizes) sizes=$2; shift ;;
 	--topos) topos=$2; shift ;;
 	--reps) reps=$2; shift ;;
-	--quick) sizes=1000,10000; reps=3 ;;
+	--quick) sizes=1000,10000; reps=3; content_mb=256 ;;
 	--chain-depth) chain_depth=$2; shift ;;
 	--out) out=$2; shift ;;
 	--no-plot) plot=0 ;;
+	--keep-going) keep_going=1 ;; # a failed dump or restore is recorded, not fatal
+	--content-mb) content_mb=$2; shift ;; # 0: no content benchmark
 	-h | --help) usage 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; usage ;;
 	esac
@@ -71,6 +76,7 @@ if [[ -z ${MNTCR_BENCH_INNER:-} ]]; then
 	work=$(mktemp -d /tmp/mntcr-bench.XXXXXX) || exit 1
 	cat /proc/self/mountinfo >"$work/host-mountinfo.before"
 	MNTCR_BENCH_INNER=1 WORK=$work SIZES=$sizes TOPOS=$topos REPS=$reps CHAIN_DEPTH=$chain_depth \
+		KEEP_GOING=$keep_going CONTENT_MB=$content_mb \
 		unshare -m --propagation private bash "${BASH_SOURCE[0]}"
 	rc=$?
 	cat /proc/self/mountinfo >"$work/host-mountinfo.after"
@@ -84,9 +90,12 @@ if [[ -z ${MNTCR_BENCH_INNER:-} ]]; then
 		exit 1
 	fi
 	stamp=$(date -u +%Y%m%dT%H%M%SZ)
-	python3 "$here/report.py" --raw "$work/raw.jsonl" --json "$out/bench-$stamp.json" \
+	# --sizes '': the content benchmark alone, in files of its own
+	name=bench latest=latest
+	[[ -z $sizes ]] && name=content latest=latest-content plot=0
+	python3 "$here/report.py" --raw "$work/raw.jsonl" --json "$out/$name-$stamp.json" \
 		--gnuplot-data "$work/plot" || exit 1
-	cp "$out/bench-$stamp.json" "$out/latest.json"
+	cp "$out/$name-$stamp.json" "$out/$latest.json"
 	if ((plot)); then
 		if command -v gnuplot >/dev/null; then
 			gnuplot -e "dir='$work/plot'; out='$out/latest.png'" "$here/plot.gp" &&
@@ -96,7 +105,7 @@ if [[ -z ${MNTCR_BENCH_INNER:-} ]]; then
 			echo "run.sh: no gnuplot, no plot (apt-get install -y gnuplot-nox)" >&2
 		fi
 	fi
-	echo "results: $out/bench-$stamp.json (and latest.json); the host mount table is unchanged"
+	echo "results: $out/$name-$stamp.json (and $latest.json); the host mount table is unchanged"
 	rm -rf --one-file-system "$work"
 	exit 0
 fi
@@ -114,7 +123,7 @@ holder=
 
 cleanup() {
 	[[ -n $holder ]] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null
-	umount "$S/ns" "$S/r" 2>/dev/null
+	umount "$S/ns" "$S/r" "$S/x" "$S/cns" 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -147,6 +156,11 @@ if rc != 0:
 print(json.dumps(rec))
 EOF
 	return $rc
+}
+
+failed() { # failed WHAT RECORD: fatal unless --keep-going
+	echo "run.sh: $1 failed: $2" >&2
+	((KEEP_GOING)) || exit 1
 }
 
 emit() { # emit TOPO N JSON-OBJECT
@@ -190,14 +204,15 @@ for n in "${size_list[@]}"; do
 			rec=$(run_timed mountinfo "$FLOOR" mountinfo "$holder") || { echo "$rec" >&2; exit 1; }
 			emit "$topo" "$n" "$rec"
 			rec=$(MNTCR_TIMING=1 run_timed dump "$MNTCR" dump $core --pid "$holder" -o "$S/img") ||
-				{ echo "dump failed: $rec" >&2; exit 1; }
+				failed "dump" "$rec"
 			emit "$topo" "$n" "$rec"
 			rec=$(MNTCR_TIMING=1 run_timed dump_mountinfo "$MNTCR" dump $core --mountinfo \
-				--pid "$holder" -o "$S/img-mi") || { echo "dump --mountinfo failed: $rec" >&2; exit 1; }
+				--pid "$holder" -o "$S/img-mi") || failed "dump --mountinfo" "$rec"
 			emit "$topo" "$n" "$rec"
 		done
 		# With its defaults (tmpfs content, here nearly empty, and zstd): once, recorded, not required.
-		rec=$(MNTCR_TIMING=1 run_timed dump_content "$MNTCR" dump --pid "$holder" -o "$S/img-c")
+		rec=$(MNTCR_TIMING=1 run_timed dump_content timeout "${CONTENT_TIMEOUT:-120}" \
+			"$MNTCR" dump --pid "$holder" -o "$S/img-c")
 		emit "$topo" "$n" "$rec"
 		emit "$topo" "$n" "{\"kind\": \"image\", \"image_bytes\": $(stat -c %s "$S/img")}"
 		kill "$holder"
@@ -206,8 +221,9 @@ for n in "${size_list[@]}"; do
 		umount "$S/ns" # one big namespace at a time
 		# 3. Restores, the first one checked against the image.
 		for ((i = 0; i < REPS; i++)); do
+			[[ -s $S/img ]] || break
 			rec=$(MNTCR_TIMING=1 run_timed restore "$MNTCR" restore --image "$S/img" --persist "$S/r") ||
-				{ echo "restore failed: $rec" >&2; exit 1; }
+				{ failed "restore" "$rec"; emit "$topo" "$n" "$rec"; break; }
 			emit "$topo" "$n" "$rec"
 			if ((i == 0)); then
 				if "$MNTCR" diff --quiet "$S/img" "ns:$S/r"; then
@@ -222,4 +238,69 @@ for n in "${size_list[@]}"; do
 		rm -f "$S/img" "$S/img-mi" "$S/img-c"
 	done
 done
+# ------------------------------------------------------------------------------------------------
+# Content: one tmpfs of CONTENT_MB MiB (1 MiB files, and 4 KiB files for 1/16 of it), dumped and
+# restored with its files, next to GNU tar writing and extracting the same files. Both write their
+# archive to the scratch tmpfs, uncompressed (mntcr --compress=none); mntcr's default (zstd) is
+# recorded too.
+if ((CONTENT_MB > 0)) && "$MNTCR" dump --help 2>&1 | grep -q -- --compress; then
+	echo "== content ${CONTENT_MB} MiB" >&2
+	c=$S/c
+	mkdir -p "$c" "$S/x"
+	touch "$S/cns"
+	big=$((CONTENT_MB * 15 / 16)) small=$((CONTENT_MB * 256 / 16))
+	unshare --mount="$S/cns" --propagation private sh -c '
+		mount -t tmpfs -o size=$(('"$CONTENT_MB"' * 2))m,mode=755 data "$1" &&
+		mkdir "$1/big" "$1/small" &&
+		head -c $(('"$big"' * 1048576)) /dev/urandom | split -b 1M -a 4 - "$1/big/f" &&
+		mkdir -p "$1/small/d" && head -c $(('"$small"' * 4096)) /dev/urandom | split -b 4K -a 5 - "$1/small/d/s"
+	' sh "$c" || { echo "run.sh: could not build the content namespace" >&2; exit 1; }
+	nsenter --mount="$S/cns" sleep infinity &
+	holder=$!
+	self_ns=$(readlink /proc/self/ns/mnt)
+	for ((w = 0; w < 500; w++)); do
+		ns=$(readlink "/proc/$holder/ns/mnt" 2>/dev/null)
+		[[ -n $ns && $ns != "$self_ns" && $(readlink "/proc/$holder/exe") == */sleep ]] && break
+		sleep 0.02
+	done
+	bytes=$(nsenter --mount="$S/cns" du -sb "$c" | cut -f1)
+	files=$(nsenter --mount="$S/cns" find "$c" -type f | wc -l)
+	emit content "$CONTENT_MB" "{\"kind\": \"content_data\", \"bytes\": $bytes, \"files\": $files}"
+	for ((i = 0; i < REPS && i < 3; i++)); do
+		rm -f "$S/cimg" "$S/c.tar"
+		rec=$(MNTCR_TIMING=1 run_timed content_dump "$MNTCR" dump --compress=none --pid "$holder" -o "$S/cimg") ||
+			{ failed "content dump" "$rec"; emit content "$CONTENT_MB" "$rec"; break; }
+		emit content "$CONTENT_MB" "$rec"
+		rec=$(run_timed content_tar_c nsenter --mount="$S/cns" tar -cf "$S/c.tar" -C "$c" .) ||
+			failed "tar -c" "$rec"
+		emit content "$CONTENT_MB" "$rec"
+		rec=$(MNTCR_TIMING=1 run_timed content_restore "$MNTCR" restore --image "$S/cimg" --persist "$S/r") ||
+			{ failed "content restore" "$rec"; emit content "$CONTENT_MB" "$rec"; break; }
+		emit content "$CONTENT_MB" "$rec"
+		if ((i == 0)); then
+			# the files came back: the same tree, byte for byte
+			if diff -r <(nsenter --mount="$S/cns" sh -c "cd $c && find . -type f -exec md5sum {} + | sort") \
+				<(nsenter --mount="$S/r" sh -c "cd $c && find . -type f -exec md5sum {} + | sort") >/dev/null; then
+				emit content "$CONTENT_MB" '{"kind": "verify", "equal": true}'
+			else
+				emit content "$CONTENT_MB" '{"kind": "verify", "equal": false}'
+				echo "run.sh: the restored content differs" >&2
+			fi
+		fi
+		umount "$S/r"
+		mount -t tmpfs -o size=$((CONTENT_MB * 2))m x "$S/x"
+		rec=$(run_timed content_tar_x tar -xf "$S/c.tar" -C "$S/x") || failed "tar -x" "$rec"
+		emit content "$CONTENT_MB" "$rec"
+		umount "$S/x"
+	done
+	rm -f "$S/cimg" "$S/c.tar"
+	rec=$(MNTCR_TIMING=1 run_timed content_dump_zstd "$MNTCR" dump --pid "$holder" -o "$S/cimg")
+	emit content "$CONTENT_MB" "$rec"
+	[[ -s $S/cimg ]] && emit content "$CONTENT_MB" "{\"kind\": \"content_zstd_image\", \"bytes\": $(stat -c %s "$S/cimg")}"
+	rm -f "$S/cimg"
+	kill "$holder"
+	wait "$holder" 2>/dev/null
+	holder=
+	umount "$S/cns"
+fi
 exit 0

@@ -470,10 +470,12 @@ struct economy {
 	bool *keep;	     /* per slot: a clone source or a "like" mount: open until the end */
 	uint64_t *id;	     /* per slot: unique mount id of a mount closed to be reopened */
 	int *alias;	     /* per slot: a pristine clone of a template that is also a mount */
+	size_t *clones;	     /* per slot: clones still to be taken of it */
+	bool *aliased;	     /* per slot: clones are taken of its alias */
 	int yard;	     /* mounts parked before their fd is closed */
 };
 
-static bool eco_queued(const struct plan_op *op)
+static bool eco_queued(const struct economy *e, const struct plan_op *op)
 {
 	switch (op->type) {
 	case OP_SB_CREATE:
@@ -482,12 +484,12 @@ static bool eco_queued(const struct plan_op *op)
 		return true;
 	case OP_CLONE:
 		/*
-		 * A mount's clone: its attach comes before the propagation phase, while
-		 * everything is private. Not a group's temporary source, which that phase
-		 * needs: cloned then, of a template that is shared by then, it would join the
-		 * template's group instead of being private.
+		 * A mount's clone runs before its attach, while everything is still
+		 * private. A group's temporary source runs when the propagation phase needs
+		 * it, so only if its template is never attached, or has an alias: cloned of
+		 * a template that is shared by then, it would join the template's group.
 		 */
-		return op->mount != IDX_NONE;
+		return op->mount != IDX_NONE || e->aliased[op->src] || e->mount[op->src] == IDX_NONE;
 	default:
 		return false;
 	}
@@ -528,6 +530,8 @@ static void eco_release(struct economy *e)
 	free(e->keep);
 	free(e->id);
 	free(e->alias);
+	free(e->clones);
+	free(e->aliased);
 	if (e->yard >= 0)
 		close(e->yard);
 	*e = (struct economy){ .yard = -EBADF };
@@ -548,8 +552,10 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 	e->keep = calloc(ns, sizeof(bool));
 	e->id = calloc(ns, sizeof(uint64_t));
 	e->alias = malloc(ns * sizeof(int));
+	e->clones = calloc(ns, sizeof(size_t));
+	e->aliased = calloc(ns, sizeof(bool));
 	if (!e->next || !e->head || !e->tail || !e->last_pre || !e->last || !e->mount || !e->keep ||
-	    !e->id || !e->alias)
+	    !e->id || !e->alias || !e->clones || !e->aliased)
 		return -ENOMEM;
 	for (size_t s = 0; s < ns; s++) {
 		e->head[s] = e->tail[s] = e->last_pre[s] = e->last[s] = e->mount[s] = IDX_NONE;
@@ -561,16 +567,31 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 		if ((op->type == OP_ATTACH || op->type == OP_SET_ROOT) && op->slot < p->n_slots)
 			e->mount[op->slot] = op->mount;
 		if (op->type == OP_CLONE && op->src < p->n_slots)
-			e->keep[op->src] = true;
+			e->clones[op->src]++;
 		if (op->type == OP_MKPATH && op->like_slot < p->n_slots)
 			e->keep[op->like_slot] = true;
 	}
+	/*
+	 * Clones of a superblock's template that is also a mount are taken of its
+	 * alias; other clone sources (templates never attached) stay open.
+	 */
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct plan_op *op = &p->ops[i];
+
+		if (op->type != OP_SB_CREATE || op->slot >= p->n_slots || !e->clones[op->slot])
+			continue;
+		if (e->mount[op->slot] != IDX_NONE)
+			e->aliased[op->slot] = true;
+	}
+	for (size_t s = 0; s < p->n_slots; s++)
+		if (e->clones[s] && !e->aliased[s])
+			e->keep[s] = true;
 	/* Last uses, by the ops that run where the plan has them. */
 	for (size_t i = 0; i < p->n_ops; i++) {
 		const struct plan_op *op = &p->ops[i];
 		size_t n;
 
-		if (eco_queued(op))
+		if (eco_queued(e, op))
 			continue;
 		n = eco_refs(p, op, refs);
 		if (op->type == OP_ATTACH && op->src < p->n_slots &&
@@ -587,6 +608,8 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 
 static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s);
 
+static void eco_park(struct economy *e, size_t s, int fd);
+
 /*
  * A queued op. A clone runs later than planned, and its template may by
  * then be attached, carry flags and have mounts on it (it is also one of
@@ -602,10 +625,15 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 		c->fds[op->src] = e->alias[op->src];
 		r = run_op(c, op);
 		c->fds[op->src] = saved;
+		if (r == 0 && --e->clones[op->src] == 0) { /* the last clone of it */
+			eco_park(e, c->p->n_slots + op->src, e->alias[op->src]);
+			close(e->alias[op->src]);
+			e->alias[op->src] = -EBADF;
+		}
 		return r;
 	}
 	r = run_op(c, op);
-	if (r < 0 || op->type != OP_SB_CREATE || !e->keep[op->slot] || e->mount[op->slot] == IDX_NONE)
+	if (r < 0 || op->type != OP_SB_CREATE || !e->aliased[op->slot])
 		return r;
 	e->alias[op->slot] = open_tree(c->fds[op->slot], "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (e->alias[op->slot] < 0)
@@ -624,9 +652,14 @@ static int eco_flush(struct exec_ctx *c, struct economy *e, size_t s)
 
 		e->head[s] = e->next[j];
 		n = eco_refs(c->p, &c->p->ops[j], refs);
-		for (size_t k = 1; k < n; k++) /* what it reads: the template of a clone, a like mount */
-			if ((r = eco_ready(c, e, refs[k])) < 0)
+		/* What it reads: the template of a clone (or its alias, then only made), a like mount. */
+		for (size_t k = 1; k < n; k++) {
+			bool alias = c->p->ops[j].type == OP_CLONE && refs[k] == c->p->ops[j].src &&
+				     e->aliased[refs[k]];
+
+			if ((r = alias ? eco_flush(c, e, refs[k]) : eco_ready(c, e, refs[k])) < 0)
 				return r;
+		}
 		c->op = j; /* a failure names the op that failed */
 		c->syscall = NULL;
 		c->kmsg[0] = 0;
@@ -760,7 +793,7 @@ static int run_ops(struct exec_ctx *c, bool peers)
 		/* The ops come phase by phase: time each (MNTCR_TIMING). */
 		if (!peers && c->op > 0 && op->phase != p->ops[c->op - 1].phase)
 			timing_mark(plan_phase_name(p->ops[c->op - 1].phase));
-		if (c->eco && eco_queued(op)) { /* runs when its slot is needed */
+		if (c->eco && eco_queued(c->eco, op)) { /* runs when its slot is needed */
 			size_t s = op->slot;
 
 			c->eco->next[c->op] = IDX_NONE;

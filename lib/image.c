@@ -1570,9 +1570,18 @@ static int read_data(struct image_reader *rd, const char *name, size_t max, stru
 	size_t total = 0;
 
 	for (;;) {
-		la_ssize_t n = archive_read_data(rd->a, rd->data, IO_BUF_SIZE);
+		char *dst = rd->data;
+		la_ssize_t n;
 		int r;
 
+		/* Into out directly, not through rd->data: a manifest is 600 bytes a mount. */
+		if (out) {
+			r = strbuf_reserve(out, IO_BUF_SIZE);
+			if (r < 0)
+				return r;
+			dst = out->buf + out->len;
+		}
+		n = archive_read_data(rd->a, dst, IO_BUF_SIZE);
 		if (n < 0)
 			return log_debug_errno(archive_failure(rd->a, &rd->io, -EBADMSG),
 					       "Failed to read image member %s: %s", name,
@@ -1584,12 +1593,11 @@ static int read_data(struct image_reader *rd, const char *name, size_t max, stru
 					       name, max);
 		total += (size_t)n;
 		/* XXH3 fails only on a NULL buffer */
-		if (h && XXH3_64bits_update(h, rd->data, (size_t)n) != XXH_OK)
+		if (h && XXH3_64bits_update(h, dst, (size_t)n) != XXH_OK)
 			return -EIO;
 		if (out) {
-			r = strbuf_add(out, rd->data, (size_t)n);
-			if (r < 0)
-				return r;
+			out->len += (size_t)n;
+			out->buf[out->len] = 0;
 		}
 	}
 }
@@ -1683,8 +1691,13 @@ static int read_manifest(struct image_reader *rd)
 	if (!streq(name, MANIFEST_MEMBER))
 		return log_debug_errno(-EBADMSG, "The image's second member is not %s",
 				       MANIFEST_MEMBER);
-	if ((r = check_regular(e, name, MANIFEST_MAX)) < 0 ||
-	    (r = read_data(rd, name, MANIFEST_MAX, &rd->manifest, NULL)) < 0)
+	if ((r = check_regular(e, name, MANIFEST_MAX)) < 0)
+		return r;
+	/* Its size is known (and checked): one allocation, not a doubling series of copies. */
+	if (archive_entry_size_is_set(e) &&
+	    (r = strbuf_reserve(&rd->manifest, (size_t)archive_entry_size(e))) < 0)
+		return r;
+	if ((r = read_data(rd, name, MANIFEST_MAX, &rd->manifest, NULL)) < 0)
 		return r;
 	rd->members++;
 	return 0;
