@@ -3712,23 +3712,6 @@ static int do_op(struct cexec *c, const struct cop *op)
 	}
 }
 
-/* Enough fds for one per mount: root may raise the hard limit up to fs.nr_open. */
-static int raise_fd_limit(size_t need)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return -errno;
-	if (rl.rlim_cur >= need)
-		return 0;
-	rl.rlim_cur = need;
-	if (rl.rlim_max < need)
-		rl.rlim_max = need;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return -errno;
-	return 0;
-}
-
 int compat_execute(const struct mntcr_plan *p, struct mntcr_image *img, struct mntcr_report *report)
 {
 	const struct compat_plan *cp = p->compat;

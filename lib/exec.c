@@ -413,7 +413,7 @@ static int run_op(struct exec_ctx *c, const struct plan_op *op)
 }
 
 /* Enough fds for every slot: root may raise the hard limit up to fs.nr_open. */
-static int raise_fd_limit(size_t need)
+int raise_fd_limit(size_t need)
 {
 	struct rlimit rl;
 

@@ -119,6 +119,9 @@ void report_set(struct mntcr_report *r, const char *phase, size_t op_index, uint
  */
 int unshare_newer(void);
 
+/* Raise RLIMIT_NOFILE to at least need (both limits, as root may). Returns -errno. */
+int raise_fd_limit(size_t need);
+
 /* Enter a new private mount namespace and run the plan there (in a process of its own). */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report);
 /* The same, with the image stream that OP_CONTENT ops read their files from (content.h). */
