@@ -326,8 +326,9 @@ struct helper_reply {
 struct helper {
 	const struct mntcr_tree *t;
 	char **const *roots;
-	int nsfd;     /* the target's mount namespace */
-	bool in_copy; /* we are in a private copy of it, not in it */
+	const int *nsfds; /* the target's mount namespaces (one per namespace of the tree) */
+	size_t cur;       /* the namespace we are in (or in a copy of) */
+	bool in_copy;     /* we are in a private copy of it, not in it */
 	char *msg;    /* room for the reply's message */
 };
 
@@ -597,20 +598,21 @@ static int clone_private(struct helper *h, int fd, const char *what, int *ret_fd
 	return 0;
 }
 
-static int enter_target(struct helper *h)
+static int enter_target(struct helper *h, size_t ns)
 {
-	if (setns(h->nsfd, CLONE_NEWNS) < 0) {
+	if (setns(h->nsfds[ns], CLONE_NEWNS) < 0) {
 		int r = -errno;
-		hmsg(h, "setns into the mount namespace: %s", strerror(-r));
+		hmsg(h, "setns into mount namespace %zu: %s", ns, strerror(-r));
 		return r;
 	}
+	h->cur = ns;
 	h->in_copy = false;
 	return 0;
 }
 
-static int fresh_copy(struct helper *h)
+static int fresh_copy(struct helper *h, size_t ns)
 {
-	int r = enter_target(h);
+	int r = enter_target(h, ns);
 
 	if (r < 0)
 		return r;
@@ -643,7 +645,7 @@ static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 
 		if (m->hidden || !streq(m->root, root))
 			continue;
-		if (h->in_copy && (r = enter_target(h)) < 0)
+		if ((h->in_copy || h->cur != m->ns) && (r = enter_target(h, m->ns)) < 0)
 			return r;
 		fd = resolve(m->mountpoint);
 		if (fd < 0 || !lands_on(t, fd, m))
@@ -666,7 +668,7 @@ static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 
 		if (!streq(m->root, root))
 			continue;
-		r = fresh_copy(h);
+		r = fresh_copy(h, m->ns);
 		if (r < 0)
 			return r;
 		r = peel(h, m, &fd);
@@ -754,19 +756,19 @@ static void enter_userns(int nsfd)
 		log_debug("Failed to setns into the target's user namespace: %s", strerror(errno));
 }
 
-static _Noreturn void helper_main(const struct mntcr_tree *t, char **const *roots, int nsfd,
+static _Noreturn void helper_main(const struct mntcr_tree *t, char **const *roots, const int *nsfds,
 				  int sock)
 {
 	struct helper_reply rep = { 0 };
-	struct helper h = { .t = t, .roots = roots, .nsfd = nsfd, .msg = rep.msg };
+	struct helper h = { .t = t, .roots = roots, .nsfds = nsfds, .msg = rep.msg };
 	int setup;
 
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() == 1)
 		_exit(1);
-	enter_userns(nsfd);
+	enter_userns(nsfds[0]);
 	rep.msg[0] = 0;
-	setup = enter_target(&h);
+	setup = enter_target(&h, 0);
 	for (;;) {
 		struct helper_req req;
 		_cleanup_close_ int fd = -EBADF;
@@ -1289,34 +1291,42 @@ int content_dump(struct image_writer *w, const struct mntcr_tree *t, char **cons
 		 const size_t *n_roots)
 {
 	struct dump d = { .w = w, .t = t, .sock = -EBADF };
-	_cleanup_close_ int nsfd = -EBADF;
+	_cleanup_free_ int *nsfds = NULL;
 	int sv[2] = { -EBADF, -EBADF }, r, status;
-	char path[64];
-	pid_t pid;
+	pid_t pid = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)t->pid);
-	nsfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (nsfd < 0)
-		return log_debug_errno(errno == ENOENT ? -ESRCH : -errno, "Failed to open %s",
-				       path);
-	if (t->ns_id) {
+	/* One fd per namespace, opened through a process of it and checked to be it still. */
+	nsfds = malloc(t->n_ns * sizeof(int));
+	if (!nsfds)
+		return -ENOMEM;
+	for (size_t k = 0; k < t->n_ns; k++)
+		nsfds[k] = -EBADF;
+	for (size_t k = 0; k < t->n_ns; k++) {
+		char path[64];
 		uint64_t id = 0;
 
+		snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)t->nss[k].pid);
+		nsfds[k] = open(path, O_RDONLY | O_CLOEXEC);
+		if (nsfds[k] < 0) {
+			r = log_debug_errno(errno == ENOENT ? -ESRCH : -errno, "Failed to open %s", path);
+			goto out_ns;
+		}
 		/* The pid may have been reused, or the process may have moved. */
-		if (ioctl(nsfd, NS_GET_MNTNS_ID, &id) == 0 && id != t->ns_id)
-			return log_debug_errno(-ESTALE,
-					       "Process %d is in mount namespace %" PRIu64
-					       " now, not %" PRIu64,
-					       (int)t->pid, id, t->ns_id);
+		if (t->nss[k].id && ioctl(nsfds[k], NS_GET_MNTNS_ID, &id) == 0 && id != t->nss[k].id) {
+			r = log_debug_errno(-ESTALE, "Process %d is in mount namespace %" PRIu64 " now, not %" PRIu64,
+					    (int)t->nss[k].pid, id, t->nss[k].id);
+			goto out_ns;
+		}
 	}
 	d.buf = malloc(DATA_BUF_SIZE);
-	if (!d.buf)
-		return -ENOMEM;
+	if (!d.buf) {
+		r = -ENOMEM;
+		goto out_ns;
+	}
 	raise_nofile();
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		r = -errno;
-		free(d.buf);
-		return r;
+		goto out;
 	}
 	pid = fork();
 	if (pid < 0) {
@@ -1325,7 +1335,7 @@ int content_dump(struct image_writer *w, const struct mntcr_tree *t, char **cons
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		helper_main(t, roots, nsfd, sv[1]);
+		helper_main(t, roots, nsfds, sv[1]);
 	}
 	close(sv[1]);
 	sv[1] = -EBADF;
@@ -1357,6 +1367,10 @@ out:
 	dump_links_reset(&d);
 	strbuf_release(&d.name);
 	free(d.buf);
+out_ns:
+	for (size_t k = 0; k < t->n_ns; k++)
+		if (nsfds[k] >= 0)
+			close(nsfds[k]);
 	return r;
 }
 

@@ -42,7 +42,9 @@
 
 #define IMAGE_VERSION 1		/* images without content */
 #define IMAGE_VERSION_CONTENT 2 /* images with content */
-#define IMAGE_VERSION_MAX IMAGE_VERSION_CONTENT
+#define IMAGE_VERSION_NS 3      /* several namespaces, or processes (version 2's layout) */
+#define IMAGE_VERSION_MAX IMAGE_VERSION_NS
+#define PROCS_MAX 65536
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define IMAGE_MAGIC_PREFIX "mntcr-image\nversion "
@@ -334,7 +336,43 @@ static int mount_to_json(const struct mntcr_tree *t, size_t i, struct jw *w)
 	jw_bool(w, "unbindable", m->unbindable);
 	if ((r = json_add_str(w, "type", node_type_name(m->type))) < 0)
 		return r;
+	if (t->n_ns > 1 || t->n_procs > 0)
+		jw_u64(w, "ns", m->ns);
 	jw_object_end(w);
+	return 0;
+}
+
+/* Version 3: the namespaces (original id, root mount) and the processes in them. */
+static int namespaces_to_json(const struct mntcr_tree *t, struct jw *w)
+{
+	int r;
+
+	jw_array_begin(w, "namespaces");
+	for (size_t k = 0; k < t->n_ns; k++) {
+		jw_object_begin(w, NULL);
+		jw_u64(w, "id", t->nss[k].id);
+		jw_u64(w, "root_id", t->mounts[t->nss[k].root].id);
+		jw_object_end(w);
+	}
+	jw_array_end(w);
+	if (t->n_procs > PROCS_MAX)
+		return log_debug_errno(-EFBIG, "Cannot write an image of %zu processes (at most %d)",
+				       t->n_procs, PROCS_MAX);
+	jw_array_begin(w, "processes");
+	for (size_t i = 0; i < t->n_procs; i++) {
+		const struct tree_proc *p = &t->procs[i];
+
+		if (!text_ok(p->root, IMAGE_PATH_MAX, true) || !text_ok(p->cwd, IMAGE_PATH_MAX, true) ||
+		    p->ns >= t->n_ns || p->pid <= 0)
+			return log_debug_errno(-EINVAL, "Cannot write process %d: root or cwd too long", (int)p->pid);
+		jw_object_begin(w, NULL);
+		jw_u64(w, "pid", (uint64_t)p->pid);
+		jw_u64(w, "ns", p->ns);
+		if ((r = json_add_str(w, "root", p->root)) < 0 || (r = json_add_str(w, "cwd", p->cwd)) < 0)
+			return r;
+		jw_object_end(w);
+	}
+	jw_array_end(w);
 	return 0;
 }
 
@@ -425,6 +463,8 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 		if ((r = mount_to_json(t, i, &w)) < 0)
 			goto fail;
 	jw_array_end(&w);
+	if (x && x->version >= IMAGE_VERSION_NS && (r = namespaces_to_json(t, &w)) < 0)
+		goto fail;
 	jw_object_end(&w);
 	if (w.err == 0 && strbuf_add(&b, "\n", 1) < 0)
 		w.err = -ENOMEM;
@@ -791,6 +831,8 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 		x.roots = (char ***)roots;
 		x.n_roots = (size_t *)n_roots;
 	}
+	if (t->n_ns > 1 || t->n_procs > 0)
+		x.version = IMAGE_VERSION_NS;
 	snprintf(magic, sizeof(magic), IMAGE_MAGIC_PREFIX "%u\n", x.version);
 
 	/* Everything that can fail on the tree fails here, before a byte is written. */
@@ -808,13 +850,13 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (roots &&
+	if (x.version >= IMAGE_VERSION_CONTENT &&
 	    (r = manifest_checksum_build(w->manifest_digest, &mchecksum, &mchecksum_len)) < 0)
 		goto fail;
 	if ((r = writer_new(w, x.version, flags)) < 0 ||
 	    (r = write_member(w, MAGIC_MEMBER, magic, strlen(magic))) < 0 ||
 	    (r = write_member(w, MANIFEST_MEMBER, manifest, manifest_len)) < 0 ||
-	    (roots &&
+	    (x.version >= IMAGE_VERSION_CONTENT &&
 	     (r = write_member(w, MANIFEST_CHECKSUM_MEMBER, mchecksum, mchecksum_len)) < 0))
 		goto fail;
 	*ret = w;
@@ -1271,6 +1313,13 @@ static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tr
 	    (r = jget_bool(o, ctx, "unbindable", &m->unbindable)) < 0 ||
 	    (r = jget(o, ctx, "type", JT_STRING, true, &type)) < 0)
 		return r;
+	if (t->n_ns > 1 || t->n_procs > 0 || jval_get(o, "ns")) {
+		uint64_t ns;
+
+		if ((r = jget_u64(o, ctx, "ns", t->n_ns ? t->n_ns - 1 : 0, &ns)) < 0)
+			return r;
+		m->ns = (size_t)ns;
+	}
 	if (!type)
 		m->type = NODE_UNKNOWN;
 	else if (jstr_is(type, "dir"))
@@ -1284,12 +1333,75 @@ static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tr
 	return 0;
 }
 
+/* Version 3: "namespaces" (at least one, at most one per mount) and "processes". */
+static int namespaces_from_json(const struct jval *root, uint64_t n_mounts, struct mntcr_tree *t,
+				uint64_t **ret_roots)
+{
+	const struct jctx *top = JCTX("manifest");
+	const struct jval *nss, *procs;
+	uint64_t *roots;
+	char buf[64];
+	int r;
+
+	if ((r = jget(root, top, "namespaces", JT_ARRAY, false, &nss)) < 0 ||
+	    (r = jget(root, top, "processes", JT_ARRAY, false, &procs)) < 0)
+		return r;
+	if (nss->n == 0 || nss->n > n_mounts)
+		return log_debug_errno(-EBADMSG, "Invalid manifest: %zu namespaces for %" PRIu64 " mounts",
+				       (size_t)nss->n, n_mounts);
+	if (procs->n > PROCS_MAX)
+		return log_debug_errno(-EBADMSG, "Invalid manifest: %zu processes (at most %d)",
+				       (size_t)procs->n, PROCS_MAX);
+	if ((r = tree_set_namespaces(t, nss->n)) < 0)
+		return r;
+	roots = calloc(nss->n, sizeof(*roots));
+	if (!roots)
+		return -ENOMEM;
+	for (size_t k = 0; k < nss->n; k++) {
+		const struct jctx *ctx = JCTX_IDX("manifest.namespaces", k);
+		const struct jval *o = &nss->items[k];
+
+		if (o->type != JT_OBJECT) {
+			free(roots);
+			return log_debug_errno(-EBADMSG, "Invalid image: %s is not an object", ctx_str(ctx, buf));
+		}
+		if ((r = jget_u64(o, ctx, "id", UINT64_MAX, &t->nss[k].id)) < 0 ||
+		    (r = jget_u64(o, ctx, "root_id", UINT64_MAX, &roots[k])) < 0) {
+			free(roots);
+			return r;
+		}
+	}
+	for (size_t i = 0; i < procs->n; i++) {
+		const struct jctx *ctx = JCTX_IDX("manifest.processes", i);
+		const struct jval *o = &procs->items[i];
+		char *proot = NULL, *cwd = NULL;
+		uint64_t pid, ns;
+
+		if (o->type != JT_OBJECT)
+			r = log_debug_errno(-EBADMSG, "Invalid image: %s is not an object", ctx_str(ctx, buf));
+		else if ((r = jget_u64(o, ctx, "pid", INT_MAX, &pid)) == 0 &&
+			 (r = jget_u64(o, ctx, "ns", nss->n - 1, &ns)) == 0 &&
+			 (r = jget_str(o, ctx, "root", false, STR_NONEMPTY, IMAGE_PATH_MAX, &proot)) == 0 &&
+			 (r = jget_str(o, ctx, "cwd", false, STR_NONEMPTY, IMAGE_PATH_MAX, &cwd)) == 0)
+			r = tree_add_proc(t, (pid_t)pid, (size_t)ns, TAKE_PTR(proot), TAKE_PTR(cwd));
+		free(proot);
+		free(cwd);
+		if (r < 0) {
+			free(roots);
+			return r;
+		}
+	}
+	*ret_roots = roots;
+	return 0;
+}
+
 static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr_tree **ret)
 {
 	const struct jctx *top = JCTX("manifest"), *cctx = JCTX("manifest.counts");
 	const struct jval *root, *v, *counts, *sbs, *mounts;
 	_cleanup_free_ char *source = NULL;
 	uint64_t u, n_mounts, n_sbs, root_id;
+	_cleanup_free_ uint64_t *ns_roots = NULL;
 	struct mntcr_tree *t = NULL;
 	struct jdoc doc;
 	int r;
@@ -1363,6 +1475,8 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	if ((r = GROW(t->sbs, t->cap_sbs, n_sbs)) < 0 ||
 	    (r = GROW(t->mounts, t->cap_mounts, n_mounts)) < 0)
 		goto fail;
+	if (version >= IMAGE_VERSION_NS && (r = namespaces_from_json(root, n_mounts, t, &ns_roots)) < 0)
+		goto fail;
 	for (size_t i = 0; i < n_sbs; i++) {
 		struct mntcr_sb sb = { 0 };
 
@@ -1399,6 +1513,14 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 				    root_id);
 		goto fail;
 	}
+	for (size_t k = 0; ns_roots && k < t->n_ns; k++)
+		if (t->mounts[t->nss[k].root].id != ns_roots[k]) {
+			r = log_debug_errno(-EBADMSG,
+					    "Invalid manifest: namespaces[%zu].root_id %" PRIu64
+					    " is not that namespace's root mount",
+					    k, ns_roots[k]);
+			goto fail;
+		}
 	/* Content only for what a restore creates and fills: owned tmpfs/ramfs with mounts. */
 	for (size_t i = 0; i < t->n_sbs; i++) {
 		const struct mntcr_sb *sb = &t->sbs[i];
@@ -1977,7 +2099,13 @@ MNTCR_EXPORT const struct mntcr_tree *mntcr_image_tree(const struct mntcr_image 
 
 MNTCR_EXPORT bool mntcr_image_has_content(const struct mntcr_image *img)
 {
-	return img && img->rd.version >= IMAGE_VERSION_CONTENT;
+	if (!img || img->rd.version < IMAGE_VERSION_CONTENT)
+		return false;
+	/* Version 3 has version 2's layout, with or without content. */
+	for (size_t i = 0; i < img->tree->n_sbs; i++)
+		if (img->tree->sbs[i].n_content_roots)
+			return true;
+	return false;
 }
 
 /* The rest of the taken member's data, hashed, unread by the caller. */

@@ -20,3 +20,10 @@ extern double statmount_kernel_ms;
 /* Mark t's superblocks external when self (the dumper's namespace) has a visible mount of them. */
 int tree_classify(struct mntcr_tree *t, const struct mntcr_tree *self);
 int tree_read_self(struct mntcr_tree **ret_tree);
+/*
+ * Several namespaces into one tree, not yet indexed: part k's mounts become
+ * namespace k's. Mount ids are the kernel's, unique across namespaces, so
+ * parents still resolve; superblocks are grouped by device number across
+ * all parts. Takes the parts' mounts (the parts are left empty).
+ */
+int tree_merge(struct mntcr_tree **parts, size_t n, struct mntcr_tree **ret);

@@ -6,6 +6,7 @@
  * changes the target namespace.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -156,7 +157,7 @@ static bool root_is_dir(const char *fstype)
  * lower layers of a stack take the type of the top. Only owned superblocks
  * need this: an external mount's root is looked at when it is restored.
  */
-static int find_types(struct mntcr_tree *t, pid_t pid)
+static int find_types(struct mntcr_tree *t, size_t ns, pid_t pid)
 {
 	_cleanup_close_ int rootfd = -EBADF;
 	char path[64];
@@ -178,7 +179,7 @@ static int find_types(struct mntcr_tree *t, pid_t pid)
 		struct mntcr_mount *m = &t->mounts[i], *top = m;
 		struct statx stx;
 
-		if (m->type != NODE_UNKNOWN || !t->sbs[m->sb].owned)
+		if (m->ns != ns || m->type != NODE_UNKNOWN || !t->sbs[m->sb].owned)
 			continue;
 		while (top->cover == COVER_ROOT)
 			top = &t->mounts[top->covered_by];
@@ -202,90 +203,319 @@ static int find_types(struct mntcr_tree *t, pid_t pid)
 	return 0;
 }
 
-MNTCR_EXPORT int mntcr_tree_read_pid(pid_t pid, unsigned flags, struct mntcr_tree **ret_tree)
+/*
+ * The tail of every read: classify superblocks against the caller's own
+ * namespace, then (live trees) find what each owned mount's root is,
+ * looking through a process of each namespace.
+ */
+static int finish_read(struct mntcr_tree *t, unsigned flags)
 {
-	struct mntcr_tree *t = NULL, *self = NULL;
+	struct mntcr_tree *self = NULL;
 	struct utsname u;
-	char path[64];
 	int r;
 
-	if (pid <= 0 || !ret_tree)
+	if (t->live && uname(&u) == 0) {
+		t->kernel = strdup(u.release);
+		t->hostname = strdup(u.nodename);
+	}
+	if (flags & MNTCR_READ_NO_CLASSIFY)
+		return 0;
+	r = read_raw(getpid(), flags, &self);
+	if (r < 0)
+		return r;
+	r = tree_classify(t, self);
+	mntcr_tree_free(self);
+	if (r < 0)
+		return r;
+	timing_mark("self");
+	for (size_t k = 0; t->live && k < t->n_ns; k++) {
+		r = find_types(t, k, t->nss[k].pid);
+		if (r < 0)
+			return r;
+	}
+	if (t->live)
+		timing_mark("types");
+	return 0;
+}
+
+/* A merged tree: index it, finish the read, hand it over (*t is NULL then). */
+static int index_and_finish(struct mntcr_tree **t, unsigned flags, struct mntcr_tree **ret_tree)
+{
+	int r = tree_index(*t);
+
+	if (r == 0)
+		r = finish_read(*t, flags);
+	if (r == 0)
+		*ret_tree = TAKE_PTR(*t);
+	return r;
+}
+
+static int check_pid(pid_t pid)
+{
+	char path[64];
+
+	if (pid <= 0)
 		return -EINVAL;
 	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	if (access(path, F_OK) < 0)
-		return -ESRCH;
+	return access(path, F_OK) < 0 ? -ESRCH : 0;
+}
 
+MNTCR_EXPORT int mntcr_tree_read_pid(pid_t pid, unsigned flags, struct mntcr_tree **ret_tree)
+{
+	struct mntcr_tree *t = NULL;
+	int r;
+
+	if (!ret_tree)
+		return -EINVAL;
+	r = check_pid(pid);
+	if (r < 0)
+		return r;
 	r = read_raw(pid, flags, &t);
 	if (r < 0)
 		return r;
 	if (t->source == MNTCR_SOURCE_STATMOUNT)
 		timing_report("read", statmount_kernel_ms);
 	timing_mark(t->source == MNTCR_SOURCE_STATMOUNT ? "parse" : "read+parse");
-	t->pid = pid;
+	t->pid = t->nss[0].pid = pid;
+	t->nss[0].id = t->ns_id;
 	t->live = true; /* mntcr_image_write() may read its content */
-	if (uname(&u) == 0) {
-		t->kernel = strdup(u.release);
-		t->hostname = strdup(u.nodename);
+	r = finish_read(t, flags);
+	if (r < 0) {
+		mntcr_tree_free(t);
+		return r;
 	}
-
-	if (!(flags & MNTCR_READ_NO_CLASSIFY)) {
-		r = read_raw(getpid(), flags, &self);
-		if (r < 0)
-			goto fail;
-		r = tree_classify(t, self);
-		if (r < 0)
-			goto fail;
-		timing_mark("self");
-		r = find_types(t, pid);
-		if (r < 0)
-			goto fail;
-		timing_mark("types");
-	}
-	mntcr_tree_free(self);
 	*ret_tree = t;
 	return 0;
+}
+
+int tree_merge(struct mntcr_tree **parts, size_t n, struct mntcr_tree **ret)
+{
+	struct mntcr_tree *t = NULL;
+	size_t total = 0;
+	int r;
+
+	for (size_t k = 0; k < n; k++)
+		total += parts[k]->n_mounts;
+	r = tree_new(&t);
+	if (r < 0)
+		return r;
+	if ((r = tree_set_namespaces(t, n)) < 0 || (r = GROW(t->mounts, t->cap_mounts, total)) < 0)
+		goto fail;
+	t->source = parts[0]->source;
+	t->unique_ids = parts[0]->unique_ids;
+	for (size_t k = 0; k < n; k++) {
+		struct mntcr_tree *p = parts[k];
+
+		if (p->unique_ids != t->unique_ids) {
+			r = log_debug_errno(-EPROTO, "Namespaces read with different kinds of mount ids");
+			goto fail;
+		}
+		t->nss[k].id = p->ns_id;
+		for (size_t i = 0; i < p->n_mounts; i++) {
+			p->mounts[i].ns = k;
+			r = tree_add_mount(t, &p->mounts[i]);
+			if (r < 0)
+				goto fail;
+		}
+		p->n_mounts = 0; /* moved */
+	}
+	t->ns_id = t->nss[0].id;
+	*ret = t;
+	return 0;
 fail:
-	mntcr_tree_free(self);
+	mntcr_tree_free(t);
+	return r;
+}
+
+/* The namespace key of a process: its mount namespace id, else the nsfs inode. */
+static int pid_ns_key(pid_t pid, uint64_t *ret)
+{
+	char path[64];
+	struct stat st;
+	uint64_t id = 0;
+
+	if (statmount_ns_id_of_pid(pid, &id) == 0 && id) {
+		*ret = id;
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	*ret = (uint64_t)st.st_ino;
+	return 0;
+}
+
+/* Where /proc/PID/<what> (root, cwd) is, as a path in the process's namespace. */
+static int proc_link(pid_t pid, const char *what, char **ret)
+{
+	char path[64], buf[PATH_MAX + 1];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+	n = readlink(path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	/* unreachable from ours, or deleted: the kernel says so in the text, keep it as it is */
+	*ret = strdup(buf);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int read_parts_flags(unsigned flags, struct mntcr_tree **parts, size_t n)
+{
+	/* Both kinds of ids cannot mix: if one namespace fell back to mountinfo, all do. */
+	for (size_t k = 0; k < n; k++)
+		if (!parts[k]->unique_ids)
+			return (int)(flags | MNTCR_READ_MOUNTINFO);
+	return (int)flags;
+}
+
+MNTCR_EXPORT int mntcr_tree_read_pids(const pid_t *pids, size_t n_pids, unsigned flags,
+				      struct mntcr_tree **ret_tree)
+{
+	_cleanup_free_ uint64_t *keys = NULL;
+	_cleanup_free_ size_t *pid_ns = NULL;
+	_cleanup_free_ pid_t *ns_pid = NULL;
+	struct mntcr_tree **parts = NULL, *t = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!pids || n_pids == 0 || !ret_tree)
+		return -EINVAL;
+	if (n_pids == 1)
+		return mntcr_tree_read_pid(pids[0], flags, ret_tree);
+	keys = calloc(n_pids, sizeof(*keys));
+	pid_ns = calloc(n_pids, sizeof(*pid_ns));
+	ns_pid = calloc(n_pids, sizeof(*ns_pid));
+	parts = calloc(n_pids, sizeof(*parts));
+	if (!keys || !pid_ns || !ns_pid || !parts) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Each namespace once, in the order of its first process. */
+	for (size_t i = 0; i < n_pids; i++) {
+		uint64_t key = 0;
+		size_t k;
+
+		r = check_pid(pids[i]);
+		if (r == 0)
+			r = pid_ns_key(pids[i], &key);
+		if (r < 0)
+			goto out;
+		for (k = 0; k < n && keys[k] != key; k++)
+			;
+		if (k == n) {
+			keys[n] = key;
+			ns_pid[n++] = pids[i];
+		}
+		pid_ns[i] = k;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 0; k < n; k++) {
+			r = read_raw(ns_pid[k], flags, &parts[k]);
+			if (r < 0)
+				goto out;
+		}
+		if ((unsigned)read_parts_flags(flags, parts, n) == flags)
+			break;
+		flags = (unsigned)read_parts_flags(flags, parts, n);
+		for (size_t k = 0; k < n; k++)
+			parts[k] = mntcr_tree_free(parts[k]);
+	}
+	timing_mark("read+parse");
+	r = tree_merge(parts, n, &t);
+	if (r < 0)
+		goto out;
+	for (size_t k = 0; k < n; k++) {
+		t->nss[k].pid = ns_pid[k];
+		if (!t->nss[k].id)
+			t->nss[k].id = keys[k];
+	}
+	t->ns_id = t->nss[0].id;
+	t->pid = pids[0];
+	t->live = true;
+	for (size_t i = 0; i < n_pids; i++) {
+		char *root = NULL, *cwd = NULL;
+
+		if ((r = proc_link(pids[i], "root", &root)) < 0 || (r = proc_link(pids[i], "cwd", &cwd)) < 0) {
+			free(root);
+			r = r == -ENOENT ? -ESRCH : r;
+			goto out;
+		}
+		r = tree_add_proc(t, pids[i], pid_ns[i], root, cwd);
+		if (r < 0)
+			goto out;
+	}
+	r = index_and_finish(&t, flags, ret_tree);
+out:
+	for (size_t k = 0; parts && k < n; k++)
+		mntcr_tree_free(parts[k]);
+	free(parts);
+	mntcr_tree_free(t);
+	return r;
+}
+
+/* The mount namespace id of a namespace file. */
+static int nsfile_id(const char *nsfile, uint64_t *ret)
+{
+	_cleanup_close_ int fd = -EBADF;
+
+	fd = open(nsfile, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* ENOTTY: not a namespace file; EINVAL: not a mount namespace */
+	if (ioctl(fd, NS_GET_MNTNS_ID, ret) < 0)
+		return errno == ENOTTY || errno == EINVAL ? -ENOTTY : -errno;
+	return 0;
+}
+
+MNTCR_EXPORT int mntcr_tree_read_nsfiles(const char *const *nsfiles, size_t n_files, unsigned flags,
+					 struct mntcr_tree **ret_tree)
+{
+	struct mntcr_tree **parts = NULL, *t = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (!nsfiles || n_files == 0 || !ret_tree)
+		return -EINVAL;
+	parts = calloc(n_files, sizeof(*parts));
+	if (!parts)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_files; i++) {
+		uint64_t id;
+		bool seen = false;
+
+		r = nsfile_id(nsfiles[i], &id);
+		if (r < 0)
+			goto out;
+		for (size_t k = 0; k < n; k++)
+			seen = seen || parts[k]->ns_id == id;
+		if (seen)
+			continue; /* each namespace once */
+		r = statmount_read(id, &parts[n]);
+		if (r < 0)
+			goto out;
+		parts[n++]->ns_id = id;
+	}
+	if (n == 1) {
+		t = TAKE_PTR(parts[0]);
+	} else {
+		r = tree_merge(parts, n, &t);
+		if (r < 0)
+			goto out;
+	}
+	r = index_and_finish(&t, flags, ret_tree);
+out:
+	for (size_t k = 0; k < n; k++)
+		mntcr_tree_free(parts[k]);
+	free(parts);
 	mntcr_tree_free(t);
 	return r;
 }
 
 MNTCR_EXPORT int mntcr_tree_read_ns(const char *nsfile, unsigned flags, struct mntcr_tree **ret_tree)
 {
-	struct mntcr_tree *t = NULL, *self = NULL;
-	_cleanup_close_ int fd = -EBADF;
-	uint64_t ns_id = 0;
-	int r;
-
-	if (!nsfile || !ret_tree)
-		return -EINVAL;
-	fd = open(nsfile, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	/* ENOTTY: not a namespace file; EINVAL: not a mount namespace */
-	if (ioctl(fd, NS_GET_MNTNS_ID, &ns_id) < 0)
-		return errno == ENOTTY || errno == EINVAL ? -ENOTTY : -errno;
-	r = statmount_read(ns_id, &t);
-	if (r < 0)
-		return r;
-	r = tree_index(t);
-	if (r < 0)
-		goto fail;
-	if (!(flags & MNTCR_READ_NO_CLASSIFY)) {
-		r = read_raw(getpid(), flags, &self);
-		if (r < 0)
-			goto fail;
-		r = tree_classify(t, self);
-		if (r < 0)
-			goto fail;
-	}
-	mntcr_tree_free(self);
-	*ret_tree = t;
-	return 0;
-fail:
-	mntcr_tree_free(self);
-	mntcr_tree_free(t);
-	return r;
+	return mntcr_tree_read_nsfiles(&nsfile, 1, flags, ret_tree);
 }
 
 /* The caller's own namespace, unclassified: the restorer's view of external superblocks. */

@@ -51,6 +51,12 @@ MNTCR_EXPORT struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t)
 	free(t->sb_mount_idx);
 	free(t->kernel);
 	free(t->hostname);
+	for (size_t i = 0; i < t->n_procs; i++) {
+		free(t->procs[i].root);
+		free(t->procs[i].cwd);
+	}
+	free(t->procs);
+	free(t->nss);
 	u64map_release(&t->by_id);
 	free(t);
 	return NULL;
@@ -155,34 +161,48 @@ static int index_ids(struct mntcr_tree *t)
 
 static int index_parents(struct mntcr_tree *t)
 {
-	size_t root = IDX_NONE;
-
+	for (size_t k = 0; k < t->n_ns; k++)
+		t->nss[k].root = IDX_NONE;
 	for (size_t i = 0; i < t->n_mounts; i++) {
 		struct mntcr_mount *m = &t->mounts[i];
-		size_t p;
+		size_t p, *root;
 
 		if (!m->root || !m->mountpoint || !m->fstype)
 			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " lacks a root, mountpoint or type",
 					       m->id);
 		if (m->mountpoint[0] != '/' || !mount_root_is_valid(m->fstype, m->root))
 			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " has a relative path", m->id);
+		if (m->ns >= t->n_ns)
+			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " is in namespace %zu of %zu",
+					       m->id, m->ns, t->n_ns);
 		if (tree_find(t, m->parent_id, &p) && p != i) {
+			if (t->mounts[p].ns != m->ns)
+				return log_debug_errno(-EBADMSG,
+						       "Mount %" PRIu64 " (namespace %zu) has its parent %" PRIu64
+						       " in namespace %zu",
+						       m->id, m->ns, t->mounts[p].id, t->mounts[p].ns);
 			m->parent = p;
 			continue;
 		}
 		m->parent = IDX_NONE;
-		if (root != IDX_NONE)
+		root = &t->nss[m->ns].root;
+		if (*root != IDX_NONE)
 			return log_debug_errno(-EBADMSG,
 					       "Mounts %" PRIu64 " and %" PRIu64 " both lack a parent",
-					       t->mounts[root].id, m->id);
-		root = i;
+					       t->mounts[*root].id, m->id);
+		*root = i;
 	}
-	if (root == IDX_NONE && t->n_mounts > 0)
-		return log_debug_errno(-EBADMSG, "No root mount: the parent ids form a cycle");
-	if (root != IDX_NONE && !streq(t->mounts[root].mountpoint, "/"))
-		return log_debug_errno(-EBADMSG, "The root mount %" PRIu64 " is not mounted on /",
-				       t->mounts[root].id);
-	t->root = root;
+	for (size_t k = 0; k < t->n_ns && t->n_mounts > 0; k++) {
+		size_t root = t->nss[k].root;
+
+		if (root == IDX_NONE)
+			return log_debug_errno(-EBADMSG, "Namespace %zu has no root mount: no mounts, or the "
+							 "parent ids form a cycle", k);
+		if (!streq(t->mounts[root].mountpoint, "/"))
+			return log_debug_errno(-EBADMSG, "The root mount %" PRIu64 " is not mounted on /",
+					       t->mounts[root].id);
+	}
+	t->root = t->n_ns ? t->nss[0].root : IDX_NONE;
 
 	/* Every mount must lie below its parent's mountpoint. */
 	for (size_t i = 0; i < t->n_mounts; i++) {
@@ -378,10 +398,10 @@ static int index_covers(struct mntcr_tree *t)
 	/* Hidden: covered, or below a hidden mount, or below a mount whose root is covered by another. */
 	if (t->root == IDX_NONE)
 		return 0;
-	{
+	for (size_t k = 0; k < t->n_ns; k++) {
 		size_t *stack = sorted, n = 0; /* reuse: at most n_mounts entries */
 
-		stack[n++] = t->root;
+		stack[n++] = t->nss[k].root;
 		while (n > 0) {
 			struct mntcr_mount *m = &t->mounts[stack[--n]];
 
@@ -393,12 +413,12 @@ static int index_covers(struct mntcr_tree *t)
 				stack[n++] = ci;
 			}
 		}
-		t->mounts[t->root].hidden = false;
-		/* The lower layers of a stack are hidden too. */
-		for (size_t i = 0; i < t->n_mounts; i++)
-			if (t->mounts[i].cover == COVER_ROOT)
-				t->mounts[i].hidden = true;
+		t->mounts[t->nss[k].root].hidden = false;
 	}
+	/* The lower layers of a stack are hidden too. */
+	for (size_t i = 0; i < t->n_mounts; i++)
+		if (t->mounts[i].cover == COVER_ROOT)
+			t->mounts[i].hidden = true;
 	return 0;
 }
 
@@ -526,10 +546,47 @@ static int index_attach_order(struct mntcr_tree *t)
 	return 0;
 }
 
+int tree_set_namespaces(struct mntcr_tree *t, size_t n)
+{
+	struct tree_ns *nss;
+
+	assert(!t->indexed);
+	nss = reallocarray(t->nss, n ? n : 1, sizeof(*nss));
+	if (!nss)
+		return -ENOMEM;
+	for (size_t k = t->n_ns; k < n; k++)
+		nss[k] = (struct tree_ns){ .root = IDX_NONE };
+	t->nss = nss;
+	t->n_ns = n;
+	return 0;
+}
+
+int tree_add_proc(struct mntcr_tree *t, pid_t pid, size_t ns, char *root, char *cwd)
+{
+	struct tree_proc *p = reallocarray(t->procs, t->n_procs + 1, sizeof(*p));
+
+	if (!p) {
+		free(root);
+		free(cwd);
+		return -ENOMEM;
+	}
+	t->procs = p;
+	t->procs[t->n_procs++] = (struct tree_proc){ .pid = pid, .ns = ns, .root = root, .cwd = cwd };
+	return 0;
+}
+
 int tree_index(struct mntcr_tree *t)
 {
 	int r;
 
+	/* A tree of one namespace need not declare it. */
+	if (t->n_ns == 0) {
+		r = tree_set_namespaces(t, 1);
+		if (r < 0)
+			return r;
+		t->nss[0].id = t->ns_id;
+		t->nss[0].pid = t->pid;
+	}
 	r = index_ids(t);
 	if (r < 0)
 		return r;
@@ -573,7 +630,8 @@ int tree_walk(const struct mntcr_tree *t, int (*fn)(const struct mntcr_tree *t, 
 	stack = malloc(t->n_mounts * sizeof(size_t));
 	if (!stack)
 		return -ENOMEM;
-	stack[n++] = t->root;
+	for (size_t k = t->n_ns; k > 0; k--)
+		stack[n++] = t->nss[k - 1].root;
 	while (n > 0) {
 		size_t i = stack[--n];
 		const struct mntcr_mount *m = &t->mounts[i];
@@ -605,6 +663,32 @@ MNTCR_EXPORT const struct mntcr_sb *mntcr_tree_sb(const struct mntcr_tree *t, si
 MNTCR_EXPORT enum mntcr_source mntcr_tree_source(const struct mntcr_tree *t) { return t->source; }
 MNTCR_EXPORT pid_t mntcr_tree_pid(const struct mntcr_tree *t) { return t->pid; }
 MNTCR_EXPORT uint64_t mntcr_tree_ns_id(const struct mntcr_tree *t) { return t->ns_id; }
+MNTCR_EXPORT size_t mntcr_tree_n_namespaces(const struct mntcr_tree *t) { return t->n_ns; }
+MNTCR_EXPORT size_t mntcr_tree_ns_root(const struct mntcr_tree *t, size_t ns)
+{
+	return ns < t->n_ns ? t->nss[ns].root : MNTCR_NONE;
+}
+MNTCR_EXPORT uint64_t mntcr_tree_ns_orig_id(const struct mntcr_tree *t, size_t ns)
+{
+	return ns < t->n_ns ? t->nss[ns].id : 0;
+}
+MNTCR_EXPORT size_t mntcr_tree_n_processes(const struct mntcr_tree *t) { return t->n_procs; }
+MNTCR_EXPORT int mntcr_tree_process(const struct mntcr_tree *t, size_t i, pid_t *ret_pid, size_t *ret_ns,
+				    const char **ret_root, const char **ret_cwd)
+{
+	if (i >= t->n_procs)
+		return -ENOENT;
+	if (ret_pid)
+		*ret_pid = t->procs[i].pid;
+	if (ret_ns)
+		*ret_ns = t->procs[i].ns;
+	if (ret_root)
+		*ret_root = t->procs[i].root;
+	if (ret_cwd)
+		*ret_cwd = t->procs[i].cwd;
+	return 0;
+}
+MNTCR_EXPORT size_t mntcr_mount_ns(const struct mntcr_mount *m) { return m->ns; }
 
 MNTCR_EXPORT uint64_t mntcr_mount_id(const struct mntcr_mount *m) { return m->id; }
 MNTCR_EXPORT uint64_t mntcr_mount_parent_id(const struct mntcr_mount *m) { return m->parent_id; }

@@ -50,6 +50,7 @@ struct mntcr_mount {
 	uint64_t propagate_from;
 	bool unbindable;
 	enum node_type type; /* what the mount's root is */
+	size_t ns;           /* index of its namespace in tree->nss (0 with one namespace) */
 
 	/* Derived by tree_index(). */
 	size_t parent;       /* IDX_NONE for the namespace root */
@@ -77,14 +78,37 @@ struct mntcr_sb {
 	size_t n_content_roots;
 };
 
+/*
+ * A tree may hold several mount namespaces (dump --pid A --pid B): a
+ * forest, one root per namespace, one superblock table and one peer-group
+ * numbering for all, since the kernel shares both across namespaces.
+ */
+struct tree_ns {
+	uint64_t id;  /* the original namespace's id (NS_GET_MNTNS_ID), or its nsfs inode */
+	pid_t pid;    /* a process in it when read live, else 0 */
+	size_t root;  /* its root mount, by tree_index() */
+};
+
+/* A process of the dump: which namespace it is in, and where its root and cwd are. */
+struct tree_proc {
+	pid_t pid;
+	size_t ns;
+	char *root; /* its root directory, a path in its namespace ("/" unless chroot'd) */
+	char *cwd;  /* its working directory, a path in its namespace */
+};
+
 struct mntcr_tree {
 	struct mntcr_mount *mounts;
 	size_t n_mounts, cap_mounts;
 	struct mntcr_sb *sbs;
 	size_t n_sbs, cap_sbs;
 
-	size_t root; /* the namespace's root mount */
+	size_t root; /* the (first) namespace's root mount */
 	uint64_t ns_id;
+	struct tree_ns *nss; /* n_ns >= 1 once indexed */
+	size_t n_ns;
+	struct tree_proc *procs;
+	size_t n_procs;
 	pid_t pid;
 	enum mntcr_source source;
 	bool unique_ids; /* ids are 64-bit unique ids */
@@ -105,9 +129,13 @@ int tree_new(struct mntcr_tree **ret);
 int tree_add_mount(struct mntcr_tree *t, struct mntcr_mount *m);
 /* Append a superblock (image reader); takes ownership of the strings. */
 int tree_add_sb(struct mntcr_tree *t, struct mntcr_sb *sb);
+/* Declare the namespaces a tree's mounts belong to (mount.ns indexes them). */
+int tree_set_namespaces(struct mntcr_tree *t, size_t n);
+/* Append a process; takes ownership of root and cwd. */
+int tree_add_proc(struct mntcr_tree *t, pid_t pid, size_t ns, char *root, char *cwd);
 /*
  * Link and validate: duplicate ids, missing parents, cycles, more than one
- * root, children outside their parent's path give -EBADMSG (logged at debug
+ * root per namespace, a parent in another namespace, children outside their parent's path give -EBADMSG (logged at debug
  * level with the offending ids). Groups mounts into superblocks by device
  * number unless the superblocks came with the mounts (image).
  */
@@ -144,7 +172,7 @@ bool mount_root_is_valid(const char *fstype, const char *root);
 const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m);
 
 /*
- * Pre-order walk from the root in attach order. Calls fn for each mount;
+ * Pre-order walk from each namespace's root in turn, in attach order. Calls fn for each mount;
  * a negative return stops the walk and is returned.
  */
 int tree_walk(const struct mntcr_tree *t, int (*fn)(const struct mntcr_tree *t, size_t idx, void *ud),

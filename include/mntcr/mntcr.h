@@ -87,6 +87,19 @@ int mntcr_tree_read_pid(pid_t pid, unsigned flags, struct mntcr_tree **ret_tree)
  */
 int mntcr_tree_read_ns(const char *nsfile, unsigned flags, struct mntcr_tree **ret_tree);
 
+/*
+ * Read several processes' mount namespaces into one tree: each distinct
+ * namespace once (in the order of the first process in it), which
+ * process is in which, and each process's root and working directory.
+ * Superblocks and peer groups are shared across the namespaces, as in the
+ * kernel. Errors as mntcr_tree_read_pid(); -EINVAL: no pids.
+ */
+int mntcr_tree_read_pids(const pid_t *pids, size_t n_pids, unsigned flags, struct mntcr_tree **ret_tree);
+
+/* The same for namespace files (no processes). Needs statmount (Linux >= 6.8). */
+int mntcr_tree_read_nsfiles(const char *const *nsfiles, size_t n_files, unsigned flags,
+			    struct mntcr_tree **ret_tree);
+
 struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t);
 
 size_t mntcr_tree_n_mounts(const struct mntcr_tree *t);
@@ -98,6 +111,17 @@ const struct mntcr_sb *mntcr_tree_sb(const struct mntcr_tree *t, size_t idx);
 enum mntcr_source mntcr_tree_source(const struct mntcr_tree *t);
 pid_t mntcr_tree_pid(const struct mntcr_tree *t);
 uint64_t mntcr_tree_ns_id(const struct mntcr_tree *t);
+
+/* Several namespaces: a forest with one root per namespace (1 for a single namespace). */
+size_t mntcr_tree_n_namespaces(const struct mntcr_tree *t);
+/* Index of namespace ns's root mount, MNTCR_NONE if there is no such namespace. */
+size_t mntcr_tree_ns_root(const struct mntcr_tree *t, size_t ns);
+/* The dumped namespace's id (NS_GET_MNTNS_ID, else its nsfs inode number), 0 if unknown. */
+uint64_t mntcr_tree_ns_orig_id(const struct mntcr_tree *t, size_t ns);
+/* The processes of a dump (mntcr_tree_read_pids): pid, namespace, root and cwd (paths in it). */
+size_t mntcr_tree_n_processes(const struct mntcr_tree *t);
+int mntcr_tree_process(const struct mntcr_tree *t, size_t i, pid_t *ret_pid, size_t *ret_ns,
+		       const char **ret_root, const char **ret_cwd);
 
 uint64_t mntcr_mount_id(const struct mntcr_mount *m);
 uint64_t mntcr_mount_parent_id(const struct mntcr_mount *m);
@@ -117,6 +141,8 @@ uint64_t mntcr_mount_master(const struct mntcr_mount *m);
 uint64_t mntcr_mount_propagate_from(const struct mntcr_mount *m);
 bool mntcr_mount_unbindable(const struct mntcr_mount *m);
 size_t mntcr_mount_sb(const struct mntcr_mount *m);
+/* Index of the mount's namespace (0 in a tree of one namespace). */
+size_t mntcr_mount_ns(const struct mntcr_mount *m);
 /* Children in attach order: a covered child comes before the mount covering it. */
 size_t mntcr_mount_n_children(const struct mntcr_mount *m);
 size_t mntcr_mount_child(const struct mntcr_tree *t, const struct mntcr_mount *m, size_t i);
@@ -340,6 +366,18 @@ int mntcr_restore(const struct mntcr_tree *image, const struct mntcr_restore_opt
  */
 int mntcr_restore_image(struct mntcr_image *img, const struct mntcr_restore_opts *opts,
 			int *ret_nsfd, struct mntcr_report *report);
+
+/*
+ * Restore every namespace of an image of several (mntcr_tree_n_namespaces()):
+ * ret_nsfds receives one fd per namespace, in the image's order. Peer
+ * groups and masters that span namespaces are restored across them. On
+ * failure no namespace is left. mntcr_restore() and mntcr_restore_image()
+ * restore all of them too and return the first one's fd.
+ */
+int mntcr_restore_all(const struct mntcr_tree *image, const struct mntcr_restore_opts *opts,
+		      int *ret_nsfds, struct mntcr_report *report);
+int mntcr_restore_image_all(struct mntcr_image *img, const struct mntcr_restore_opts *opts,
+			    int *ret_nsfds, struct mntcr_report *report);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,8 @@
 #include <xxhash.h>
 
 #include "flags.h"
+#include "internal.h"
+#include "ns-tree.h"
 #include "mntcr/mntcr.h"
 #include "sys.h"
 #include "tap.h"
@@ -309,10 +311,9 @@ static int extract_member(const char *tar, size_t len, const char *name, char **
 	return r;
 }
 
-/* The sample tree's manifest, parsed, for tests that edit it. */
-static struct json_object *sample_manifest(void)
+/* A tree's manifest, parsed, for tests that edit it; frees the tree. */
+static struct json_object *manifest_of(struct mntcr_tree *t)
 {
-	struct mntcr_tree *t = sample_tree();
 	_cleanup_free_ char *img = NULL, *manifest = NULL;
 	struct json_object *o = NULL;
 	size_t len;
@@ -322,6 +323,12 @@ static struct json_object *sample_manifest(void)
 		o = json_tokener_parse(manifest);
 	mntcr_tree_free(t);
 	return o;
+}
+
+/* The sample tree's manifest, parsed. */
+static struct json_object *sample_manifest(void)
+{
+	return manifest_of(sample_tree());
 }
 
 /* Serialise an edited manifest, read it through an image, free it. */
@@ -538,6 +545,169 @@ TEST(round_trip_memfd)
 	      strstr(manifest, "\"ext_path\": \"/host/with space/new\\nline\"") != NULL);
 	mntcr_tree_free(t);
 	mntcr_tree_free(u);
+}
+
+/* Two namespaces: the parent's table, and a child that unmounted /tmp and stacked on /proc. */
+static struct mntcr_tree *two_ns_tree(void)
+{
+	static const char *const texts[] = {
+		"21 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+		"22 21 0:20 / /proc rw,relatime - proc proc rw\n"
+		"24 21 0:22 / /tmp rw,relatime shared:2 - tmpfs tmpfs rw\n",
+		"41 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+		"42 41 0:20 / /proc rw,relatime - proc proc rw\n"
+		"43 42 0:22 /sub /proc rw,relatime master:2 - tmpfs tmpfs rw\n",
+	};
+	struct mntcr_tree *t = ns_tree_parse(texts, 2, false);
+	int r = t ? 0 : -EBADMSG;
+
+	for (size_t i = 0; t && i < t->n_mounts; i++)
+		t->mounts[i].type = NODE_DIR;
+	for (size_t k = 0; t && k < 2; k++)
+		t->nss[k].id = 4026531840 + k;
+	if (r == 0)
+		r = tree_add_proc(t, 100, 0, strdup("/"), strdup("/tmp"));
+	if (r == 0)
+		r = tree_add_proc(t, 200, 1, strdup("/srv/jail"), strdup("/srv/jail/w\nx"));
+	if (r == 0)
+		r = tree_add_proc(t, 201, 0, strdup("/"), strdup("/"));
+	if (r == 0)
+		r = tree_index(t);
+	if (r < 0) {
+		printf("#   two_ns_tree: %s\n", strerror(-r));
+		return mntcr_tree_free(t);
+	}
+	t->unique_ids = false;
+	t->source = MNTCR_SOURCE_MOUNTINFO;
+	return t;
+}
+
+TEST(several_namespaces)
+{
+	struct mntcr_tree *t = two_ns_tree(), *u = NULL;
+	_cleanup_free_ char *img = NULL, *magic = NULL;
+	size_t len = 0;
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	CHECK_INT(t->n_ns, 2);
+	CHECK_INT(image_bytes(t, &img, &len), 0);
+	CHECK_INT(extract_member(img, len, "mntcr-image", &magic), 0);
+	CHECK_STREQ(magic, "mntcr-image\nversion 3\n");
+	CHECK_INT(read_bytes(img, len, &u), 0);
+	CHECK(u && trees_equal(t, u, true));
+	if (u) {
+		CHECK_INT(u->n_ns, 2);
+		CHECK_INT(u->nss[1].id, 4026531841);
+		CHECK_INT(u->mounts[u->nss[1].root].id, 41);
+		CHECK_INT(u->root, u->nss[0].root);
+		for (size_t i = 0; i < u->n_mounts; i++)
+			CHECK_INT(u->mounts[i].ns, u->mounts[i].id >= 41);
+		CHECK_INT(u->n_procs, 3);
+		CHECK_INT(u->procs[1].pid, 200);
+		CHECK_INT(u->procs[1].ns, 1);
+		CHECK_STREQ(u->procs[1].root, "/srv/jail");
+		CHECK_STREQ(u->procs[1].cwd, "/srv/jail/w\nx");
+		/* one superblock table for both: /proc and /tmp are one superblock each */
+		CHECK_INT(u->n_sbs, 3);
+	}
+	mntcr_tree_free(t);
+	mntcr_tree_free(u);
+}
+
+/* Version 3 (version 2's layout) around an edited manifest. */
+static int read_v3(struct json_object *root)
+{
+	const char *text = json_object_to_json_string_ext(
+		root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	_cleanup_free_ char *msum = NULL, *sum = NULL, *tar = NULL;
+	size_t len;
+	int r;
+
+	if (asprintf(&msum, "{\"algorithm\": \"xxh3-64\", \"manifest\": \"%016" PRIx64 "\"}\n",
+		     XXH3_64bits(text, strlen(text))) < 0)
+		return -ENOMEM;
+	sum = checksum_json(text, XXH3_64bits(NULL, 0), 3);
+	{
+		struct member m[] = {
+			{ "mntcr-image", "mntcr-image\nversion 3\n" },
+			{ "manifest.json", text },
+			{ "manifest.checksum", msum },
+			{ "checksum", sum },
+		};
+		r = make_tar(m, ARRAY_SIZE(m), false, &tar, &len);
+	}
+	json_object_put(root);
+	if (r < 0)
+		return r;
+	{
+		struct mntcr_tree *t = NULL;
+
+		r = read_bytes(tar, len, &t);
+		mntcr_tree_free(t);
+	}
+	return r;
+}
+
+static struct json_object *two_ns_manifest(void)
+{
+	return manifest_of(two_ns_tree());
+}
+
+TEST(several_namespaces_hostile)
+{
+	struct json_object *o;
+
+	/* the baseline reads */
+	o = two_ns_manifest();
+	CHECK(o != NULL);
+	if (!o)
+		return;
+	CHECK_INT(read_v3(o), 0);
+	/* a mount in a namespace that does not exist */
+	o = two_ns_manifest();
+	jset(jpath(o, "mounts", 4), "ns", json_object_new_int(2));
+	CHECK_INT(read_v3(o), -EBADMSG);
+	/* a parent in another namespace: 43's parent 42 is in namespace 1, make 43 namespace 0 */
+	o = two_ns_manifest();
+	jset(jpath(o, "mounts", 5), "ns", json_object_new_int(0));
+	CHECK_INT(read_v3(o), -EBADMSG);
+	/* a namespace without a root: every mount in namespace 0 */
+	o = two_ns_manifest();
+	for (size_t i = 3; i < 6; i++)
+		jset(jpath(o, "mounts", i), "ns", json_object_new_int(0));
+	CHECK_INT(read_v3(o), -EBADMSG);
+	/* a namespace's root_id that is not its root */
+	o = two_ns_manifest();
+	jset(jpath(o, "namespaces", 1), "root_id", json_object_new_int(42));
+	CHECK_INT(read_v3(o), -EBADMSG);
+	/* more namespaces than mounts; none */
+	o = two_ns_manifest();
+	for (int i = 0; i < 10; i++)
+		json_object_array_add(json_object_object_get(o, "namespaces"),
+				      json_object_get(jpath(o, "namespaces", 0)));
+	CHECK_INT(read_v3(o), -EBADMSG);
+	o = two_ns_manifest();
+	jset(o, "namespaces", json_object_new_array());
+	CHECK_INT(read_v3(o), -EBADMSG);
+	/* a process in a namespace that does not exist, with a bad pid, without a root */
+	o = two_ns_manifest();
+	jset(jpath(o, "processes", 0), "ns", json_object_new_int(5));
+	CHECK_INT(read_v3(o), -EBADMSG);
+	o = two_ns_manifest();
+	jset(jpath(o, "processes", 0), "pid", json_object_new_int(-1));
+	CHECK_INT(read_v3(o), -EBADMSG);
+	o = two_ns_manifest();
+	json_object_object_del(jpath(o, "processes", 0), "root");
+	CHECK_INT(read_v3(o), -EBADMSG);
+	/* the lists missing */
+	o = two_ns_manifest();
+	json_object_object_del(o, "processes");
+	CHECK_INT(read_v3(o), -EBADMSG);
+	o = two_ns_manifest();
+	json_object_object_del(o, "namespaces");
+	CHECK_INT(read_v3(o), -EBADMSG);
 }
 
 TEST(members_in_order)
@@ -881,7 +1051,9 @@ TEST(versions)
 		{ "mntcr-image\nversion 1\nfuture: ignored\n", 0 },
 		/* version 2 exists: its manifest must say 2, and manifest.checksum must follow */
 		{ "mntcr-image\nversion 2\n", -EBADMSG },
-		{ "mntcr-image\nversion 3\n", -EPROTO },
+		/* version 3 (several namespaces) likewise */
+		{ "mntcr-image\nversion 3\n", -EBADMSG },
+		{ "mntcr-image\nversion 4\n", -EPROTO },
 		{ "mntcr-image\nversion 4294967296\n", -EPROTO },
 		{ "mntcr-image\nversion 99999999999999999999999999\n", -EPROTO },
 		{ "mntcr-image\nversion 0\n", -EBADMSG },
