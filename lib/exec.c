@@ -35,7 +35,31 @@ struct exec_ctx {
 	struct economy *eco;  /* few fds: see "economy" below; NULL when every slot gets its fd */
 	struct mntcr_image *img; /* the image stream OP_CONTENT reads, or NULL */
 	size_t content_left;     /* OP_CONTENT ops still to run: the last one checks the trailer */
+	/* Several namespaces: the building namespace, and each one made by OP_SET_ROOT. */
+	int base_ns;
+	int *nsfds;
+	size_t cur_ns; /* the namespace we are in, or IDX_NONE for the building one */
 };
+
+static int sys_fail(struct exec_ctx *c, const char *syscall_name);
+
+/* Several namespaces: enter namespace k (IDX_NONE: the building one), if not in it yet. */
+static int enter_ns(struct exec_ctx *c, size_t k)
+{
+	if (c->cur_ns == k)
+		return 0;
+	if (setns(k == IDX_NONE ? c->base_ns : c->nsfds[k], CLONE_NEWNS) < 0) {
+		int r = sys_fail(c, "setns");
+
+		if (k == IDX_NONE)
+			snprintf(c->kmsg, sizeof(c->kmsg), "into the namespace the trees are built in");
+		else
+			snprintf(c->kmsg, sizeof(c->kmsg), "into restored namespace %zu", k);
+		return r;
+	}
+	c->cur_ns = k;
+	return 0;
+}
 
 #define FAULT_OR(call)                                                                             \
 	({                                                                                         \
@@ -294,6 +318,13 @@ static int do_propagation(struct exec_ctx *c, const struct plan_op *op)
 {
 	struct mount_attr attr = { .propagation = op->propagation };
 
+	/* mount_setattr acts on mounts of the caller's own namespace only */
+	if (c->nsfds && op->mount != IDX_NONE) {
+		int r = enter_ns(c, c->p->tree->mounts[op->mount].ns);
+		if (r < 0)
+			return r;
+	}
+
 	log_debug("mount_setattr #%zu propagation 0x%" PRIx64, op->slot, op->propagation);
 	if (FAULT_OR(mount_setattr(c->fds[op->slot], "", AT_EMPTY_PATH, &attr, sizeof(attr))) < 0)
 		return sys_fail(c, "mount_setattr propagation");
@@ -330,7 +361,12 @@ static int do_peer_bind(struct exec_ctx *c, const struct plan_op *op)
 static int do_set_root(struct exec_ctx *c, const struct plan_op *op)
 {
 	int fd = c->fds[op->slot];
+	size_t k = c->p->tree->mounts[op->mount].ns;
+	int r;
 
+	/* Several namespaces: each tree, built detached, is attached in its own namespace. */
+	if (c->nsfds && (r = enter_ns(c, k)) < 0)
+		return r;
 	log_debug("move_mount #%zu -> /, pivot_root", op->slot);
 	if (FAULT_OR(move_mount(fd, "", AT_FDCWD, "/", MOVE_MOUNT_F_EMPTY_PATH)) < 0)
 		return sys_fail(c, "move_mount /");
@@ -740,9 +776,9 @@ static void eco_done(struct exec_ctx *c, struct economy *e, size_t i)
 			c->fds[s] = -EBADF;
 			continue;
 		}
-		/* Needed again by the propagation phase only: reopened then, by path. */
+		/* Needed again by the propagation phase only: reopened then, by path (one namespace). */
 		if (e->last_pre[s] != i || op->phase == PHASE_PROPAGATION || !c->attached[s] ||
-		    e->mount[s] == IDX_NONE)
+		    e->mount[s] == IDX_NONE || c->nsfds)
 			continue;
 		m = &c->p->tree->mounts[e->mount[s]];
 		if (m->hidden || strlen(m->mountpoint) >= PATH_MAX - 1 ||
@@ -981,6 +1017,50 @@ static void park_detached(struct exec_ctx *c)
 }
 
 /*
+ * Several namespaces: one new namespace per tree, all made from the
+ * building namespace before any mount of the trees exists. listmount(2)
+ * from outside a namespace finds its root among the mounts whose ids
+ * follow the namespace's own root mount's (Linux 6.18), so a tree made
+ * before its namespace could not be listed from outside it.
+ */
+static int make_namespaces(struct exec_ctx *c)
+{
+	const char *call = "open /proc/self/ns/mnt";
+	int r;
+
+	c->base_ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (c->base_ns < 0)
+		goto fail;
+	for (size_t k = 0; k < c->p->tree->n_ns; k++) {
+		if (k > 0 && setns(c->base_ns, CLONE_NEWNS) < 0) {
+			call = "setns";
+			goto fail;
+		}
+		r = unshare_newer();
+		if (r < 0) {
+			errno = -r;
+			call = "unshare CLONE_NEWNS";
+			goto fail;
+		}
+		c->nsfds[k] = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+		if (c->nsfds[k] < 0)
+			goto fail;
+	}
+	if (setns(c->base_ns, CLONE_NEWNS) < 0) {
+		call = "setns";
+		goto fail;
+	}
+	c->cur_ns = IDX_NONE;
+	return 0;
+fail:
+	r = -errno;
+	report_set(c->report, "namespace", MNTCR_NONE, 0, NULL, call, r,
+		   "Restore failed in phase namespace: %s for %zu namespaces: %s", call, c->p->tree->n_ns,
+		   strerror(-r));
+	return r;
+}
+
+/*
  * Enter a new mount namespace and run the plan in it. The new namespace is
  * a copy of ours; before anything is mounted in it every mount is made
  * private, so nothing can propagate back. The only thing done before that:
@@ -989,13 +1069,13 @@ static void park_detached(struct exec_ctx *c)
  */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 {
-	return plan_execute_full(p, NULL, report);
+	return plan_execute_full(p, NULL, NULL, report);
 }
 
-int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img,
+int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *ret_nsfds,
 		      struct mntcr_report *report)
 {
-	struct exec_ctx c = { .p = p, .report = report, .img = img };
+	struct exec_ctx c = { .p = p, .report = report, .img = img, .base_ns = -EBADF, .cur_ns = IDX_NONE };
 	struct economy eco = { .yard = -EBADF };
 	int r;
 
@@ -1054,8 +1134,27 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img,
 		goto out;
 	}
 	timing_mark("namespace");
+	if (p->tree->n_ns > 1) {
+		if (!ret_nsfds) {
+			r = -EINVAL;
+			goto out;
+		}
+		c.nsfds = ret_nsfds;
+		for (size_t k = 0; k < p->tree->n_ns; k++)
+			c.nsfds[k] = -EBADF;
+		r = make_namespaces(&c);
+		if (r < 0)
+			goto out;
+	}
 	r = run_ops(&c, /* peers= */ false);
 out:
+	if (c.base_ns >= 0)
+		close(c.base_ns);
+	for (size_t k = 0; r < 0 && c.nsfds && k < p->tree->n_ns; k++)
+		if (c.nsfds[k] >= 0) {
+			close(c.nsfds[k]);
+			c.nsfds[k] = -EBADF;
+		}
 	if (r == 0)
 		park_detached(&c);
 	for (size_t i = 0; i < p->n_slots; i++)

@@ -638,7 +638,8 @@ static int plan_assemble(struct planner *pl)
 
 	if (!stack)
 		return -ENOMEM;
-	stack[n++] = t->root;
+	for (size_t k = t->n_ns; k > 0; k--)
+		stack[n++] = t->nss[k - 1].root;
 	while (n > 0) {
 		const struct mntcr_mount *m = &t->mounts[stack[--n]];
 		size_t mi = (size_t)(m - t->mounts);
@@ -1167,6 +1168,14 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 	p->engine = MNTCR_ENGINE_MOUNT_API;
 	if (opts && opts->engine == MNTCR_ENGINE_COMPAT) {
 		p->engine = MNTCR_ENGINE_COMPAT;
+		if (image->n_ns > 1) {
+			report_set(report, "plan", MNTCR_NONE, 0, NULL, NULL, -EOPNOTSUPP,
+				   "The image holds %zu mount namespaces; the compat engine restores one "
+				   "namespace only (use the mount-api engine)",
+				   image->n_ns);
+			mntcr_plan_free(p);
+			return -EOPNOTSUPP;
+		}
 		r = compat_plan_build(p, host, opts, report);
 		if (r < 0) {
 			mntcr_plan_free(p);
@@ -1204,8 +1213,13 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 	r = plan_assemble(&pl);
 	if (r < 0)
 		goto fail;
-	r = emit(&pl, &(struct plan_op){ .type = OP_SET_ROOT, .phase = PHASE_ROOT, .mount = image->root,
-					 .sb = IDX_NONE, .slot = p->mount_slot[image->root], .src = IDX_NONE });
+	/* Each namespace's tree becomes its root; the first namespace's last (docs/design.md). */
+	for (size_t k = image->n_ns; k > 0 && r == 0; k--) {
+		size_t root = image->nss[k - 1].root;
+
+		r = emit(&pl, &(struct plan_op){ .type = OP_SET_ROOT, .phase = PHASE_ROOT, .mount = root,
+						 .sb = IDX_NONE, .slot = p->mount_slot[root], .src = IDX_NONE });
+	}
 	if (r < 0)
 		goto fail;
 	r = plan_propagation(&pl, &prop);
@@ -1299,7 +1313,10 @@ int plan_op_format(const struct mntcr_plan *p, size_t i, struct strbuf *out)
 								   : "private");
 		break;
 	case OP_SET_ROOT:
-		r = strbuf_printf(out, "#%zu becomes /", op->slot);
+		if (t->n_ns > 1)
+			r = strbuf_printf(out, "#%zu becomes / of namespace %zu", op->slot, t->mounts[op->mount].ns);
+		else
+			r = strbuf_printf(out, "#%zu becomes /", op->slot);
 		break;
 	case OP_SET_GROUP:
 		r = strbuf_printf(out, "#%zu joins the group of #%zu", op->slot, op->src);
@@ -1321,7 +1338,10 @@ int plan_op_format(const struct mntcr_plan *p, size_t i, struct strbuf *out)
 	}
 	if (r < 0)
 		return r;
-	if (op->mount != IDX_NONE)
+	if (op->mount != IDX_NONE && t->n_ns > 1)
+		r = strbuf_printf(out, "  [mount %" PRIu64 " %s, namespace %zu]", t->mounts[op->mount].id,
+				  t->mounts[op->mount].mountpoint, t->mounts[op->mount].ns);
+	else if (op->mount != IDX_NONE)
 		r = strbuf_printf(out, "  [mount %" PRIu64 " %s]", t->mounts[op->mount].id,
 				  t->mounts[op->mount].mountpoint);
 	return r;

@@ -124,8 +124,13 @@ int raise_fd_limit(size_t need);
 
 /* Enter a new private mount namespace and run the plan there (in a process of its own). */
 int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report);
-/* The same, with the image stream that OP_CONTENT ops read their files from (content.h). */
-int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img,
+/*
+ * The same, with the image stream that OP_CONTENT ops read their files from
+ * (content.h). A tree of several namespaces makes a new namespace for each:
+ * their fds go into ret_nsfds (one per namespace); with one namespace the
+ * plan's namespace is the calling process's own.
+ */
+int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *ret_nsfds,
 		      struct mntcr_report *report);
 
 /*

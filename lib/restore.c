@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "content.h"
@@ -84,21 +85,92 @@ static enum plan_phase phase_from_name(const char *name)
 	return _PHASE_MAX;
 }
 
-static _Noreturn void child_main(const struct mntcr_plan *p, struct mntcr_image *img, int status_fd,
-				  int go_fd)
+/* Namespace fds, at most this many per message (SCM_MAX_FD is 253). */
+#define FDS_PER_MSG 200
+
+static int send_fds(int sock, const int *fds, size_t n)
+{
+	for (size_t off = 0; off < n; off += FDS_PER_MSG) {
+		size_t k = n - off < FDS_PER_MSG ? n - off : FDS_PER_MSG;
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(FDS_PER_MSG * sizeof(int))];
+		} u = { 0 };
+		char byte = 'N';
+		struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				     .msg_controllen = CMSG_SPACE(k * sizeof(int)) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(k * sizeof(int));
+		memcpy(CMSG_DATA(c), fds + off, k * sizeof(int));
+		while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+			if (errno != EINTR)
+				return -errno;
+	}
+	return 0;
+}
+
+/* Receive n fds (send_fds); on failure the ones received are closed. */
+static int recv_fds(int sock, int *fds, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		size_t k = n - got < FDS_PER_MSG ? n - got : FDS_PER_MSG;
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(FDS_PER_MSG * sizeof(int))];
+		} u;
+		char byte;
+		struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				     .msg_controllen = sizeof(u.buf) };
+		struct cmsghdr *c;
+		ssize_t r;
+
+		do
+			r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		while (r < 0 && errno == EINTR);
+		c = r > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+		if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+		    c->cmsg_len != CMSG_LEN(k * sizeof(int))) {
+			for (size_t i = 0; i < got; i++)
+				close(fds[i]);
+			return r < 0 ? -errno : -EPROTO;
+		}
+		memcpy(fds + got, CMSG_DATA(c), k * sizeof(int));
+		got += k;
+	}
+	return 0;
+}
+
+/*
+ * The child: build the namespaces, report, and pass their fds to the
+ * caller. The fds in flight keep the namespaces alive after it exits.
+ */
+static _Noreturn void child_main(const struct mntcr_plan *p, struct mntcr_image *img, int sock)
 {
 	struct mntcr_report rep = { .op_index = MNTCR_NONE };
 	struct wire_report w = { 0 };
-	char c;
+	size_t n_ns = p->tree->n_ns;
+	_cleanup_free_ int *nsfds = calloc(n_ns, sizeof(int));
 	int r;
 
 	/* Never outlive the caller: a restorer killed mid-way takes its namespace along. */
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
+	if (getppid() == 1 || !nsfds)
 		_exit(1);
 
 	/* With content, this process reads the rest of the image's stream. */
-	r = plan_execute_full(p, img, &rep);
+	r = plan_execute_full(p, img, nsfds, &rep);
+	if (r == 0 && n_ns == 1 && (nsfds[0] = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC)) < 0) {
+		r = -errno;
+		report_set(&rep, "namespace", MNTCR_NONE, 0, "/proc/self/ns/mnt", "open", r,
+			   "Failed to open the restored namespace: %s", strerror(-r));
+	}
 
 	w.err = r;
 	w.phase = phase_from_name(rep.phase);
@@ -106,14 +178,11 @@ static _Noreturn void child_main(const struct mntcr_plan *p, struct mntcr_image 
 	w.mount_id = rep.mount_id;
 	w.msg_len = rep.msg ? (uint32_t)strlen(rep.msg) : 0;
 	w.path_len = rep.path ? (uint32_t)strlen(rep.path) : 0;
-	if (write_all(status_fd, &w, sizeof(w)) < 0 || write_all(status_fd, rep.msg ? rep.msg : "", w.msg_len) < 0 ||
-	    write_all(status_fd, rep.path ? rep.path : "", w.path_len) < 0)
+	if (write_all(sock, &w, sizeof(w)) < 0 || write_all(sock, rep.msg ? rep.msg : "", w.msg_len) < 0 ||
+	    write_all(sock, rep.path ? rep.path : "", w.path_len) < 0)
 		_exit(1);
-	if (r < 0)
+	if (r < 0 || send_fds(sock, nsfds, n_ns) < 0)
 		_exit(1);
-	/* Keep the namespace alive until the caller has opened it (it closes go_fd). */
-	while (read(go_fd, &c, 1) < 0 && errno == EINTR)
-		;
 	_exit(0);
 }
 
@@ -138,20 +207,24 @@ static char *read_str(int fd, uint32_t len)
  * image: the mount table; img: the image stream its content comes from,
  * NULL for none (a tree alone restores no content).
  */
+/*
+ * image: the mount table; img: the image stream its content comes from,
+ * NULL for none (a tree alone restores no content). ret_nsfds: one fd per
+ * namespace of the image.
+ */
 static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
-		       const struct mntcr_restore_opts *opts, int *ret_nsfd,
+		       const struct mntcr_restore_opts *opts, int *ret_nsfds,
 		       struct mntcr_report *report)
 {
 	bool want_content = false;
 	struct mntcr_tree *host = NULL;
 	struct mntcr_plan *plan = NULL;
 	struct wire_report w;
-	int status_pipe[2] = { -EBADF, -EBADF }, go_pipe[2] = { -EBADF, -EBADF };
-	int r, nsfd = -EBADF, wstatus;
+	int sv[2] = { -EBADF, -EBADF };
+	int r, wstatus;
 	pid_t pid;
-	char path[64];
 
-	if (!image || !ret_nsfd)
+	if (!image || !ret_nsfds)
 		return -EINVAL;
 	mntcr_report_clear(report);
 	timing_mark("read");
@@ -177,11 +250,10 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 				   "and mount_setattr, which this kernel does not offer (see mntcr check)");
 			goto out;
 		}
-		if (!img || !mntcr_image_has_content(img))
+		if (!img || !mntcr_image_has_content(img) || o.no_content) {
 			o.no_content = true;
-		else if (o.no_content) {
-			/* The mount table alone, as asked; the rest of the image is still checked first. */
-			r = mntcr_image_finish(img);
+			/* The mount table alone: the rest of the image is still checked first. */
+			r = img ? mntcr_image_finish(img) : 0;
 			if (r < 0) {
 				report_set(report, "validate", MNTCR_NONE, 0, NULL, "read image", r,
 					   "The image is corrupt or truncated: %s", strerror(-r));
@@ -196,10 +268,10 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 		timing_mark("plan");
 	}
 
-	if (pipe2(status_pipe, O_CLOEXEC) < 0 || pipe2(go_pipe, O_CLOEXEC) < 0) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		r = -errno;
-		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "pipe2", r, "Failed to create a pipe: %s",
-			   strerror(-r));
+		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "socketpair", r,
+			   "Failed to create a socket pair: %s", strerror(-r));
 		goto out;
 	}
 	pid = fork();
@@ -209,25 +281,22 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 		goto out;
 	}
 	if (pid == 0) {
-		close(status_pipe[0]);
-		close(go_pipe[1]);
-		child_main(plan, want_content ? img : NULL, status_pipe[1], go_pipe[0]);
+		close(sv[0]);
+		child_main(plan, want_content ? img : NULL, sv[1]);
 	}
 	/* The child reads the image's content now: this copy of the reader is stale. */
 	if (want_content)
 		image_content_handed_over(img);
-	close(status_pipe[1]);
-	status_pipe[1] = -EBADF;
-	close(go_pipe[0]);
-	go_pipe[0] = -EBADF;
+	close(sv[1]);
+	sv[1] = -EBADF;
 
-	r = read_all(status_pipe[0], &w, sizeof(w));
+	r = read_all(sv[0], &w, sizeof(w));
 	timing_mark("child");
 	if (r < 0) {
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "read", -EIO, "The restoring process died");
 		r = -EIO;
 	} else if (w.err < 0) {
-		char *msg = read_str(status_pipe[0], w.msg_len), *rpath = read_str(status_pipe[0], w.path_len);
+		char *msg = read_str(sv[0], w.msg_len), *rpath = read_str(sv[0], w.path_len);
 
 		mntcr_report_clear(report);
 		if (report) {
@@ -245,38 +314,55 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 		}
 		r = w.err;
 	} else {
-		snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
-		nsfd = open(path, O_RDONLY | O_CLOEXEC);
-		if (nsfd < 0) {
-			r = -errno;
-			report_set(report, "namespace", MNTCR_NONE, 0, path, "open", r,
-				   "Failed to open the restored namespace %s: %s", path, strerror(-r));
-		}
+		char *msg = read_str(sv[0], w.msg_len), *rpath = read_str(sv[0], w.path_len);
+
+		free(msg);
+		free(rpath);
+		r = recv_fds(sv[0], ret_nsfds, image->n_ns);
+		if (r < 0)
+			report_set(report, "namespace", MNTCR_NONE, 0, NULL, "recvmsg", r,
+				   "Failed to receive the restored namespaces from the restoring process: %s",
+				   strerror(-r));
 	}
-	/* Let the child go and reap it. */
-	close(go_pipe[1]);
-	go_pipe[1] = -EBADF;
+	close(sv[0]);
+	sv[0] = -EBADF;
 	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
 		;
 	timing_mark("exit");
-	if (r == 0)
-		*ret_nsfd = nsfd;
 out:
-	for (int i = 0; i < 2; i++) {
-		if (status_pipe[i] >= 0)
-			close(status_pipe[i]);
-		if (go_pipe[i] >= 0)
-			close(go_pipe[i]);
-	}
+	for (int i = 0; i < 2; i++)
+		if (sv[i] >= 0)
+			close(sv[i]);
 	mntcr_plan_free(plan);
 	mntcr_tree_free(host);
 	return r;
 }
 
+/* The first namespace's fd; the others, if any, are closed. */
+static int restore_first(const struct mntcr_tree *image, struct mntcr_image *img,
+			 const struct mntcr_restore_opts *opts, int *ret_nsfd, struct mntcr_report *report)
+{
+	_cleanup_free_ int *fds = NULL;
+	int r;
+
+	if (!image || !ret_nsfd)
+		return -EINVAL;
+	fds = calloc(image->n_ns ? image->n_ns : 1, sizeof(int));
+	if (!fds)
+		return -ENOMEM;
+	r = restore_run(image, img, opts, fds, report);
+	if (r < 0)
+		return r;
+	for (size_t k = 1; k < image->n_ns; k++)
+		close(fds[k]);
+	*ret_nsfd = fds[0];
+	return 0;
+}
+
 MNTCR_EXPORT int mntcr_restore(const struct mntcr_tree *image, const struct mntcr_restore_opts *opts,
 			       int *ret_nsfd, struct mntcr_report *report)
 {
-	return restore_run(image, NULL, opts, ret_nsfd, report);
+	return restore_first(image, NULL, opts, ret_nsfd, report);
 }
 
 MNTCR_EXPORT int mntcr_restore_image(struct mntcr_image *img, const struct mntcr_restore_opts *opts,
@@ -284,5 +370,19 @@ MNTCR_EXPORT int mntcr_restore_image(struct mntcr_image *img, const struct mntcr
 {
 	if (!img || !mntcr_image_tree(img))
 		return -EINVAL;
-	return restore_run(mntcr_image_tree(img), img, opts, ret_nsfd, report);
+	return restore_first(mntcr_image_tree(img), img, opts, ret_nsfd, report);
+}
+
+MNTCR_EXPORT int mntcr_restore_all(const struct mntcr_tree *image, const struct mntcr_restore_opts *opts,
+				   int *ret_nsfds, struct mntcr_report *report)
+{
+	return restore_run(image, NULL, opts, ret_nsfds, report);
+}
+
+MNTCR_EXPORT int mntcr_restore_image_all(struct mntcr_image *img, const struct mntcr_restore_opts *opts,
+					 int *ret_nsfds, struct mntcr_report *report)
+{
+	if (!img || !mntcr_image_tree(img))
+		return -EINVAL;
+	return restore_run(mntcr_image_tree(img), img, opts, ret_nsfds, report);
 }

@@ -16,7 +16,7 @@
 #include "tap.h"
 #include "tree.h"
 
-static struct mntcr_tree *load(const char *path)
+static struct mntcr_tree *load_one(const char *path)
 {
 	struct mntcr_tree *t = NULL;
 	FILE *f = fopen(path, "re");
@@ -26,6 +26,31 @@ static struct mntcr_tree *load(const char *path)
 	if (mntcr_tree_parse_mountinfo(f, &t) < 0)
 		t = NULL;
 	fclose(f);
+	return t;
+}
+
+/* BASE.mountinfo, and BASE.ns1.mountinfo, BASE.ns2.mountinfo... for more namespaces. */
+static struct mntcr_tree *load(const char *base)
+{
+	struct mntcr_tree *parts[8] = { NULL }, *t = NULL;
+	char path[600];
+	size_t n = 0;
+
+	for (; n < 8; n++) {
+		if (n == 0)
+			snprintf(path, sizeof(path), "%s.mountinfo", base);
+		else
+			snprintf(path, sizeof(path), "%s.ns%zu.mountinfo", base, n);
+		parts[n] = load_one(path);
+		if (!parts[n])
+			break;
+	}
+	if (n == 1)
+		return parts[0];
+	if (n > 1 && (tree_merge(parts, n, &t) < 0 || tree_index(t) < 0))
+		t = mntcr_tree_free(t);
+	for (size_t k = 0; k < n; k++)
+		mntcr_tree_free(parts[k]);
 	return t;
 }
 
@@ -56,10 +81,10 @@ static char *plan_text(const char *name, const struct mntcr_restore_opts *opts)
 	FILE *f;
 	int r;
 
-	snprintf(path, sizeof(path), "%s/plan/%s.mountinfo", TEST_DATA, name);
+	snprintf(path, sizeof(path), "%s/plan/%s", TEST_DATA, name);
 	image = load(path);
 	snprintf(path, sizeof(path), "%s/plan/%s.host", TEST_DATA, name);
-	host = load(path);
+	host = load_one(path);
 	if (!image)
 		return NULL;
 	if (host)
@@ -103,6 +128,18 @@ static void golden(const char *name, const char *variant, const struct mntcr_res
 	}
 	free(got);
 	free(want);
+}
+
+/*
+ * Two namespaces: a child's copy with a group spanning both, a slave of the
+ * parent's group, its own tmpfs; each tree becomes its namespace's root.
+ */
+TEST(two_namespaces)
+{
+	struct mntcr_restore_opts compat = { .engine = MNTCR_ENGINE_COMPAT };
+
+	golden("two-ns", "", NULL);
+	golden("two-ns", ".compat", &compat);
 }
 
 TEST(seed_overmount)
@@ -152,7 +189,7 @@ TEST(external_master)
 /* The planner never makes a clone per mount from a mount that has children. */
 TEST(clones_come_from_templates)
 {
-	const char *names[] = { "seed-overmount", "stacked", "propagation" };
+	const char *names[] = { "seed-overmount", "stacked", "propagation", "two-ns" };
 
 	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
 		char path[512];
@@ -160,7 +197,7 @@ TEST(clones_come_from_templates)
 		struct mntcr_plan *p = NULL;
 		bool *is_template;
 
-		snprintf(path, sizeof(path), "%s/plan/%s.mountinfo", TEST_DATA, names[k]);
+		snprintf(path, sizeof(path), "%s/plan/%s", TEST_DATA, names[k]);
 		t = load(path);
 		CHECK(t != NULL);
 		if (!t)
