@@ -4,9 +4,16 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/types.h>
 
 #include "mntcr/mntcr.h"
+
+static inline void cli_freep(void *p)
+{
+	free(*(void **)p);
+}
+#define _cleanup_free_ __attribute__((cleanup(cli_freep)))
 
 /* Exit codes (docs/man/mntcr.1.scd). */
 enum {
@@ -24,6 +31,8 @@ enum {
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Map a library error on reading a pid to a message and exit code. */
 int cli_pid_error(pid_t pid, int err);
+/* The same for a list of processes: names the one that is gone, if one is. */
+int cli_pids_error(const pid_t *pids, size_t n, int err);
 /* Map a library error on reading an image to a message and exit code. */
 int cli_image_error(const char *file, int err);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,16 +11,116 @@
 
 static void dump_usage(FILE *f)
 {
-	fprintf(f, "Usage: mntcr dump --pid PID --output FILE [--mountinfo] [--no-content]\n"
-		   "                  [--compress=zstd|gzip|none]\n"
+	fprintf(f, "Usage: mntcr dump (--pid PID... | --tree PID) --output FILE [--mountinfo]\n"
+		   "                  [--no-content] [--compress=zstd|gzip|none]\n"
 		   "Write the mount namespace of PID to an image (FILE '-' = standard output),\n"
-		   "with the files of the tmpfs and ramfs filesystems only it has.\n");
+		   "with the files of the tmpfs and ramfs filesystems only it has.\n"
+		   "  -p, --pid PID     a process; repeat it for several, whose namespaces (each\n"
+		   "                    once) go into one image, with each process's root and cwd\n"
+		   "  -t, --tree PID    PID and all its descendants\n");
+}
+
+static int add_pid(pid_t **pids, size_t *n, pid_t pid)
+{
+	pid_t *p;
+
+	for (size_t i = 0; i < *n; i++)
+		if ((*pids)[i] == pid)
+			return 0;
+	p = realloc(*pids, (*n + 1) * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	*pids = p;
+	(*pids)[(*n)++] = pid;
+	return 0;
+}
+
+/* The parent of process pid, from /proc/PID/stat ("pid (comm) state ppid ..."). */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int ppid = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* comm may hold anything, ')' included */
+	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+		return 0;
+	return (pid_t)ppid;
+}
+
+/* pid and its descendants (pid first, then in ascending pid order, parents before children). */
+static int add_tree(pid_t **pids, size_t *n, pid_t root)
+{
+	DIR *d = opendir("/proc");
+	pid_t *all = NULL, *par = NULL;
+	size_t n_all = 0, cap = 0;
+	struct dirent *de;
+	bool grew = true;
+	int r = 0;
+
+	if (!d)
+		return -errno;
+	r = add_pid(pids, n, root);
+	while (r == 0 && (de = readdir(d))) {
+		pid_t pid;
+
+		if (!cli_parse_pid(de->d_name, &pid))
+			continue;
+		if (n_all == cap) {
+			size_t c = cap ? cap * 2 : 256;
+			pid_t *a = realloc(all, c * sizeof(*a)), *b;
+
+			if (a)
+				all = a;
+			b = a ? realloc(par, c * sizeof(*b)) : NULL;
+			if (!a || !b) {
+				r = -ENOMEM;
+				break;
+			}
+			par = b;
+			cap = c;
+		}
+		all[n_all] = pid;
+		par[n_all++] = parent_of(pid);
+	}
+	/* Add children of what is in, until nothing grows: parents before children. */
+	while (r == 0 && grew) {
+		grew = false;
+		for (size_t i = 0; i < n_all && r == 0; i++) {
+			size_t before = *n;
+			bool parent_in = false, in = false;
+
+			for (size_t k = 0; k < *n; k++) {
+				parent_in = parent_in || (*pids)[k] == par[i];
+				in = in || (*pids)[k] == all[i];
+			}
+			if (!parent_in || in)
+				continue;
+			r = add_pid(pids, n, all[i]);
+			grew = grew || *n > before;
+		}
+	}
+	closedir(d);
+	free(all);
+	free(par);
+	return r;
 }
 
 int cmd_dump(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "pid", required_argument, NULL, 'p' },
+		{ "tree", required_argument, NULL, 't' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "mountinfo", no_argument, NULL, 'M' },
 		{ "no-content", no_argument, NULL, 'N' },
@@ -31,16 +132,32 @@ int cmd_dump(int argc, char **argv)
 	const char *output = NULL, *tmp_path = NULL;
 	char *tmp = NULL;
 	unsigned read_flags = 0, image_flags = 0, compress = MNTCR_IMAGE_ZSTD;
+	_cleanup_free_ pid_t *pids = NULL;
+	size_t n_pids = 0;
+	bool tree = false;
 	pid_t pid = 0;
 	int c, r, fd, ret;
 
-	while ((c = getopt_long(argc, argv, "p:o:h", opts, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "p:t:o:h", opts, NULL)) >= 0) {
 		switch (c) {
 		case 'p':
+		case 't':
 			if (!cli_parse_pid(optarg, &pid)) {
 				cli_error("Invalid pid '%s'", optarg);
 				return EXIT_USAGE;
 			}
+			if (c == 't') {
+				char path[32];
+
+				snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+				if (access(path, F_OK) < 0)
+					return cli_pid_error(pid, -ESRCH);
+				r = add_tree(&pids, &n_pids, pid);
+				tree = true;
+			} else
+				r = add_pid(&pids, &n_pids, pid);
+			if (r < 0)
+				return cli_error("Failed to list the processes: %s", strerror(-r));
 			break;
 		case 'o':
 			output = optarg;
@@ -71,11 +188,11 @@ int cmd_dump(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind < argc || !pid || !output) {
+	if (optind < argc || !n_pids || !output) {
 		if (optind < argc)
 			cli_error("Unexpected argument '%s'", argv[optind]);
 		else
-			cli_error("Both --pid and --output are required");
+			cli_error("--pid (or --tree) and --output are required");
 		return EXIT_USAGE;
 	}
 	if (strcmp(output, "-") == 0 && isatty(STDOUT_FILENO)) {
@@ -83,9 +200,13 @@ int cmd_dump(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	r = mntcr_tree_read_pid(pid, read_flags, &t);
+	/* One process: its namespace. Several (or --tree): each namespace once, and the processes. */
+	if (n_pids == 1 && !tree)
+		r = mntcr_tree_read_pid(pids[0], read_flags, &t);
+	else
+		r = mntcr_tree_read_pids(pids, n_pids, read_flags, &t);
 	if (r < 0)
-		return cli_pid_error(pid, r);
+		return cli_pids_error(pids, n_pids, r);
 
 	/* Write next to the target and rename, so that a failed dump leaves no half image. */
 	if (strcmp(output, "-") == 0)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,9 @@ static void restore_usage(FILE *f)
 		   "                     [--dry-run] [-- CMD ARGS...]\n"
 		   "Rebuild the mount namespace of an image (FILE '-' = standard input).\n"
 		   "  -i, --image FILE        the image to restore\n"
-		   "  -p, --persist NSFILE    bind the new namespace on NSFILE and exit\n"
+		   "  -p, --persist NSFILE    bind the new namespace on NSFILE and exit; an image of\n"
+		   "                          several namespaces: NSFILE is a directory, each one\n"
+		   "                          is bound on NSFILE/nsK, and the mapping is printed\n"
 		   "  -r, --root DIR          bind the namespace's root mount from DIR\n"
 		   "  -e, --external KEY=PATH take the mount (KEY = its mountpoint) or the superblock\n"
 		   "                          (KEY = MAJ:MIN, as 'mntcr show' prints it) from PATH\n"
@@ -39,7 +42,8 @@ static void restore_usage(FILE *f)
 		   "      --external-master=private|error\n"
 		   "                          a slave whose master group is not here: make it\n"
 		   "                          private (with a warning) or fail (default)\n"
-		   "  -- CMD ARGS...          run CMD in the restored namespace (default: $SHELL)\n");
+		   "  -- CMD ARGS...          run CMD in the restored namespace (default: $SHELL);\n"
+		   "                          several: in the first process's, in its root and cwd\n");
 }
 
 static int add_external(struct restore_args *a, char *spec)
@@ -107,16 +111,58 @@ static int persist(int nsfd, const char *file)
 	return EXIT_OK;
 }
 
-static int run_in(int nsfd, char **cmd)
+/* Several namespaces: DIR/nsK for each, and the mapping from the original namespaces on stdout. */
+static int persist_all(const struct mntcr_tree *t, const int *nsfds, const char *dir)
+{
+	size_t n = mntcr_tree_n_namespaces(t);
+	int ret = EXIT_OK;
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return cli_error("Failed to create directory %s: %s", dir, strerror(errno));
+	for (size_t k = 0; k < n && ret == EXIT_OK; k++) {
+		char *file = NULL;
+
+		if (asprintf(&file, "%s/ns%zu", dir, k) < 0)
+			return cli_error("Out of memory");
+		ret = persist(nsfds[k], file);
+		if (ret == EXIT_OK) {
+			printf("%" PRIu64 " %s", mntcr_tree_ns_orig_id(t, k), file);
+			for (size_t i = 0; i < mntcr_tree_n_processes(t); i++) {
+				pid_t pid;
+				size_t ns;
+
+				if (mntcr_tree_process(t, i, &pid, &ns, NULL, NULL) == 0 && ns == k)
+					printf(" %d", (int)pid);
+			}
+			printf("\n");
+		}
+		free(file);
+	}
+	if (fflush(stdout) != 0 && ret == EXIT_OK)
+		ret = cli_error("Failed to write the namespace mapping");
+	return ret;
+}
+
+/*
+ * Enter the namespace and run cmd. The image's first process, if it has
+ * processes: in its root (it was chroot'd) and its working directory.
+ */
+static int run_in(int nsfd, const struct mntcr_tree *t, char **cmd)
 {
 	char *shell_argv[] = { NULL, NULL };
+	const char *root = "/", *cwd = "/";
 
+	if (mntcr_tree_n_processes(t) > 0)
+		(void)mntcr_tree_process(t, 0, NULL, NULL, &root, &cwd);
 	if (setns(nsfd, CLONE_NEWNS) < 0)
 		return cli_error("Failed to enter the restored namespace (setns): %s", strerror(errno));
 	close(nsfd);
-	/* setns put root and cwd at the namespace's root; make cwd explicit */
-	if (chdir("/") < 0)
-		return cli_error("Failed to chdir to / in the restored namespace: %s", strerror(errno));
+	/* setns put root and cwd at the namespace's root; cwd first: it is a path there */
+	if (chdir(cwd[0] == '/' ? cwd : "/") < 0)
+		return cli_error("Failed to chdir to %s in the restored namespace: %s", cwd, strerror(errno));
+	if (root[0] != '/' || (strcmp(root, "/") != 0 && chroot(root) < 0))
+		return cli_error("Failed to chroot to %s in the restored namespace: %s", root,
+				 root[0] != '/' ? "not a path there" : strerror(errno));
 	if (!cmd || !cmd[0]) {
 		shell_argv[0] = getenv("SHELL") ? getenv("SHELL") : "/bin/sh";
 		cmd = shell_argv;
@@ -143,7 +189,8 @@ int cmd_restore(int argc, char **argv)
 	struct restore_args a = { 0 };
 	struct mntcr_report rep = { .op_index = MNTCR_NONE };
 	struct mntcr_image *img = NULL;
-	int c, r, ret = EXIT_OK, nsfd = -1, fd = -1;
+	int c, r, ret = EXIT_OK, fd = -1, *nsfds = NULL;
+	size_t n_ns = 0;
 
 	while ((c = getopt_long(argc, argv, "+i:p:r:e:nh", opts, NULL)) >= 0) {
 		switch (c) {
@@ -240,22 +287,37 @@ int cmd_restore(int argc, char **argv)
 		ret = cli_print_plan(mntcr_image_tree(img), &a.opts);
 		goto out;
 	}
-	r = mntcr_restore_image(img, &a.opts, &nsfd, &rep);
+	n_ns = mntcr_tree_n_namespaces(mntcr_image_tree(img));
+	nsfds = calloc(n_ns, sizeof(int));
+	if (!nsfds) {
+		ret = cli_error("Out of memory");
+		goto out;
+	}
+	r = mntcr_restore_image_all(img, &a.opts, nsfds, &rep);
 	if (r < 0) {
 		cli_error("%s", rep.msg ? rep.msg : strerror(-r));
 		ret = r == -EOPNOTSUPP  ? EXIT_UNSUPPORTED
 		      : r == -EBADMSG ? EXIT_BAD_IMAGE
 				      : EXIT_RESTORE;
+		n_ns = 0;
 		goto out;
 	}
-	img = mntcr_image_free(img);
-	if (a.persist)
-		ret = persist(nsfd, a.persist);
-	else
-		ret = run_in(nsfd, a.cmd);
+	if (a.persist && n_ns > 1)
+		ret = persist_all(mntcr_image_tree(img), nsfds, a.persist);
+	else if (a.persist)
+		ret = persist(nsfds[0], a.persist);
+	else {
+		for (size_t k = 1; k < n_ns; k++)
+			close(nsfds[k]);
+		n_ns = 0;
+		ret = run_in(nsfds[0], mntcr_image_tree(img), a.cmd);
+		nsfds[0] = -1;
+	}
 out:
-	if (nsfd >= 0)
-		close(nsfd);
+	for (size_t k = 0; k < n_ns; k++)
+		if (nsfds[k] >= 0)
+			close(nsfds[k]);
+	free(nsfds);
 	mntcr_report_clear(&rep);
 	mntcr_image_free(img);
 	if (fd > STDIN_FILENO)

@@ -10,6 +10,15 @@
  * for an owned one. JSON has the same keys, a plain "target", plus
  * "covered-by" and "hidden". --all adds ID PARENT MAJ:MIN FSROOT SB NODE.
  * Children are listed by mountpoint; mounts on one path in attach order.
+ *
+ * A tree of several namespaces (dump --pid A --pid B) is shown namespace
+ * by namespace: in the table, a line "namespace K (id ID, pids P...)", its
+ * processes, then its tree; in mountinfo, a line "# namespace K", then its
+ * lines. In JSON, one list of filesystems with the namespace roots side by
+ * side and a "namespace" key in each, then top-level "namespaces" and
+ * "processes" lists (also for one namespace when the tree has processes).
+ * The processes of a tree of one namespace follow its table, a line each:
+ * "process PID: root ROOT, cwd CWD".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +48,7 @@ enum {
 	COL_KEY,
 	COL_COVERED_BY, /* JSON only: the table marks TARGET instead */
 	COL_HIDDEN,     /* JSON only */
+	COL_NAMESPACE,  /* JSON of several namespaces only: the table has a line per namespace */
 	COL_ID,         /* --all from here on */
 	COL_PARENT,
 	COL_MAJMIN,
@@ -51,6 +61,7 @@ enum {
 enum col_when {
 	COL_ALWAYS,
 	COL_JSON,
+	COL_JSON_NS,
 	COL_ALL,
 };
 
@@ -69,6 +80,7 @@ static const struct {
 	[COL_KEY] = { "KEY", 5, 0, SCOLS_JSON_STRING, COL_ALWAYS },
 	[COL_COVERED_BY] = { "COVERED-BY", 0.1, 0, SCOLS_JSON_STRING, COL_JSON },
 	[COL_HIDDEN] = { "HIDDEN", 5, 0, SCOLS_JSON_BOOLEAN, COL_JSON },
+	[COL_NAMESPACE] = { "NAMESPACE", 3, SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, COL_JSON_NS },
 	[COL_ID] = { "ID", 5, SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, COL_ALL },
 	[COL_PARENT] = { "PARENT", 5, SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, COL_ALL },
 	[COL_MAJMIN] = { "MAJ:MIN", 6, 0, SCOLS_JSON_STRING, COL_ALL },
@@ -96,7 +108,10 @@ static void show_usage(FILE *f)
 		   "TARGET marks '(covered by PATH)' for a mount that another mount hides and\n"
 		   "'(hidden)' for a mount below one. KEY is the superblock key MAJ:MIN of an\n"
 		   "external superblock, for 'mntcr restore --external KEY=PATH'; empty when the\n"
-		   "superblock is owned (restore creates it anew).\n");
+		   "superblock is owned (restore creates it anew).\n"
+		   "\n"
+		   "An image of several namespaces is shown one namespace after the other, each\n"
+		   "with its processes' roots and working directories.\n");
 }
 
 /* -------------------------------------------------------------------------- */
@@ -240,7 +255,7 @@ static int fill_line(const struct mntcr_tree *t, size_t idx, struct libscols_lin
 	size_t cov = mntcr_mount_covered_by(m), parent = mntcr_mount_parent(m);
 	const char *cov_path = NULL, *node_name;
 	char *target = NULL, *source = NULL, *options = NULL;
-	char prop[256], key[32], num[32], majmin[32];
+	char prop[256], key[32], num[32], majmin[32], ns[32];
 	unsigned maj, min;
 	char node;
 	int r;
@@ -289,6 +304,9 @@ static int fill_line(const struct mntcr_tree *t, size_t idx, struct libscols_lin
 	    (r = set_cell(ln, COL_COVERED_BY, colmap, cov_path)) < 0 ||
 	    (r = set_cell(ln, COL_HIDDEN, colmap, mntcr_mount_hidden(m) ? "1" : "0")) < 0)
 		goto out;
+	snprintf(ns, sizeof(ns), "%zu", mntcr_mount_ns(m));
+	if ((r = set_cell(ln, COL_NAMESPACE, colmap, ns)) < 0)
+		goto out;
 
 	snprintf(num, sizeof(num), "%" PRIu64, mntcr_mount_id(m));
 	if ((r = set_cell(ln, COL_ID, colmap, num)) < 0)
@@ -321,15 +339,24 @@ struct pending {
 	struct libscols_line *parent;
 };
 
-static int print_table(const struct mntcr_tree *t, bool json, bool all)
+/*
+ * The tree of namespace ns, or (MNTCR_NONE) of all of them side by side,
+ * with a NAMESPACE column in JSON when there are several. Printed to
+ * stdout, or to *ret_str when given (NULL when there is no mount).
+ */
+static int print_table(const struct mntcr_tree *t, bool json, bool all, size_t ns, char **ret_str)
 {
 	struct libscols_table *tb = NULL;
 	struct pending *stack = NULL;
 	struct kid *kids = NULL;
-	size_t n = mntcr_tree_n_mounts(t), n_stack = 0;
+	size_t n = mntcr_tree_n_mounts(t), n_stack = 0, n_ns = mntcr_tree_n_namespaces(t);
+	size_t first = ns == MNTCR_NONE ? 0 : ns, end = ns == MNTCR_NONE ? n_ns : ns + 1;
+	bool ns_col = json && ns == MNTCR_NONE && n_ns > 1;
 	int colmap[N_COLS], ncols = 0, r = 0;
 
-	if (mntcr_tree_root(t) == MNTCR_NONE)
+	if (ret_str)
+		*ret_str = NULL;
+	if (n == 0 || first >= n_ns)
 		return 0;
 	stack = malloc(n * sizeof(*stack));
 	kids = malloc(n * sizeof(*kids));
@@ -345,7 +372,8 @@ static int print_table(const struct mntcr_tree *t, bool json, bool all)
 		struct libscols_column *cl;
 
 		colmap[c] = -1;
-		if ((columns[c].when == COL_JSON && !json) || (columns[c].when == COL_ALL && !all))
+		if ((columns[c].when == COL_JSON && !json) || (columns[c].when == COL_ALL && !all) ||
+		    (columns[c].when == COL_JSON_NS && !ns_col))
 			continue;
 		cl = scols_table_new_column(tb, columns[c].name, columns[c].whint,
 					    columns[c].flags);
@@ -358,7 +386,11 @@ static int print_table(const struct mntcr_tree *t, bool json, bool all)
 		colmap[c] = ncols++;
 	}
 
-	stack[n_stack++] = (struct pending){ .idx = mntcr_tree_root(t), .parent = NULL };
+	/* the roots pushed backwards too: namespace after namespace */
+	for (size_t k = end; k > first; k--)
+		if (mntcr_tree_ns_root(t, k - 1) != MNTCR_NONE)
+			stack[n_stack++] = (struct pending){ .idx = mntcr_tree_ns_root(t, k - 1),
+							     .parent = NULL };
 	while (n_stack > 0) {
 		struct pending p = stack[--n_stack];
 		const struct mntcr_mount *m = mntcr_tree_mount(t, p.idx);
@@ -383,13 +415,175 @@ static int print_table(const struct mntcr_tree *t, bool json, bool all)
 		for (size_t k = nk; k > 0; k--)
 			stack[n_stack++] = (struct pending){ .idx = kids[k - 1].idx, .parent = ln };
 	}
-	r = scols_print_table(tb);
-	if (r < 0)
-		r = -EIO;
+	if (ret_str)
+		r = scols_print_table_to_string(tb, ret_str) < 0 ? -ENOMEM : 0;
+	else
+		r = scols_print_table(tb) < 0 ? -EIO : 0;
 out:
 	scols_unref_table(tb);
 	free(stack);
 	free(kids);
+	return r;
+}
+
+/* -------------------------------------------------------------------------- */
+/* Namespaces and processes */
+
+/* A path on a line of its own: control characters and backslashes as \ooo. */
+static void put_escaped(FILE *f, const char *s)
+{
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f || c == '\\')
+			fprintf(f, "\\%03o", c);
+		else
+			fputc(c, f);
+	}
+}
+
+/* "namespace 1 (id 4026532178, pids 1234 1240)"; what is unknown left out. */
+static void print_ns_header(const struct mntcr_tree *t, size_t ns)
+{
+	uint64_t id = mntcr_tree_ns_orig_id(t, ns);
+	bool paren = false, pids = false;
+
+	printf("namespace %zu", ns);
+	if (id) {
+		printf(" (id %" PRIu64, id);
+		paren = true;
+	}
+	for (size_t i = 0; i < mntcr_tree_n_processes(t); i++) {
+		size_t pns;
+		pid_t pid;
+
+		if (mntcr_tree_process(t, i, &pid, &pns, NULL, NULL) < 0 || pns != ns)
+			continue;
+		if (!pids)
+			printf("%spids", paren ? ", " : " (");
+		printf(" %d", (int)pid);
+		paren = pids = true;
+	}
+	printf("%s\n", paren ? ")" : "");
+}
+
+/* "process 1234: root /, cwd /home" for each process of namespace ns (MNTCR_NONE: all). */
+static void print_processes(const struct mntcr_tree *t, size_t ns)
+{
+	for (size_t i = 0; i < mntcr_tree_n_processes(t); i++) {
+		const char *root, *cwd;
+		size_t pns;
+		pid_t pid;
+
+		if (mntcr_tree_process(t, i, &pid, &pns, &root, &cwd) < 0 ||
+		    (ns != MNTCR_NONE && pns != ns))
+			continue;
+		printf("process %d: root ", (int)pid);
+		put_escaped(stdout, root);
+		printf(", cwd ");
+		put_escaped(stdout, cwd);
+		putchar('\n');
+	}
+}
+
+static void put_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+/*
+ * libsmartcols prints {"filesystems": [...]}\n: the namespaces and the
+ * processes go into that object, after the list, in its indentation.
+ */
+static int print_json_forest(const struct mntcr_tree *t, bool all)
+{
+	char *table = NULL;
+	size_t len;
+	int r;
+
+	r = print_table(t, true, all, MNTCR_NONE, &table);
+	if (r < 0)
+		return r;
+	len = table ? strlen(table) : 0;
+	while (len > 0 && (table[len - 1] == '\n' || table[len - 1] == ' '))
+		len--;
+	if (len > 0 && table[len - 1] == '}') {
+		len--;
+		while (len > 0 && (table[len - 1] == '\n' || table[len - 1] == ' '))
+			len--;
+		fwrite(table, 1, len, stdout);
+	} else
+		printf("{\n   \"filesystems\": []");
+	free(table);
+
+	printf(",\n   \"namespaces\": [");
+	for (size_t k = 0; k < mntcr_tree_n_namespaces(t); k++) {
+		const char *sep = "";
+
+		printf("%s\n      {\n         \"namespace\": %zu,\n         \"id\": %" PRIu64
+		       ",\n         \"pids\": [",
+		       k ? "," : "", k, mntcr_tree_ns_orig_id(t, k));
+		for (size_t i = 0; i < mntcr_tree_n_processes(t); i++) {
+			size_t pns;
+			pid_t pid;
+
+			if (mntcr_tree_process(t, i, &pid, &pns, NULL, NULL) < 0 || pns != k)
+				continue;
+			printf("%s%d", sep, (int)pid);
+			sep = ", ";
+		}
+		printf("]\n      }");
+	}
+	printf("\n   ],\n   \"processes\": [");
+	for (size_t i = 0; i < mntcr_tree_n_processes(t); i++) {
+		const char *root, *cwd;
+		size_t pns;
+		pid_t pid;
+
+		if (mntcr_tree_process(t, i, &pid, &pns, &root, &cwd) < 0)
+			continue;
+		printf("%s\n      {\n         \"pid\": %d,\n         \"namespace\": %zu,\n"
+		       "         \"root\": ",
+		       i ? "," : "", (int)pid, pns);
+		put_json_string(stdout, root);
+		printf(",\n         \"cwd\": ");
+		put_json_string(stdout, cwd);
+		printf("\n      }");
+	}
+	printf("%s]\n}\n", mntcr_tree_n_processes(t) ? "\n   " : "");
+	return 0;
+}
+
+/* The table of each namespace in turn, under its header; or one namespace's as it always was. */
+static int print_tree(const struct mntcr_tree *t, bool all)
+{
+	size_t n_ns = mntcr_tree_n_namespaces(t);
+	int r = 0;
+
+	if (n_ns <= 1) {
+		r = print_table(t, false, all, 0, NULL);
+		if (r >= 0)
+			print_processes(t, MNTCR_NONE);
+		return r;
+	}
+	for (size_t k = 0; k < n_ns && r >= 0; k++) {
+		if (k > 0)
+			putchar('\n');
+		print_ns_header(t, k);
+		print_processes(t, k);
+		r = print_table(t, false, all, k, NULL);
+	}
 	return r;
 }
 
@@ -429,17 +623,19 @@ static int cmp_mountinfo_id(const void *x, const void *y)
  *  (1) id (2) parent id (3) major:minor (4) root (5) mount point (6) per-mount
  *  options (7) optional fields (8) "-" (9) fstype (10) source (11) sb options
  *
- * In id order, like the kernel.
+ * In id order, like the kernel. The mounts of namespace ns only, or
+ * (MNTCR_NONE) all of them.
  */
-static int print_mountinfo(const struct mntcr_tree *t)
+static int print_mountinfo_ns(const struct mntcr_tree *t, size_t ns)
 {
-	size_t n = mntcr_tree_n_mounts(t);
-	size_t *order = malloc((n ? n : 1) * sizeof(size_t));
+	size_t n_mounts = mntcr_tree_n_mounts(t), n = 0;
+	size_t *order = malloc((n_mounts ? n_mounts : 1) * sizeof(size_t));
 
 	if (!order)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		order[i] = i;
+	for (size_t i = 0; i < n_mounts; i++)
+		if (ns == MNTCR_NONE || mntcr_mount_ns(mntcr_tree_mount(t, i)) == ns)
+			order[n++] = i;
 	sort_tree = t;
 	qsort(order, n, sizeof(size_t), cmp_mountinfo_id);
 	sort_tree = NULL;
@@ -487,6 +683,21 @@ static int print_mountinfo(const struct mntcr_tree *t)
 	}
 	free(order);
 	return 0;
+}
+
+/* Several namespaces: each one's lines after a line "# namespace K". */
+static int print_mountinfo(const struct mntcr_tree *t)
+{
+	size_t n_ns = mntcr_tree_n_namespaces(t);
+	int r = 0;
+
+	if (n_ns <= 1)
+		return print_mountinfo_ns(t, MNTCR_NONE);
+	for (size_t k = 0; k < n_ns && r >= 0; k++) {
+		printf("# namespace %zu\n", k);
+		r = print_mountinfo_ns(t, k);
+	}
+	return r;
 }
 
 /* -------------------------------------------------------------------------- */
@@ -711,8 +922,13 @@ int cmd_show(int argc, char **argv)
 
 	if (format == FORMAT_MOUNTINFO)
 		r = print_mountinfo(t);
+	else if (format == FORMAT_JSON && mntcr_tree_n_namespaces(t) <= 1 &&
+		 mntcr_tree_n_processes(t) == 0)
+		r = print_table(t, true, all, 0, NULL);
+	else if (format == FORMAT_JSON)
+		r = print_json_forest(t, all);
 	else
-		r = print_table(t, format == FORMAT_JSON, all);
+		r = print_tree(t, all);
 	if (r >= 0 && (fflush(stdout) != 0 || ferror(stdout)))
 		r = -EIO;
 	if (r < 0) {

@@ -81,6 +81,21 @@ int cli_pid_error(pid_t pid, int err)
 	}
 }
 
+int cli_pids_error(const pid_t *pids, size_t n, int err)
+{
+	char path[32];
+
+	if (n == 1)
+		return cli_pid_error(pids[0], err);
+	/* Name the process that is gone, if one is. */
+	for (size_t i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "/proc/%d", (int)pids[i]);
+		if (access(path, F_OK) < 0)
+			return cli_pid_error(pids[i], -ESRCH);
+	}
+	return cli_pid_error(pids[0], err == -ESRCH ? -EIO : err);
+}
+
 int cli_image_error(const char *file, int err)
 {
 	const char *name = (!file || strcmp(file, "-") == 0) ? "standard input" : file;
@@ -123,33 +138,88 @@ int cli_load_image(const char *file, struct mntcr_tree **ret_tree, int *ret_exit
 	return r;
 }
 
-int cli_load(const char *spec, struct mntcr_tree **ret_tree, int *ret_exit)
+/* Split "a,b,c" into its items (pointers into *ret_buf). */
+static int split_list(const char *list, char **ret_buf, char ***ret_items, size_t *ret_n)
 {
-	pid_t pid;
+	char *buf = strdup(list), **items = NULL, *rest;
+	size_t n = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	rest = buf;
+	for (char *tok; (tok = strsep(&rest, ","));) {
+		char **p = realloc(items, (n + 1) * sizeof(*items));
+
+		if (!p || !*tok) { /* an empty item is a typo, not nothing */
+			free(p ? p : items);
+			free(buf);
+			return p ? -EINVAL : -ENOMEM;
+		}
+		items = p;
+		items[n++] = tok;
+	}
+	*ret_buf = buf;
+	*ret_items = items;
+	*ret_n = n;
+	return 0;
+}
+
+/* "pid:N[,M...]": the namespaces of processes N, M, ... in one tree. */
+static int load_pids(const char *spec, struct mntcr_tree **ret_tree, int *ret_exit)
+{
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_free_ char **items = NULL;
+	_cleanup_free_ pid_t *pids = NULL;
+	size_t n = 0;
 	int r;
 
-	if (strncmp(spec, "pid:", 4) == 0) {
-		if (!cli_parse_pid(spec + 4, &pid)) {
-			cli_error("Invalid pid in '%s'", spec);
+	if (split_list(spec + 4, &buf, &items, &n) < 0 || !(pids = calloc(n, sizeof(*pids)))) {
+		cli_error("Invalid pid list in '%s'", spec);
+		*ret_exit = EXIT_USAGE;
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!cli_parse_pid(items[i], &pids[i])) {
+			cli_error("Invalid pid '%s' in '%s'", items[i], spec);
 			*ret_exit = EXIT_USAGE;
 			return -EINVAL;
 		}
-		r = mntcr_tree_read_pid(pid, 0, ret_tree);
-		if (r < 0)
-			*ret_exit = cli_pid_error(pid, r);
-		return r;
+	r = n == 1 ? mntcr_tree_read_pid(pids[0], 0, ret_tree) : mntcr_tree_read_pids(pids, n, 0, ret_tree);
+	if (r < 0)
+		*ret_exit = cli_pids_error(pids, n, r);
+	return r;
+}
+
+/* "ns:FILE[,FILE...]": namespace files. */
+static int load_nsfiles(const char *spec, struct mntcr_tree **ret_tree, int *ret_exit)
+{
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_free_ char **items = NULL;
+	size_t n = 0;
+	int r;
+
+	if (split_list(spec + 3, &buf, &items, &n) < 0) {
+		cli_error("Invalid namespace file list in '%s'", spec);
+		*ret_exit = EXIT_USAGE;
+		return -EINVAL;
 	}
-	if (strncmp(spec, "ns:", 3) == 0) {
-		r = mntcr_tree_read_ns(spec + 3, 0, ret_tree);
-		if (r == -ENOTTY) {
-			cli_error("%s is not a mount namespace file", spec + 3);
-			*ret_exit = EXIT_USAGE;
-		} else if (r < 0) {
-			cli_error("Failed to read the mount namespace %s: %s", spec + 3, strerror(-r));
-			*ret_exit = EXIT_FAIL;
-		}
-		return r;
+	r = mntcr_tree_read_nsfiles((const char *const *)items, n, 0, ret_tree);
+	if (r == -ENOTTY) {
+		cli_error("%s: not a mount namespace file", spec + 3);
+		*ret_exit = EXIT_USAGE;
+	} else if (r < 0) {
+		cli_error("Failed to read the mount namespace%s %s: %s", n > 1 ? "s" : "", spec + 3, strerror(-r));
+		*ret_exit = EXIT_FAIL;
 	}
+	return r;
+}
+
+int cli_load(const char *spec, struct mntcr_tree **ret_tree, int *ret_exit)
+{
+	if (strncmp(spec, "pid:", 4) == 0)
+		return load_pids(spec, ret_tree, ret_exit);
+	if (strncmp(spec, "ns:", 3) == 0)
+		return load_nsfiles(spec, ret_tree, ret_exit);
 	return cli_load_image(spec, ret_tree, ret_exit);
 }
 

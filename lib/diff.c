@@ -3,6 +3,12 @@
  * Compare two namespaces up to everything the kernel makes up: mount ids and
  * peer group numbers never count by themselves.
  *
+ * Trees of several namespaces compare namespace by namespace, by index (the
+ * order of the processes given to dump); a different number of namespaces
+ * is one line, "namespaces: A has 2, B has 3", and the common prefix is
+ * compared. Superblocks and peer groups span namespaces, so the relations
+ * below hold across all of them.
+ *
  * Matching: the root mounts match; children of two matched mounts match by
  * mountpoint. A stacked mount is the child of the mount below it (same
  * mountpoint), so stacking order and over-mounts are part of the structure.
@@ -19,10 +25,12 @@
  * shared:, master: or propagate_from: (one bijection for all three, since
  * master:N names peer group N; it may lie outside the namespace).
  *
- * Output is in pre-order of A, children sorted by path; each line is
- * "<mount>: <what>", the mount named by its path plus its layer when it is
- * part of a stack. Control characters and backslashes are escaped \ooo so
- * that a line is a line.
+ * Output is in pre-order of A, children sorted by path, namespace after
+ * namespace; each line is "<mount>: <what>", the mount named by its path
+ * plus its layer when it is part of a stack. When either tree holds several
+ * namespaces, the path is prefixed with its namespace: "ns1:/mnt/x".
+ * Control characters and backslashes are escaped \ooo so that a line is a
+ * line.
  */
 #include <assert.h>
 #include <limits.h>
@@ -52,6 +60,7 @@ struct group_link {
 struct side {
 	const struct mntcr_tree *t;
 	char tag;             /* 'A' or 'B' */
+	bool ns_prefix;       /* name mounts "ns<K>:<path>": either tree has several namespaces */
 	size_t *layer;        /* 1 for the lowest mount of a stack, +1 per mount on top */
 	size_t *layers;       /* height of the stack a mount belongs to */
 	size_t *below;        /* mounts in the subtree, not counting the mount itself */
@@ -115,14 +124,17 @@ static char *escape(const char *s)
 	return strbuf_detach(&b);
 }
 
-/* "/a", "/a (layer 2 of 3)", "/a (layer 1 of 2, sibling 2 of 2)". */
+/* "/a", "/a (layer 2 of 3)", "/a (layer 1 of 2, sibling 2 of 2)"; "ns1:/a" with namespaces. */
 static char *mount_name(const struct side *s, size_t i)
 {
 	const struct mntcr_mount *m = &s->t->mounts[i];
 	struct strbuf b = { 0 };
-	int r;
+	int r = 0;
 
-	r = put_escaped(&b, m->mountpoint);
+	if (s->ns_prefix)
+		r = strbuf_printf(&b, "ns%zu:", m->ns);
+	if (r == 0)
+		r = put_escaped(&b, m->mountpoint);
 	if (r == 0 && s->layers[i] > 1 && s->sib_m[i] > 1)
 		r = strbuf_printf(&b, " (layer %zu of %zu, sibling %zu of %zu)", s->layer[i],
 				  s->layers[i], s->sib_k[i], s->sib_m[i]);
@@ -160,13 +172,24 @@ static int report(struct diff *d, const char *fmt, ...)
 /* -------------------------------------------------------------------------- */
 /* Per-side preparation: layers of stacks and subtree sizes, in O(n). */
 
-static int side_init(struct side *s, const struct mntcr_tree *t, char tag)
+/* An indexed tree has at least one namespace; be lenient with one that says none. */
+static size_t tree_n_ns(const struct mntcr_tree *t)
+{
+	return t->n_ns ? t->n_ns : 1;
+}
+
+static size_t tree_ns_root(const struct mntcr_tree *t, size_t k)
+{
+	return t->n_ns ? t->nss[k].root : t->root;
+}
+
+static int side_init(struct side *s, const struct mntcr_tree *t, char tag, bool ns_prefix)
 {
 	size_t n = t->n_mounts ? t->n_mounts : 1, n_sbs = t->n_sbs ? t->n_sbs : 1;
 	_cleanup_free_ size_t *order = NULL, *bottom = NULL;
 	size_t n_order = 0, top = 0;
 
-	*s = (struct side){ .t = t, .tag = tag };
+	*s = (struct side){ .t = t, .tag = tag, .ns_prefix = ns_prefix };
 	s->layer = calloc(n, sizeof(size_t));
 	s->layers = calloc(n, sizeof(size_t));
 	s->below = calloc(n, sizeof(size_t));
@@ -184,11 +207,12 @@ static int side_init(struct side *s, const struct mntcr_tree *t, char tag)
 		s->sb_map[i] = s->sb_witness[i] = IDX_NONE;
 	for (size_t i = 0; i < t->n_mounts; i++)
 		s->sib_k[i] = s->sib_m[i] = 1;
-	if (t->root == IDX_NONE)
-		return 0;
-
 	/* Pre-order: a parent comes before its children. "order" doubles as the stack. */
-	order[top++] = t->root;
+	for (size_t k = 0; k < tree_n_ns(t); k++)
+		if (tree_ns_root(t, k) != IDX_NONE)
+			order[top++] = tree_ns_root(t, k);
+	if (top == 0)
+		return 0;
 	while (n_order < top) {
 		size_t i = order[n_order++];
 		const struct mntcr_mount *m = &t->mounts[i];
@@ -689,7 +713,8 @@ MNTCR_EXPORT int mntcr_diff(const struct mntcr_tree *a, const struct mntcr_tree 
 			    mntcr_diff_func_t fn, void *userdata)
 {
 	struct diff d = { .fn = fn, .userdata = userdata };
-	size_t cap;
+	size_t cap, n_ns_a, n_ns_b, n_ns;
+	bool ns_prefix;
 	int r;
 
 	if (!a || !b || !a->indexed || !b->indexed)
@@ -698,10 +723,14 @@ MNTCR_EXPORT int mntcr_diff(const struct mntcr_tree *a, const struct mntcr_tree 
 	if (a->n_sbs > UINT32_MAX || b->n_sbs > UINT32_MAX)
 		return -EINVAL;
 
-	r = side_init(&d.a, a, 'A');
+	n_ns_a = tree_n_ns(a);
+	n_ns_b = tree_n_ns(b);
+	n_ns = n_ns_a < n_ns_b ? n_ns_a : n_ns_b;
+	ns_prefix = n_ns_a > 1 || n_ns_b > 1;
+	r = side_init(&d.a, a, 'A', ns_prefix);
 	if (r < 0)
 		goto out;
-	r = side_init(&d.b, b, 'B');
+	r = side_init(&d.b, b, 'B', ns_prefix);
 	if (r < 0)
 		goto out;
 	/* every mount of either side is pushed at most once */
@@ -713,8 +742,22 @@ MNTCR_EXPORT int mntcr_diff(const struct mntcr_tree *a, const struct mntcr_tree 
 		goto out;
 	}
 
-	if (a->root != IDX_NONE || b->root != IDX_NONE)
-		d.stack[d.n_stack++] = (struct work){ .a = a->root, .b = b->root };
+	if (n_ns_a != n_ns_b) {
+		r = report(&d, "namespaces: A has %zu, B has %zu", n_ns_a, n_ns_b);
+		if (r < 0)
+			goto out;
+	}
+	/*
+	 * Namespace k of A against namespace k of B, the roots pushed backwards so
+	 * that namespace 0 is popped (and its subtree walked) first. Peer groups
+	 * and superblocks map across namespaces: d's bijections are global.
+	 */
+	for (size_t k = n_ns; k > 0; k--) {
+		size_t ra = tree_ns_root(a, k - 1), rb = tree_ns_root(b, k - 1);
+
+		if (ra != IDX_NONE || rb != IDX_NONE)
+			d.stack[d.n_stack++] = (struct work){ .a = ra, .b = rb };
+	}
 	while (d.n_stack > 0) {
 		struct work w = d.stack[--d.n_stack];
 

@@ -33,7 +33,9 @@
 #
 #	ns_start NAME 'CMDS'	run CMDS (with set -e, $D=$S/NAME, $S) in a process in a NEW
 #				private mount namespace and keep it alive; its pid is $(ns_pid NAME)
-#				(NS_PROPAGATION=unchanged keeps the copied mounts' propagation)
+#				(NS_PROPAGATION=unchanged keeps the copied mounts' propagation;
+#				NS_PARENT=PID starts it in a namespace made from PID's, and with
+#				NS_UNSHARE=0 in PID's namespace itself)
 #	restore_check NAME [ARGS]	dump NAME, restore it (--persist $NSF), diff image, original
 #				and restored; sets NSF and RPID (a process in it, unless NO_ENTER=1)
 #	restored_sh 'CMDS'	run CMDS in a private copy of the restored namespace
@@ -249,7 +251,12 @@ ns_start() {
 	# NS_TMP in its environment lets the outer copy recognise it.
 	# shellcheck disable=SC2016 # expanded by the inner bash
 	# The log and the fifo are opened before the commands run: they may pivot_root away.
-	D=$S/$name NS_CMDS=$cmds unshare -m --propagation "${NS_PROPAGATION:-private}" bash -c '
+	# NS_PARENT=PID: start it from PID's namespace (a nested namespace);
+	# NS_UNSHARE=0 with it: a second process in PID's namespace itself.
+	local -a how=(unshare -m --propagation "${NS_PROPAGATION:-private}")
+	[[ ${NS_UNSHARE:-1} == 0 ]] && how=()
+	[[ -n ${NS_PARENT:-} ]] && how=(nsenter -m -t "$NS_PARENT" -- "${how[@]}")
+	D=$S/$name NS_CMDS=$cmds "${how[@]}" bash -c '
 		exec 8>"$1" 9>"$2"
 		(set -e; eval "$NS_CMDS") >&8 2>&1
 		if [ $? = 0 ]; then

@@ -3,6 +3,8 @@
 #include <sys/mount.h>
 #include <time.h>
 
+#include "internal.h"
+#include "ns-tree.h"
 #include "mntcr/mntcr.h"
 #include "sys.h"
 #include "tap.h"
@@ -558,6 +560,167 @@ TEST(empty_trees)
 	}
 	mntcr_tree_free(a);
 	mntcr_tree_free(b);
+}
+
+/* -------------------------------------------------------------------------- */
+/* Several namespaces in one tree */
+
+static struct mntcr_tree *parse_ns(const char *const *texts, size_t n)
+{
+	return ns_tree_parse(texts, n, true);
+}
+
+static int diff_ns(const char *const *ta, size_t na, const char *const *tb, size_t nb, struct lines *l)
+{
+	struct mntcr_tree *a = parse_ns(ta, na), *b = parse_ns(tb, nb);
+	int r = -EINVAL;
+
+	*l = (struct lines){ 0 };
+	if (a && b)
+		r = diff_trees(a, b, l);
+	mntcr_tree_free(a);
+	mntcr_tree_free(b);
+	return r;
+}
+
+/*
+ * Two namespaces: the roots in one peer group and on one superblock, /x in
+ * both in one peer group and on one superblock, a slave of it in the second.
+ */
+static const char ns0[] =
+	"1 0 0:30 / / rw shared:1 - tmpfs root rw\n"
+	"2 1 0:31 / /x rw shared:5 - tmpfs t rw\n"
+	"3 1 0:32 / /y rw - tmpfs y rw\n";
+static const char ns1[] =
+	"11 0 0:30 / / rw shared:1 - tmpfs root rw\n"
+	"12 11 0:31 / /x rw shared:5 - tmpfs t rw\n"
+	"13 11 0:33 / /z rw master:5 - tmpfs z rw\n";
+
+TEST(namespaces_identical)
+{
+	/* other ids, groups and devices, lines in another order */
+	static const char ns0_renumbered[] =
+		"300 100 0:52 / /y rw - tmpfs y rw\n"
+		"100 99 0:50 / / rw shared:7 - tmpfs root rw\n"
+		"200 100 0:51 / /x rw shared:9 - tmpfs t rw\n";
+	static const char ns1_renumbered[] =
+		"402 400 0:53 / /z rw master:9 - tmpfs z rw\n"
+		"401 400 0:51 / /x rw shared:9 - tmpfs t rw\n"
+		"400 99 0:50 / / rw shared:7 - tmpfs root rw\n";
+	const char *const a[] = { ns0, ns1 };
+	const char *const b[] = { ns0_renumbered, ns1_renumbered };
+	struct mntcr_tree *t = parse_ns(a, 2);
+	struct lines l;
+
+	CHECK(t);
+	if (t) {
+		CHECK_INT(mntcr_tree_n_namespaces(t), 2);
+		CHECK_INT(diff_trees(t, t, &l), 0);
+	}
+	mntcr_tree_free(t);
+	CHECK_INT(diff_ns(a, 2, b, 2, &l), 0);
+	CHECK_INT(diff_ns(b, 2, a, 2, &l), 0);
+}
+
+TEST(namespaces_peer_group_across)
+{
+	/* /x of the second namespace in a peer group of its own (its slave follows it) */
+	static const char ns1_split[] =
+		"11 0 0:30 / / rw shared:1 - tmpfs root rw\n"
+		"12 11 0:31 / /x rw shared:6 - tmpfs t rw\n"
+		"13 11 0:33 / /z rw master:6 - tmpfs z rw\n";
+	/* /z a slave of the first namespace's /x still, not of its own namespace's */
+	static const char ns1_split_master[] =
+		"11 0 0:30 / / rw shared:1 - tmpfs root rw\n"
+		"12 11 0:31 / /x rw shared:6 - tmpfs t rw\n"
+		"13 11 0:33 / /z rw master:5 - tmpfs z rw\n";
+	const char *const a[] = { ns0, ns1 };
+	const char *const b[] = { ns0, ns1_split };
+	const char *const c[] = { ns0, ns1_split_master };
+	struct lines l;
+
+	CHECK_INT(diff_ns(a, 2, b, 2, &l), 2);
+	CHECK_STREQ(l.buf, "ns0:/x and ns1:/x: share a peer group in A but not in B\n"
+			   "ns0:/x (shared) and ns1:/z (master): the same peer group in A but not in B\n");
+	CHECK_INT(diff_ns(b, 2, a, 2, &l), 2);
+	CHECK_STREQ(l.buf, "ns0:/x and ns1:/x: share a peer group in B but not in A\n"
+			   "ns0:/x (shared) and ns1:/z (master): the same peer group in B but not in A\n");
+	CHECK_INT(diff_ns(a, 2, c, 2, &l), 1);
+	CHECK_STREQ(l.buf, "ns0:/x and ns1:/x: share a peer group in A but not in B\n");
+}
+
+TEST(namespaces_superblock_across)
+{
+	/* /x of the second namespace on a superblock of its own */
+	static const char ns1_own_sb[] =
+		"11 0 0:30 / / rw shared:1 - tmpfs root rw\n"
+		"12 11 0:34 / /x rw shared:5 - tmpfs t rw\n"
+		"13 11 0:33 / /z rw master:5 - tmpfs z rw\n";
+	const char *const a[] = { ns0, ns1 };
+	const char *const b[] = { ns0, ns1_own_sb };
+	struct lines l;
+
+	CHECK_INT(diff_ns(a, 2, b, 2, &l), 1);
+	CHECK_STREQ(l.buf, "ns0:/x and ns1:/x: share a superblock in A but not in B\n");
+	CHECK_INT(diff_ns(b, 2, a, 2, &l), 1);
+	CHECK_STREQ(l.buf, "ns0:/x and ns1:/x: share a superblock in B but not in A\n");
+}
+
+TEST(namespaces_missing_mount)
+{
+	static const char ns1_without_z[] =
+		"11 0 0:30 / / rw shared:1 - tmpfs root rw\n"
+		"12 11 0:31 / /x rw shared:5 - tmpfs t rw\n";
+	/* /x is in the first namespace still: no match across namespaces */
+	static const char ns1_without_x[] =
+		"11 0 0:30 / / rw shared:1 - tmpfs root rw\n"
+		"13 11 0:33 / /z rw master:5 - tmpfs z rw\n";
+	static const char ns0_noexec[] =
+		"1 0 0:30 / / rw shared:1 - tmpfs root rw\n"
+		"2 1 0:31 / /x rw,noexec shared:5 - tmpfs t rw\n"
+		"3 1 0:32 / /y rw - tmpfs y rw\n";
+	const char *const a[] = { ns0, ns1 };
+	const char *const b[] = { ns0, ns1_without_z };
+	const char *const c[] = { ns0, ns1_without_x };
+	const char *const d[] = { ns0_noexec, ns1_without_z };
+	struct lines l;
+
+	CHECK_INT(diff_ns(a, 2, b, 2, &l), 1);
+	CHECK_STREQ(l.buf, "ns1:/z: only in A\n");
+	CHECK_INT(diff_ns(b, 2, a, 2, &l), 1);
+	CHECK_STREQ(l.buf, "ns1:/z: only in B\n");
+	CHECK_INT(diff_ns(a, 2, c, 2, &l), 1);
+	CHECK_STREQ(l.buf, "ns1:/x: only in A\n");
+	/* namespace after namespace */
+	CHECK_INT(diff_ns(a, 2, d, 2, &l), 2);
+	CHECK_STREQ(l.buf, "ns0:/x: mount options rw != rw,noexec\n"
+			   "ns1:/z: only in A\n");
+}
+
+TEST(namespaces_count_and_order)
+{
+	const char *const a[] = { ns0, ns1 };
+	const char *const swapped[] = { ns1, ns0 };
+	_cleanup_free_ char *ns0_without_y = replace_line(ns0, "3", NULL);
+	struct mntcr_tree *single = parse(ns0), *two = parse_ns(a, 2), *other = parse(ns0_without_y);
+	struct lines l;
+
+	CHECK(single && two && other);
+	if (single && two && other) {
+		CHECK_INT(diff_trees(two, single, &l), 1);
+		CHECK_STREQ(l.buf, "namespaces: A has 2, B has 1\n");
+		CHECK_INT(diff_trees(single, two, &l), 1);
+		CHECK_STREQ(l.buf, "namespaces: A has 1, B has 2\n");
+		/* the common prefix compares, its mounts named with their namespace */
+		CHECK_INT(diff_trees(two, other, &l), 2);
+		CHECK_STREQ(l.buf, "namespaces: A has 2, B has 1\nns0:/y: only in A\n");
+	}
+	mntcr_tree_free(single);
+	mntcr_tree_free(two);
+	mntcr_tree_free(other);
+	/* namespaces match by index, not by content */
+	CHECK_INT(diff_ns(a, 2, swapped, 2, &l), 4);
+	CHECK_STREQ(l.buf, "ns0:/y: only in A\nns0:/z: only in B\nns1:/y: only in B\nns1:/z: only in A\n");
 }
 
 TAP_MAIN
