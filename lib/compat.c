@@ -623,11 +623,27 @@ static char *img_dentry(struct cplanner *pl, size_t mi)
 /* ---------------------------------------------------------------------------------------------- */
 /* Model: mounts, peer groups */
 
+/*
+ * At most this many model mounts per image mount (and a floor): mount(2)
+ * between peer groups that receive each other's propagation can make
+ * mounts without bound (the kernel stops at fs.mount-max), and a model of
+ * that would eat all memory.
+ */
+#define MODEL_MOUNTS_PER_MOUNT 64
+#define MODEL_MOUNTS_MIN 65536
+
 static int sm_new(struct cplanner *pl, size_t img, size_t sb, const char *root, uint64_t attr,
 		  bool yard, size_t *ret)
 {
-	int r = GROW(pl->m, pl->cap_m, pl->n_m + 1);
+	int r;
 
+	if (pl->n_m >= MODEL_MOUNTS_MIN && pl->n_m / MODEL_MOUNTS_PER_MOUNT >= pl->t->n_mounts)
+		return cfail(pl, -EOPNOTSUPP, IDX_NONE,
+			     "The compat engine's model of mount(2) propagation grows past %zu mounts for "
+			     "%zu in the image: these peer groups would propagate without bound (use the "
+			     "mount-api engine)",
+			     pl->n_m, pl->t->n_mounts);
+	r = GROW(pl->m, pl->cap_m, pl->n_m + 1);
 	if (r < 0)
 		return r;
 	pl->m[pl->n_m] = (struct smount){ .img = img,
