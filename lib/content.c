@@ -583,6 +583,8 @@ static int clone_private(struct helper *h, int fd, const char *what, int *ret_fd
 	int r;
 
 	c = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	if (c < 0 && errno == ENOSYS)
+		return -ENOSYS; /* bind_private() */
 	if (c < 0) {
 		r = -errno;
 		hmsg(h, "open_tree OPEN_TREE_CLONE %s: %s", what, strerror(-r));
@@ -631,6 +633,43 @@ static int fresh_copy(struct helper *h, size_t ns)
 	return 0;
 }
 
+/*
+ * Without open_tree (Linux before 5.2; valgrind): the same childless,
+ * read-only, noatime view made with mount(2), in a private copy of the
+ * namespace: m uncovered there (peel), a non-recursive bind of it on
+ * itself, remounted read-only and noatime, opened. fd: m in the copy, from
+ * peel(), or -1 to enter a fresh copy and peel first.
+ */
+static int bind_private(struct helper *h, const struct mntcr_mount *m, int fd, int *ret_fd)
+{
+	_cleanup_close_ int own = -EBADF, top = -EBADF;
+	char src[64];
+	int r;
+
+	if (fd < 0) {
+		if ((r = fresh_copy(h, m->ns)) < 0 || (r = peel(h, m, &own)) < 0)
+			return r;
+		fd = own;
+	}
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+	if (mount(src, m->mountpoint, NULL, MS_BIND, NULL) < 0 ||
+	    mount(NULL, m->mountpoint, NULL,
+		  MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOATIME | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+		r = -errno;
+		hmsg(h, "mount MS_BIND of %s on itself, ro and noatime, in a private copy: %s", m->mountpoint,
+		     strerror(-r));
+		return r;
+	}
+	top = resolve(m->mountpoint);
+	if (top < 0) {
+		r = -errno;
+		hmsg(h, "openat2 %s in a private copy: %s", m->mountpoint, strerror(-r));
+		return r;
+	}
+	*ret_fd = TAKE_FD(top);
+	return 0;
+}
+
 static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 {
 	const struct mntcr_tree *t = h->t;
@@ -653,6 +692,8 @@ static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 		log_debug("Content of superblock %zu root %s: through mount %" PRIu64 " at %s", sb,
 			  root, m->id, m->mountpoint);
 		r = clone_private(h, fd, m->mountpoint, ret_fd);
+		if (r == -ENOSYS)
+			return bind_private(h, m, -1, ret_fd);
 		/* EINVAL: an unbindable mount, which the private copy makes private. */
 		if (r != -EINVAL)
 			return r;
@@ -677,7 +718,8 @@ static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 		log_debug("Content of superblock %zu root %s: through mount %" PRIu64
 			  " at %s, uncovered in a private copy",
 			  sb, root, m->id, m->mountpoint);
-		return clone_private(h, fd, m->mountpoint, ret_fd);
+		r = clone_private(h, fd, m->mountpoint, ret_fd);
+		return r == -ENOSYS ? bind_private(h, m, fd, ret_fd) : r;
 	}
 	if (!h->msg[0])
 		hmsg(h, "no mount of superblock %u:%u with root %s is reachable", s->dev_major,
@@ -1822,6 +1864,9 @@ int content_extract(struct mntcr_image *img, size_t sb, int rootfd, char **ret_m
 		ex.member = NULL;
 		r = pop_dirs(&ex, NULL);
 	}
+	/* A member the reader refused by its name or place: name it too. */
+	if (r < 0 && !*ret_member && image_content_bad_member(img))
+		*ret_member = strdup(image_content_bad_member(img));
 	if (r < 0)
 		*ret_call = ex.call;
 	else

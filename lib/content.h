@@ -111,6 +111,8 @@ int content_dump(struct image_writer *w, const struct mntcr_tree *t, char **cons
  * Members come in superblock order (checked).
  */
 int image_content_peek(struct mntcr_image *img, size_t *ret_sb);
+/* After image_content_peek() failed: the name of the member it refused, or NULL. */
+const char *image_content_bad_member(const struct mntcr_image *img);
 /*
  * Take the next member: its entry (valid until the next call), its name,
  * its path relative to the filesystem's root ("" = the root; not

@@ -1632,6 +1632,34 @@ static void reader_release(struct image_reader *rd)
 		XXH3_freeState(rd->content);
 }
 
+/*
+ * The decompressors libarchive runs in this process, so that compressed
+ * images read without a format change: gzip, bzip2, xz and lzma, lz4,
+ * zstd, each only when libarchive was built with its library. Never
+ * archive_read_support_filter_all(): for a filter without its library
+ * (lrzip, lzop, grzip, ...) libarchive runs an external program named by
+ * the stream's header, which a hostile image must not get to do.
+ */
+static int support_filters(struct archive *a)
+{
+	static const struct {
+		const char *(*version)(void);
+		int (*support)(struct archive *);
+	} filters[] = {
+		{ archive_zlib_version, archive_read_support_filter_gzip },
+		{ archive_bzlib_version, archive_read_support_filter_bzip2 },
+		{ archive_liblzma_version, archive_read_support_filter_xz },
+		{ archive_liblzma_version, archive_read_support_filter_lzma },
+		{ archive_liblz4_version, archive_read_support_filter_lz4 },
+		{ archive_libzstd_version, archive_read_support_filter_zstd },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(filters); i++)
+		if (filters[i].version() && filters[i].support(a) != ARCHIVE_OK)
+			return -EIO;
+	return 0;
+}
+
 static int reader_open(struct image_reader *rd, int fd)
 {
 	rd->io.fd = fd;
@@ -1643,12 +1671,7 @@ static int reader_open(struct image_reader *rd, int fd)
 		return -ENOMEM;
 	if (XXH3_64bits_reset(rd->content) != XXH_OK)
 		return -ENOMEM;
-	/*
-	 * Any filter libarchive knows (gzip, zstd, ...), so that compressed
-	 * images read without a format change; only the tar formats.
-	 */
-	if (archive_read_support_filter_all(rd->a) != ARCHIVE_OK ||
-	    archive_read_support_format_tar(rd->a) != ARCHIVE_OK ||
+	if (support_filters(rd->a) < 0 || archive_read_support_format_tar(rd->a) != ARCHIVE_OK ||
 	    archive_read_open(rd->a, &rd->io, NULL, io_read, NULL) != ARCHIVE_OK)
 		return log_debug_errno(archive_failure(rd->a, &rd->io, -EBADMSG),
 				       "Failed to open the image on fd %d: %s", fd,
@@ -1963,6 +1986,7 @@ struct mntcr_image {
 	struct content_attrs attrs;
 
 	uint64_t *files, *bytes; /* per superblock */
+	char *bad_member;        /* the member a failure is about, when it is one */
 };
 
 static int image_fail(struct mntcr_image *img, int r)
@@ -1972,6 +1996,14 @@ static int image_fail(struct mntcr_image *img, int r)
 		img->err = r;
 	}
 	return r;
+}
+
+/* A failure about one member: remember its name for the report (image_content_bad_member). */
+static int member_fail(struct mntcr_image *img, const char *name, int r)
+{
+	if (!img->bad_member)
+		img->bad_member = strndup(name, 256);
+	return image_fail(img, r);
 }
 
 /* Version 2: manifest.checksum, then the manifest may be trusted. */
@@ -2031,8 +2063,14 @@ MNTCR_EXPORT struct mntcr_image *mntcr_image_free(struct mntcr_image *img)
 	content_attrs_release(&img->attrs);
 	free(img->files);
 	free(img->bytes);
+	free(img->bad_member);
 	free(img);
 	return NULL;
+}
+
+const char *image_content_bad_member(const struct mntcr_image *img)
+{
+	return img->bad_member;
 }
 
 MNTCR_EXPORT int mntcr_image_open(int fd, struct mntcr_image **ret_image)
@@ -2150,21 +2188,21 @@ int image_content_peek(struct mntcr_image *img, size_t *ret_sb)
 		img->next_is_trailer = streq(name, CHECKSUM_MEMBER);
 		if (!img->next_is_trailer) {
 			if (content_name_parse(name, &sb, &rel, &len) < 0)
-				return image_fail(img,
-						  log_debug_errno(-EBADMSG,
-								  "Unexpected image member %.*s",
-								  256, name));
+				return member_fail(img, name,
+						   log_debug_errno(-EBADMSG,
+								   "Unexpected image member %.*s",
+								   256, name));
 			if (sb >= t->n_sbs || t->sbs[sb].n_content_roots == 0)
-				return image_fail(
-					img,
+				return member_fail(
+					img, name,
 					log_debug_errno(-EBADMSG,
 							"Image member %.256s is content of "
 							"superblock %" PRIu64
 							", which the manifest gives no content",
 							name, sb));
 			if (img->any_member && sb < img->last_sb)
-				return image_fail(
-					img, log_debug_errno(
+				return member_fail(
+					img, name, log_debug_errno(
 						     -EBADMSG,
 						     "Image member %.256s comes after content of "
 						     "superblock %" PRIu64,

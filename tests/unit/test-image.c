@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <xxhash.h>
 
@@ -881,6 +882,41 @@ TEST(compressed_image_reads)
 	CHECK_INT(read_bytes(gz, gzlen, &u), 0);
 	CHECK(u && trees_equal(t, u, true));
 	mntcr_tree_free(t);
+	mntcr_tree_free(u);
+}
+
+/*
+ * A stream whose header names a decompressor libarchive would run as an
+ * external program (lrzip): refused as not an image, and the program
+ * (a stand-in first on PATH that leaves a mark) never runs.
+ */
+TEST(no_external_decompressor)
+{
+	char dir[] = "/tmp/mntcr-test-XXXXXX", prog[64], mark[64];
+	char stream[4096] = "LRZI\0\x06";
+	const char *old_path = getenv("PATH");
+	_cleanup_free_ char *saved = old_path ? strdup(old_path) : NULL;
+	struct mntcr_tree *u = NULL;
+	FILE *f;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(prog, sizeof(prog), "%s/lrzip", dir);
+	snprintf(mark, sizeof(mark), "%s/ran", dir);
+	f = fopen(prog, "we");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	fprintf(f, "#!/bin/sh\ntouch %s\ncat >/dev/null\n", mark);
+	fclose(f);
+	CHECK_INT(chmod(prog, 0755), 0);
+	setenv("PATH", dir, 1);
+	CHECK_INT(read_bytes(stream, sizeof(stream), &u), -EBADMSG);
+	if (saved)
+		setenv("PATH", saved, 1);
+	CHECK(access(mark, F_OK) < 0);
+	unlink(mark);
+	unlink(prog);
+	rmdir(dir);
 	mntcr_tree_free(u);
 }
 
