@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Fault injection: for several topologies, make the k-th mount-changing
+# Fault injection: for several topologies (over-mounts, propagation,
+# content, several namespaces), make the k-th mount-changing
 # syscall of a restore fail, for every k until the restore gets past the
 # last one (tests/ns/restore-faults.c), with EPERM, ENOMEM, EBUSY and
 # ENOSPC. Each time: the injected error comes back with a report naming the
@@ -40,7 +41,25 @@ ns_start propagation '
 	mount --bind $D/a $D/u; mount --make-slave $D/u; mount --make-shared $D/u'
 mntcr_dump "$(ns_pid propagation)" "$NS_TMP/propagation.img"
 
+# Content: files in a tmpfs, hidden under an over-mount too, streamed while the calls fail.
+ns_start content '
+	mount -t tmpfs C $D; mkdir -p $D/d/sub $D/o
+	for i in 1 2 3; do echo "file $i" >$D/d/sub/f$i; done; ln -s f1 $D/d/sub/l; mkfifo $D/d/p
+	echo hidden >$D/o/under; mount -t tmpfs O $D/o; echo top >$D/o/top'
+mntcr_dump "$(ns_pid content)" "$NS_TMP/content.img"
+topologies=(overmount propagation content)
+# Several namespaces (mount-api engine only): a child's copy sharing a group with its parent.
+if [[ ${MNTCR_ENGINE:-} != compat ]]; then
+	ns_start mpar 'mount -t tmpfs P $D; mkdir -p $D/sh $D/a; mount -t tmpfs SH $D/sh; mount --make-shared $D/sh'
+	NS_PARENT=$(ns_pid mpar) NS_PROPAGATION=unchanged ns_start mkid '
+		mount -t tmpfs K $S/mpar/a; echo kid >$S/mpar/a/f; mount --make-slave $S/mpar/sh'
+	"$MNTCR" dump --pid "$(ns_pid mpar)" --pid "$(ns_pid mkid)" -o "$NS_TMP/multins.img" 2>"$ERR" ||
+		not_ok "multins: dump" "$(cat "$ERR")"
+	topologies+=(multins)
+fi
+
 for err in EPERM ENOMEM EBUSY ENOSPC; do
-	run_faults overmount $err
-	run_faults propagation $err
+	for topo in "${topologies[@]}"; do
+		run_faults "$topo" $err
+	done
 done

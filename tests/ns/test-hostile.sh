@@ -59,3 +59,71 @@ refused 4 "garbage" "not a valid mntcr image" --image "$NS_TMP/garbage"
 : >"$NS_TMP/empty"
 refused 4 "an empty file" "not a valid mntcr image" --image "$NS_TMP/empty"
 refused 4 "a directory" "image" --image "$NS_TMP"
+
+# ------------------------------------------------------------------------------------------------
+# Whole images around hostile manifests, every digest right (tests/ns/mntcr-forge.c), so that
+# the manifest's own checks are what refuses them: each before anything is mounted.
+: "${MNTCR_FORGE:=$(dirname "$MNTCR")/../tests/mntcr-forge}"
+ns_start forge 'mount -t tmpfs F $D; mkdir -p $D/a; mount -t tmpfs A $D/a; mkdir -p $D/a/b; mount --bind $D/a $D/a/b'
+mntcr_dump "$(ns_pid forge)" "$NS_TMP/forge.img" --no-content --compress=none
+tar --warning=no-unknown-keyword -xOf "$NS_TMP/forge.img" manifest.json >"$NS_TMP/forge.json"
+B=$S/forge/a/b
+# forge DESC SED-SCRIPT: the dumped manifest edited, in an image of its own ($FORGED).
+forge() {
+	FORGED=$NS_TMP/forged.img
+	sed -e "$2" "$NS_TMP/forge.json" >"$NS_TMP/forged.json"
+	if cmp -s "$NS_TMP/forge.json" "$NS_TMP/forged.json" && [[ -n $2 ]]; then
+		not_ok "$1: the edit applies" "sed -e '$2' changed nothing"
+	fi
+	"$MNTCR_FORGE" 1 "$NS_TMP/forged.json" "$FORGED"
+}
+root_id=$(sed -n 's/^  "root_id": \([0-9]*\),$/\1/p' "$NS_TMP/forge.json")
+b_id=$(grep -B5 "\"mountpoint\": \"$B\"" "$NS_TMP/forge.json" | sed -n 's/^ *"id": \([0-9]*\),$/\1/p' | head -n1)
+check "forge: the manifest names the root and the bind" test -n "$root_id" -a -n "$b_id"
+forge "forge: the manifest as dumped" ''
+check_exit 0 "forge: the manifest as dumped, forged, restores (the forger is right)" \
+	"$MNTCR" restore --image "$FORGED" --persist "$NS_TMP/forged.ns"
+umount "$NS_TMP/forged.ns" 2>/dev/null
+forge "a mountpoint with .." "s|\"mountpoint\": \"$B\"|\"mountpoint\": \"$B/../../../../etc\"|"
+refused 4 "a mountpoint with .." "not a valid mntcr image" --image "$FORGED"
+forge "a bind root escaping its filesystem" "/\"id\": $b_id,/,/\"mountpoint\"/s|\"root\": \"/\"|\"root\": \"/../../etc\"|"
+refused 4 "a bind root escaping its filesystem" "unsafe path" --image "$FORGED"
+forge "a cycle in parent ids" "/\"id\": $root_id,/{n;s|\"parent_id\": [0-9]*|\"parent_id\": $b_id|}"
+refused 4 "a cycle in parent ids" "not a valid mntcr image" --image "$FORGED"
+forge "a duplicate id" "s|\"id\": $b_id,|\"id\": $root_id,|"
+refused 4 "a duplicate id" "not a valid mntcr image" --image "$FORGED"
+forge "a missing parent" "/\"id\": $b_id,/{n;s|\"parent_id\": [0-9]*|\"parent_id\": 999999999|}"
+refused 4 "a missing parent" "not a valid mntcr image" --image "$FORGED"
+forge "absurd counts" 's|^    "mounts": [0-9]*|    "mounts": 4000000000|'
+refused 4 "absurd counts" "not a valid mntcr image" --image "$FORGED"
+forge "a superblock index out of range" 's|"sb": 0,|"sb": 99999,|'
+refused 4 "a superblock index out of range" "not a valid mntcr image" --image "$FORGED"
+ns_stop forge
+
+# ------------------------------------------------------------------------------------------------
+# Hostile content, driven from the CLI: the good manifest, then members that try to write out
+# of the new filesystem (through a symlink of their own, with ..). The manifest is checked
+# (its digest is right); the content is refused at the member, nothing is written outside, and
+# the half-built namespace goes.
+ns_start hc 'mount -t tmpfs HC $D; mkdir -p $D/d; echo x >$D/d/f'
+mntcr_dump "$(ns_pid hc)" "$NS_TMP/hc.img" --compress=none
+mkdir -p "$NS_TMP/hc" "$S/outside"
+tar --warning=no-unknown-keyword -C "$NS_TMP/hc" -xf "$NS_TMP/hc.img" mntcr-image manifest.json manifest.checksum
+sb=$(tar --warning=no-unknown-keyword -tf "$NS_TMP/hc.img" | sed -n 's,^content/\([0-9]*\)/*$,\1,p' | head -n1)
+check "hostile content: the image has content" test -n "$sb"
+mkdir -p "$NS_TMP/hc/content/$sb"
+ln -s "$S/outside" "$NS_TMP/hc/content/$sb/link"
+echo evil >"$NS_TMP/hc/evil"
+# hostile_content DESC NAME: the member evil stored as NAME after content/SB and content/SB/link.
+hostile_content() {
+	tar -C "$NS_TMP/hc" --format=pax -P --no-recursion -cf "$NS_TMP/hc-bad.img" \
+		--transform "s,^evil\$,$2," mntcr-image manifest.json manifest.checksum \
+		"content/$sb" "content/$sb/link" evil
+	check "$1: the member is in the image" sh -c "tar --warning=no-unknown-keyword -tPf '$NS_TMP/hc-bad.img' | grep -qxF '$2'"
+	refused 4 "$1" "content/$sb" --image "$NS_TMP/hc-bad.img"
+	check "$1: nothing written outside" test ! -e "$S/outside/x" -a ! -e "$S/x"
+	check "$1: no mntcr process left" no_process_left mntcr
+}
+hostile_content "content through its own symlink" "content/$sb/link/x"
+hostile_content "content with .. in its name" "content/$sb/../../x"
+ns_stop hc
