@@ -78,7 +78,14 @@ static void check_plan(const struct mntcr_plan *p)
 		}
 	}
 	for (size_t i = 0; i < t->n_mounts; i++)
-		assert(attached[i] == (i == t->root ? 0 : 1));
+		assert(attached[i] == (t->mounts[i].parent == IDX_NONE ? 0 : 1));
+	for (size_t k = 0; k < t->n_ns; k++) {
+		size_t roots = 0;
+
+		for (size_t i = 0; i < p->n_ops; i++)
+			roots += p->ops[i].type == OP_SET_ROOT && p->ops[i].mount == t->nss[k].root;
+		assert(roots == 1);
+	}
 	free(attached);
 	free(made);
 }
@@ -87,18 +94,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rd r = { data, size };
 	char *text = NULL, mp[MAXM][256];
-	size_t len = 0, n;
+	size_t len = 0, n, n_ns, ns_of[MAXM];
 	struct mntcr_tree *t = NULL, *host = NULL;
 	FILE *f;
+	int rc = 0;
 
-	n = 1 + take(&r, MAXM - 1);
+	n_ns = 1 + take(&r, 3);
+	n = n_ns + take(&r, MAXM - 3);
 	f = open_memstream(&text, &len);
 	if (!f)
 		return 0;
-	strcpy(mp[0], "/");
-	fprintf(f, "1 0 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n");
-	for (size_t i = 1; i < n; i++) {
+	/* one root per namespace, on the same superblock (a child's copy) */
+	for (size_t k = 0; k < n_ns; k++) {
+		strcpy(mp[k], "/");
+		ns_of[k] = k;
+		fprintf(f, "%zu 0 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n", k + 1);
+	}
+	for (size_t i = n_ns; i < n; i++) {
 		size_t parent = take(&r, (unsigned)i);
+
+		ns_of[i] = ns_of[parent];
 		unsigned how = take(&r, 4), dev = take(&r, 6), ty = take(&r, 5);
 		const char *root = take(&r, 3) ? "/" : names[take(&r, 5)];
 		char prop[64] = "";
@@ -128,8 +143,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	fclose(f);
 
-	f = fmemopen(text, len, "r");
-	if (f && mntcr_tree_parse_mountinfo(f, &t) == 0) {
+	/* the lines into one tree, each mount in its namespace */
+	rc = tree_new(&t);
+	if (rc == 0)
+		rc = tree_set_namespaces(t, n_ns);
+	{
+		char *line = text, *e;
+
+		for (size_t i = 0; rc == 0 && i < n && line && *line; i++, line = e) {
+			struct mntcr_mount m;
+
+			e = strchr(line, '\n');
+			if (e)
+				*e++ = 0;
+			rc = mountinfo_parse_line(line, &m);
+			if (rc < 0)
+				break;
+			m.ns = ns_of[i];
+			rc = tree_add_mount(t, &m);
+			if (rc < 0)
+				mount_clear(&m);
+		}
+	}
+	if (rc == 0)
+		rc = tree_index(t);
+	f = NULL;
+	if (rc == 0) {
 		static const char host_mi[] = "1 0 0:40 / / rw - ext4 /dev/sda1 rw\n"
 					      "2 1 0:41 / /x rw shared:2 - tmpfs src1 rw\n";
 		FILE *h = fmemopen((void *)host_mi, sizeof(host_mi) - 1, "r");
