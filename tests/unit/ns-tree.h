@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests: trees of several namespaces from mountinfo texts. */
+/* Unit tests: trees from mountinfo texts, of one namespace or several. */
 #pragma once
 
 #include <stdio.h>
@@ -7,6 +7,24 @@
 
 #include "internal.h"
 #include "tree.h"
+
+/* A tree of one namespace from a mountinfo text; NULL on failure, with a diagnostic. */
+static inline struct mntcr_tree *tree_parse_text(const char *text)
+{
+	struct mntcr_tree *t = NULL;
+	FILE *f = fmemopen((void *)text, strlen(text), "r");
+	int r;
+
+	if (!f)
+		return NULL;
+	r = mntcr_tree_parse_mountinfo(f, &t);
+	fclose(f);
+	if (r < 0) {
+		printf("#   failed to parse a mountinfo text: %s\n", strerror(-r));
+		return NULL;
+	}
+	return t;
+}
 
 /*
  * One tree of n namespaces, namespace k from the mountinfo text texts[k];

@@ -12,48 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "golden.h"
 #include "internal.h"
 #include "mntcr/mntcr.h"
 #include "plan.h"
 #include "tap.h"
 #include "tree.h"
-
-static struct mntcr_tree *load(const char *path)
-{
-	struct mntcr_tree *t = NULL;
-	FILE *f = fopen(path, "re");
-
-	if (!f)
-		return NULL;
-	if (mntcr_tree_parse_mountinfo(f, &t) < 0)
-		t = NULL;
-	fclose(f);
-	return t;
-}
-
-static struct mntcr_tree *load_data(const char *name, const char *ext)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/plan/%s.%s", TEST_DATA, name, ext);
-	return load(path);
-}
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char *buf = NULL;
-	size_t n = 0;
-
-	if (!f)
-		return NULL;
-	if (getdelim(&buf, &n, 0, f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	fclose(f);
-	return buf;
-}
 
 static struct mntcr_restore_opts compat_opts(const struct mntcr_restore_opts *opts)
 {
@@ -63,61 +27,13 @@ static struct mntcr_restore_opts compat_opts(const struct mntcr_restore_opts *op
 	return o;
 }
 
-static char *plan_text(const char *name, const struct mntcr_restore_opts *opts)
-{
-	struct mntcr_tree *image = load_data(name, "mountinfo"), *host = load_data(name, "host");
-	struct mntcr_restore_opts o = compat_opts(opts);
-	struct mntcr_report rep = { .op_index = MNTCR_NONE };
-	struct mntcr_plan *plan = NULL;
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f;
-	int r;
-
-	if (!image)
-		return NULL;
-	if (host)
-		CHECK(tree_classify(image, host) == 0);
-	f = open_memstream(&out, &len);
-	r = mntcr_plan_build(image, host, &o, &plan, &rep);
-	if (r < 0)
-		fprintf(f, "error: %s\n", rep.msg ? rep.msg : strerror(-r));
-	else {
-		CHECK(plan->engine == MNTCR_ENGINE_COMPAT);
-		CHECK(mntcr_plan_print(plan, f) == 0);
-	}
-	fclose(f);
-	mntcr_report_clear(&rep);
-	mntcr_plan_free(plan);
-	mntcr_tree_free(image);
-	mntcr_tree_free(host);
-	return out;
-}
-
 static void golden(const char *name, const char *variant, const struct mntcr_restore_opts *opts)
 {
-	char path[512];
-	char *got = plan_text(name, opts), *want;
+	struct mntcr_restore_opts o = compat_opts(opts);
+	char suffix[64];
 
-	CHECK(got != NULL);
-	if (!got)
-		return;
-	snprintf(path, sizeof(path), "%s/plan/%s%s.compat.expected", TEST_DATA, name, variant);
-	if (getenv("MNTCR_UPDATE_GOLDEN")) {
-		FILE *f = fopen(path, "we");
-		CHECK(f != NULL);
-		if (f) {
-			fputs(got, f);
-			fclose(f);
-		}
-	}
-	want = read_file(path);
-	if (!want || strcmp(got, want) != 0) {
-		printf("# %s%s: compat plan differs from %s\n# got:\n%s", name, variant, path, got);
-		CHECK(!"golden compat plan matches");
-	}
-	free(got);
-	free(want);
+	snprintf(suffix, sizeof(suffix), "%s.compat.expected", variant);
+	golden_check(name, suffix, &o);
 }
 
 TEST(seed_overmount) { golden("seed-overmount", "", NULL); }
@@ -278,7 +194,7 @@ TEST(plan_shape)
 	const char *names[] = { "seed-overmount", "stacked", "propagation" };
 
 	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-		struct mntcr_tree *t = load_data(names[k], "mountinfo");
+		struct mntcr_tree *t = golden_load(names[k]);
 		struct mntcr_restore_opts o = compat_opts(NULL);
 		struct mntcr_plan *p = NULL;
 		char *text = NULL;

@@ -32,19 +32,7 @@ static const char base_renumbered[] =
 
 static struct mntcr_tree *parse(const char *text)
 {
-	struct mntcr_tree *t = NULL;
-	FILE *f = fmemopen((void *)text, strlen(text), "r");
-	int r;
-
-	if (!f)
-		return NULL;
-	r = mntcr_tree_parse_mountinfo(f, &t);
-	fclose(f);
-	if (r < 0) {
-		printf("#   failed to parse fixture: %s\n", strerror(-r));
-		return NULL;
-	}
-	return t;
+	return tree_parse_text(text);
 }
 
 struct lines {

@@ -47,19 +47,7 @@ static const char mountinfo_text[] =
 
 static struct mntcr_tree *parse_mountinfo(const char *text)
 {
-	struct mntcr_tree *t = NULL;
-	FILE *f = fmemopen((void *)text, strlen(text), "r");
-	int r;
-
-	if (!f)
-		return NULL;
-	r = mntcr_tree_parse_mountinfo(f, &t);
-	fclose(f);
-	if (r < 0) {
-		printf("# mntcr_tree_parse_mountinfo: %s\n", strerror(-r));
-		return NULL;
-	}
-	return t;
+	return tree_parse_text(text);
 }
 
 /* The sample table with the fields mountinfo lacks filled in, and one external superblock. */
