@@ -68,6 +68,7 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <sys/mount.h>
@@ -3336,17 +3337,6 @@ out:
  * symlink, and mount(2) is given /proc/self/fd/N of the result.
  */
 
-#define FAULT_OR(call)                                                                             \
-	({                                                                                         \
-		int _f = sys_fault_check();                                                        \
-		long _rc;                                                                          \
-		if (_f < 0) {                                                                      \
-			errno = -_f;                                                               \
-			_rc = -1;                                                                  \
-		} else                                                                             \
-			_rc = (long)(call);                                                        \
-		_rc;                                                                               \
-	})
 
 struct cexec {
 	const struct mntcr_plan *p;
@@ -3757,7 +3747,7 @@ int compat_execute(const struct mntcr_plan *p, struct mntcr_image *img, struct m
 		const struct mntcr_mount *m =
 			op->mount != IDX_NONE ? &p->tree->mounts[op->mount] : NULL;
 		struct strbuf line = { 0 };
-		char who[128] = "";
+		char who[PATH_MAX + 64];
 		const char *call;
 
 		c.syscall = NULL;
@@ -3768,14 +3758,12 @@ int compat_execute(const struct mntcr_plan *p, struct mntcr_image *img, struct m
 		call = c.syscall ? c.syscall : cop_name(op->type);
 		(void)cop_format(p, i, &line);
 		if (m)
-			snprintf(who, sizeof(who), " for mount %" PRIu64, m->id);
-		report_set(report, phase_name(op->phase), i, m ? m->id : 0,
-			   m ? m->mountpoint : op->path, call, r,
-			   "Restore failed in phase %s: %s%s at %s: %s%s%s%s (operation %s)",
-			   phase_name(op->phase), call, who,
-			   m ? m->mountpoint : (op->path && *op->path ? op->path : "-"),
-			   strerror(-r), c.detail[0] ? " (" : "", c.detail, c.detail[0] ? ")" : "",
-			   line.buf ? line.buf + strspn(line.buf, " ") : "?");
+			snprintf(who, sizeof(who), " for mount %" PRIu64 " at %.*s", m->id, PATH_MAX,
+				 m->mountpoint);
+		else
+			snprintf(who, sizeof(who), " at %.*s", PATH_MAX,
+				 op->path && *op->path ? op->path : "-");
+		report_op_failure(report, phase_name(op->phase), i, m, op->path, call, who, r, c.detail, &line);
 		strbuf_release(&line);
 		break;
 	}

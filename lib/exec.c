@@ -61,17 +61,6 @@ static int enter_ns(struct exec_ctx *c, size_t k)
 	return 0;
 }
 
-#define FAULT_OR(call)                                                                             \
-	({                                                                                         \
-		int _f = sys_fault_check();                                                        \
-		long _rc;                                                                          \
-		if (_f < 0) {                                                                      \
-			errno = -_f;                                                               \
-			_rc = -1;                                                                  \
-		} else                                                                             \
-			_rc = (long)(call);                                                        \
-		_rc;                                                                               \
-	})
 
 /* Fail op with the current errno, naming the syscall. Returns -errno. */
 static int sys_fail(struct exec_ctx *c, const char *syscall_name)
@@ -806,12 +795,8 @@ static int report_failure(struct exec_ctx *c, int r)
 		r_asprintf(&who, " for mount %" PRIu64 " at %s", m->id, m->mountpoint);
 	else if (op->path && op->type != OP_MKPATH)
 		r_asprintf(&who, " of %s", op->path);
-	report_set(c->report, plan_phase_name(op->phase), c->op, m ? m->id : 0,
-		   m ? m->mountpoint : op->path, call, r,
-		   "Restore failed in phase %s: %s%s: %s%s%s%s (operation %s)",
-		   plan_phase_name(op->phase), call, who ? who : "", strerror(-r),
-		   c->kmsg[0] ? " (" : "", c->kmsg, c->kmsg[0] ? ")" : "",
-		   line.buf ? line.buf + strspn(line.buf, " ") : "?");
+	report_op_failure(c->report, plan_phase_name(op->phase), c->op, m, op->path, call, who, r, c->kmsg,
+			  &line);
 	strbuf_release(&line);
 	return r;
 }

@@ -97,6 +97,16 @@ void report_set(struct mntcr_report *r, const char *phase, size_t op_index, uint
 	va_end(ap);
 }
 
+void report_op_failure(struct mntcr_report *r, const char *phase, size_t op_index, const struct mntcr_mount *m,
+		       const char *path, const char *call, const char *who, int err, const char *detail,
+		       const struct strbuf *opline)
+{
+	report_set(r, phase, op_index, m ? m->id : 0, m ? m->mountpoint : path, call, err,
+		   "Restore failed in phase %s: %s%s: %s%s%s%s (operation %s)", phase, call, who ? who : "",
+		   strerror(-err), detail && *detail ? " (" : "", detail ? detail : "",
+		   detail && *detail ? ")" : "", opline->buf ? opline->buf + strspn(opline->buf, " ") : "?");
+}
+
 /* -------------------------------------------------------------------------- */
 
 struct planner {

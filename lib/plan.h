@@ -114,6 +114,14 @@ void report_set(struct mntcr_report *r, const char *phase, size_t op_index, uint
 		const char *path, const char *op, int err, const char *fmt, ...) _printf_(8, 9);
 
 /*
+ * The report of an executor op failing, for both engines: "Restore failed
+ * in phase PHASE: CALL WHO: strerror(err) (DETAIL) (operation OPLINE)".
+ */
+void report_op_failure(struct mntcr_report *r, const char *phase, size_t op_index, const struct mntcr_mount *m,
+		       const char *path, const char *call, const char *who, int err, const char *detail,
+		       const struct strbuf *opline);
+
+/*
  * unshare(CLONE_NEWNS) with a namespace id above the caller's, so that the
  * caller may bind the new namespace's file (restore --persist). Returns -errno.
  */

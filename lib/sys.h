@@ -134,6 +134,19 @@ struct mntcr_open_how {
  */
 int sys_fault_check(void);
 
+/* Make the syscall expression call, unless the fault hook says this one fails (errno set, -1). */
+#define FAULT_OR(call)                                                                             \
+	({                                                                                         \
+		int _f = sys_fault_check();                                                        \
+		long _rc;                                                                          \
+		if (_f < 0) {                                                                      \
+			errno = -_f;                                                               \
+			_rc = -1;                                                                  \
+		} else                                                                             \
+			_rc = (long)(call);                                                        \
+		_rc;                                                                               \
+	})
+
 static inline int sys_statmount(const struct mntcr_mnt_id_req *req, struct mntcr_statmount *buf,
 				size_t bufsize, unsigned int flags)
 {
