@@ -42,6 +42,7 @@
  */
 #include <archive.h>
 #include <dirent.h>
+#include <assert.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -330,7 +331,34 @@ struct helper {
 	size_t cur;       /* the namespace we are in (or in a copy of) */
 	bool in_copy;     /* we are in a private copy of it, not in it */
 	char *msg;    /* room for the reply's message */
+	int yard;         /* a detached tmpfs the sent clones are parked in (park_clone) */
+	size_t n_parked;
 };
+
+/*
+ * A clone sent to the dumper, moved into one detached tmpfs before the
+ * helper closes its fd: dropping a detached mount unmounts it, and each
+ * unmount waits for an RCU grace period (50-100 us, KERNEL-FACTS 4.2);
+ * this way all of them go in one, when the helper exits. A mount that
+ * cannot be moved (a bind made by bind_private) is closed as it is.
+ */
+static void park_clone(struct helper *h, int fd)
+{
+	char name[24];
+
+	if (h->yard < 0) {
+		_cleanup_close_ int fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
+
+		if (fsfd < 0 || fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+			return;
+		h->yard = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
+		if (h->yard < 0)
+			return;
+	}
+	snprintf(name, sizeof(name), "%zu", h->n_parked++);
+	if (mkdirat(h->yard, name, 0700) == 0)
+		(void)move_mount(fd, "", h->yard, name, MOVE_MOUNT_F_EMPTY_PATH);
+}
 
 static void hmsg(struct helper *h, const char *fmt, ...) _printf_(2, 3);
 static void hmsg(struct helper *h, const char *fmt, ...)
@@ -802,7 +830,7 @@ static _Noreturn void helper_main(const struct mntcr_tree *t, char **const *root
 				  int sock)
 {
 	struct helper_reply rep = { 0 };
-	struct helper h = { .t = t, .roots = roots, .nsfds = nsfds, .msg = rep.msg };
+	struct helper h = { .t = t, .roots = roots, .nsfds = nsfds, .msg = rep.msg, .yard = -EBADF };
 	int setup;
 
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -832,6 +860,8 @@ static _Noreturn void helper_main(const struct mntcr_tree *t, char **const *root
 		}
 		if (send_reply(sock, &rep, rep.err < 0 ? -EBADF : fd) < 0)
 			_exit(1);
+		if (rep.err == 0)
+			park_clone(&h, fd);
 	}
 }
 
@@ -842,6 +872,8 @@ struct dump {
 	struct image_writer *w;
 	const struct mntcr_tree *t;
 	int sock;
+	struct helper_req *q; /* every (superblock, root) to ask for, in order */
+	size_t q_n, q_sent, q_done;
 	size_t sb;
 	dev_t dev;
 	char *buf;	     /* DATA_BUF_SIZE */
@@ -1253,15 +1285,37 @@ static int dump_dir(struct dump *d, int dirfd, unsigned depth)
 	return r;
 }
 
+/*
+ * Requests go ahead of the replies, up to a window: the helper clones the
+ * next roots while the dumper reads this one, and a namespace of many small
+ * tmpfs does not pay a round trip between two processes for each.
+ */
+#define REQ_WINDOW 32
+
+static int send_ahead(struct dump *d)
+{
+	while (d->q_sent < d->q_n && d->q_sent < d->q_done + REQ_WINDOW) {
+		struct helper_req req = d->q[d->q_sent];
+
+		while (send(d->sock, &req, sizeof(req), MSG_NOSIGNAL) < 0)
+			if (errno != EINTR)
+				return -errno;
+		d->q_sent++;
+	}
+	return 0;
+}
+
 static int ask_helper(struct dump *d, size_t sb, size_t root, const char *root_path, int *ret_fd)
 {
-	struct helper_req req = { .sb = (uint32_t)sb, .root = (uint32_t)root };
 	struct helper_reply rep;
 	int r;
 
-	while (send(d->sock, &req, sizeof(req), MSG_NOSIGNAL) < 0)
-		if (errno != EINTR)
-			return -errno;
+	/* the reply to request q_done, which is (sb, root): requests are made in the walk's order */
+	assert(d->q_done < d->q_n && d->q[d->q_done].sb == sb && d->q[d->q_done].root == root);
+	r = send_ahead(d);
+	if (r < 0)
+		return r;
+	d->q_done++;
 	r = recv_reply(d->sock, &rep, ret_fd);
 	if (r < 0)
 		return log_debug_errno(r, "The content helper process failed");
@@ -1383,6 +1437,16 @@ int content_dump(struct image_writer *w, const struct mntcr_tree *t, char **cons
 	sv[1] = -EBADF;
 	d.sock = sv[0];
 
+	for (size_t sb = 0; sb < t->n_sbs; sb++)
+		d.q_n += n_roots[sb];
+	d.q = malloc((d.q_n + 1) * sizeof(*d.q));
+	if (!d.q) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t sb = 0, i = 0; sb < t->n_sbs; sb++)
+		for (size_t k = 0; k < n_roots[sb]; k++)
+			d.q[i++] = (struct helper_req){ .sb = (uint32_t)sb, .root = (uint32_t)k };
 	r = 0;
 	for (size_t sb = 0; sb < t->n_sbs && r >= 0; sb++) {
 		if (!n_roots[sb])
@@ -1409,6 +1473,7 @@ out:
 	dump_links_reset(&d);
 	strbuf_release(&d.name);
 	free(d.buf);
+	free(d.q);
 out_ns:
 	for (size_t k = 0; k < t->n_ns; k++)
 		if (nsfds[k] >= 0)
