@@ -78,7 +78,7 @@ _mntcr()
 
 	# option arguments
 	case $verb:$prev in
-	dump:-p | dump:--pid | show:-p | show:--pid)
+	dump:-p | dump:--pid | dump:-t | dump:--tree | show:-p | show:--pid)
 		mapfile -t COMPREPLY < <(_mntcr_pids "$cur")
 		return
 		;;
@@ -115,7 +115,7 @@ _mntcr()
 
 	local opts
 	case $verb in
-	dump) opts="--pid --output --mountinfo --no-content --compress= --help" ;;
+	dump) opts="--pid --tree --output --mountinfo --no-content --compress= --help" ;;
 	restore) opts="--image --persist --root --external --dry-run --no-content --help --" ;;
 	plan) opts="--image --help" ;;
 	show) opts="--pid --image --json --mountinfo --all --content --help" ;;
