@@ -91,11 +91,12 @@ static const struct {
 
 static void show_usage(FILE *f)
 {
-	fprintf(f, "Usage: mntcr show (--pid PID | --image FILE) [--json | --mountinfo] [--all]\n"
+	fprintf(f, "Usage: mntcr show (--pid PID... | --image FILE) [--json | --mountinfo] [--all]\n"
 		   "       mntcr show --image FILE --content [--json]\n"
 		   "Print the mount tree of a process or of an image (FILE '-' = standard input).\n"
 		   "\n"
-		   "  -p, --pid PID      the mount namespace of process PID\n"
+		   "  -p, --pid PID      the mount namespace of process PID (repeated: the\n"
+		   "                     namespaces of several, each once, and the processes)\n"
 		   "  -i, --image FILE   a namespace saved by 'mntcr dump'\n"
 		   "  -J, --json         findmnt's JSON: {\"filesystems\": [...]}\n"
 		   "  -m, --mountinfo    /proc/PID/mountinfo lines ('findmnt -F FILE' reads them)\n"
@@ -851,6 +852,8 @@ int cmd_show(int argc, char **argv)
 	enum show_format format = FORMAT_TREE;
 	const char *image = NULL;
 	bool all = false, have_pid = false, json = false, mountinfo = false, content = false;
+	_cleanup_free_ pid_t *pids = NULL;
+	size_t n_pids = 0;
 	pid_t pid = 0;
 	int c, r, ret = EXIT_OK;
 
@@ -860,6 +863,14 @@ int cmd_show(int argc, char **argv)
 			if (!cli_parse_pid(optarg, &pid)) {
 				cli_error("Invalid pid '%s'", optarg);
 				return EXIT_USAGE;
+			}
+			{
+				pid_t *np = realloc(pids, (n_pids + 1) * sizeof(*pids));
+
+				if (!np)
+					return cli_error("Out of memory");
+				pids = np;
+				pids[n_pids++] = pid;
 			}
 			have_pid = true;
 			break;
@@ -913,10 +924,11 @@ int cmd_show(int argc, char **argv)
 	/* libsmartcols draws the tree with line characters only in a UTF-8 locale */
 	setlocale(LC_ALL, "");
 
+	/* Several --pid: their namespaces (each once) and the processes, as dump reads them. */
 	if (have_pid) {
-		r = mntcr_tree_read_pid(pid, 0, &t);
+		r = n_pids == 1 ? mntcr_tree_read_pid(pids[0], 0, &t) : mntcr_tree_read_pids(pids, n_pids, 0, &t);
 		if (r < 0)
-			return cli_pid_error(pid, r);
+			return cli_pids_error(pids, n_pids, r);
 	} else if (cli_load_image(image, &t, &ret) < 0)
 		return ret;
 

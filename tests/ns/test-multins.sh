@@ -83,6 +83,8 @@ is "$(in_ns 1 "cat $S/par/b/f")" kid-b "unshared: tmpfs content of the child's o
 # show and plan of several namespaces.
 check "unshared: show names both namespaces" sh -c \
 	"\"$MNTCR\" show -i \"$IMG\" | grep -c '^namespace [01] ' | grep -qx 2"
+is "$("$MNTCR" show --pid "$P" --pid "$K" 2>&1)" "$("$MNTCR" show -i "$IMG" 2>&1)" \
+	"unshared: show --pid P --pid K is show of the image"
 check "unshared: restore --dry-run plans both roots" sh -c \
 	"\"$MNTCR\" restore -n -i \"$IMG\" | grep -c 'becomes / of namespace' | grep -qx 2"
 check_exit 7 "unshared: the compat engine refuses several namespaces" \
