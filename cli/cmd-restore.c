@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,29 +115,38 @@ static int persist(int nsfd, const char *file)
 /* Several namespaces: DIR/nsK for each, and the mapping from the original namespaces on stdout. */
 static int persist_all(const struct mntcr_tree *t, const int *nsfds, const char *dir)
 {
-	size_t n = mntcr_tree_n_namespaces(t);
+	size_t n = mntcr_tree_n_namespaces(t), done = 0;
+	char file[PATH_MAX];
 	int ret = EXIT_OK;
 
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return cli_error("Failed to create directory %s: %s", dir, strerror(errno));
-	for (size_t k = 0; k < n && ret == EXIT_OK; k++) {
-		char *file = NULL;
-
-		if (asprintf(&file, "%s/ns%zu", dir, k) < 0)
-			return cli_error("Out of memory");
-		ret = persist(nsfds[k], file);
-		if (ret == EXIT_OK) {
-			printf("%" PRIu64 " %s", mntcr_tree_ns_orig_id(t, k), file);
-			for (size_t i = 0; i < mntcr_tree_n_processes(t); i++) {
-				pid_t pid;
-				size_t ns;
-
-				if (mntcr_tree_process(t, i, &pid, &ns, NULL, NULL) == 0 && ns == k)
-					printf(" %d", (int)pid);
-			}
-			printf("\n");
+	for (; done < n; done++) {
+		if (snprintf(file, sizeof(file), "%s/ns%zu", dir, done) >= (int)sizeof(file)) {
+			ret = cli_error("Directory name too long: %s", dir);
+			break;
 		}
-		free(file);
+		ret = persist(nsfds[done], file);
+		if (ret != EXIT_OK)
+			break;
+	}
+	/* All or nothing: a bind that failed takes back the ones made before it. */
+	for (size_t k = 0; ret != EXIT_OK && k < done; k++) {
+		snprintf(file, sizeof(file), "%s/ns%zu", dir, k);
+		if (umount2(file, MNT_DETACH) < 0)
+			cli_error("Failed to unmount %s again: %s", file, strerror(errno));
+	}
+	/* The mapping: original namespace id, file, the pids that were in it. */
+	for (size_t k = 0; ret == EXIT_OK && k < n; k++) {
+		printf("%" PRIu64 " %s/ns%zu", mntcr_tree_ns_orig_id(t, k), dir, k);
+		for (size_t i = 0; i < mntcr_tree_n_processes(t); i++) {
+			pid_t pid;
+			size_t ns;
+
+			if (mntcr_tree_process(t, i, &pid, &ns, NULL, NULL) == 0 && ns == k)
+				printf(" %d", (int)pid);
+		}
+		printf("\n");
 	}
 	if (fflush(stdout) != 0 && ret == EXIT_OK)
 		ret = cli_error("Failed to write the namespace mapping");

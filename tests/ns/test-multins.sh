@@ -214,6 +214,12 @@ check "bad: ... and no image left" test ! -e "$NS_TMP/bad.img"
 check_exit 3 "bad: --tree of a missing pid" "$MNTCR" dump --tree 999999999 -o "$NS_TMP/bad.img"
 check_exit 2 "bad: an empty pid in a list" "$MNTCR" diff "pid:$BP," "pid:$BP"
 check_exit 2 "bad: a namespace file that is not one" "$MNTCR" diff "ns:/etc/hostname,/etc/hostname" "pid:$BP"
+# --persist DIR where one namespace cannot be bound (DIR/ns1 is a directory): none is.
+mkdir -p "$NS_TMP/half.d/ns1"
+check_exit 1 "bad: --persist DIR with ns1 unbindable fails" \
+	"$MNTCR" restore -i "$NS_TMP/unshared.img" --persist "$NS_TMP/half.d"
+check "bad: ... naming the file" grep -q "half.d/ns1" "$ERR"
+check "bad: ... and ns0 is not left bound" sh -c "! grep -q ' $NS_TMP/half.d/ns0 ' /proc/self/mountinfo"
 ns_stop bad
 
 no_process_left
