@@ -35,7 +35,7 @@ struct exec_ctx {
 	struct economy *eco;  /* few fds: see "economy" below; NULL when every slot gets its fd */
 	struct mntcr_image *img; /* the image stream OP_CONTENT reads, or NULL */
 	size_t content_left;     /* OP_CONTENT ops still to run: the last one checks the trailer */
-	/* Several namespaces: the building namespace, and each one made by OP_SET_ROOT. */
+	/* Several namespaces: the building namespace, and one per tree (make_namespaces). */
 	int base_ns;
 	int *nsfds;
 	size_t cur_ns; /* the namespace we are in, or IDX_NONE for the building one */
@@ -60,7 +60,6 @@ static int enter_ns(struct exec_ctx *c, size_t k)
 	c->cur_ns = k;
 	return 0;
 }
-
 
 /* Fail op with the current errno, naming the syscall. Returns -errno. */
 static int sys_fail(struct exec_ctx *c, const char *syscall_name)

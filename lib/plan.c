@@ -1223,7 +1223,7 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 	r = plan_assemble(&pl);
 	if (r < 0)
 		goto fail;
-	/* Each namespace's tree becomes its root; the first namespace's last (docs/design.md). */
+	/* Each namespace's tree becomes its root (in any order: the namespaces exist already). */
 	for (size_t k = image->n_ns; k > 0 && r == 0; k--) {
 		size_t root = image->nss[k - 1].root;
 

@@ -368,13 +368,27 @@ static int proc_link(pid_t pid, const char *what, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-static int read_parts_flags(unsigned flags, struct mntcr_tree **parts, size_t n)
+/*
+ * Read each namespace through its process. Both kinds of mount ids cannot
+ * mix in one tree: if one namespace fell back to mountinfo and another did
+ * not, all are read again from mountinfo.
+ */
+static int read_parts(const pid_t *ns_pid, size_t n, unsigned flags, struct mntcr_tree **parts)
 {
-	/* Both kinds of ids cannot mix: if one namespace fell back to mountinfo, all do. */
+	size_t unique = 0;
+	int r;
+
+	for (size_t k = 0; k < n; k++) {
+		r = read_raw(ns_pid[k], flags, &parts[k]);
+		if (r < 0)
+			return r;
+		unique += parts[k]->unique_ids;
+	}
+	if (unique == 0 || unique == n)
+		return 0;
 	for (size_t k = 0; k < n; k++)
-		if (!parts[k]->unique_ids)
-			return (int)(flags | MNTCR_READ_MOUNTINFO);
-	return (int)flags;
+		parts[k] = mntcr_tree_free(parts[k]);
+	return read_parts(ns_pid, n, flags | MNTCR_READ_MOUNTINFO, parts);
 }
 
 MNTCR_EXPORT int mntcr_tree_read_pids(const pid_t *pids, size_t n_pids, unsigned flags,
@@ -389,8 +403,6 @@ MNTCR_EXPORT int mntcr_tree_read_pids(const pid_t *pids, size_t n_pids, unsigned
 
 	if (!pids || n_pids == 0 || !ret_tree)
 		return -EINVAL;
-	if (n_pids == 1)
-		return mntcr_tree_read_pid(pids[0], flags, ret_tree);
 	keys = calloc(n_pids, sizeof(*keys));
 	pid_ns = calloc(n_pids, sizeof(*pid_ns));
 	ns_pid = calloc(n_pids, sizeof(*ns_pid));
@@ -417,18 +429,9 @@ MNTCR_EXPORT int mntcr_tree_read_pids(const pid_t *pids, size_t n_pids, unsigned
 		}
 		pid_ns[i] = k;
 	}
-	for (int pass = 0; pass < 2; pass++) {
-		for (size_t k = 0; k < n; k++) {
-			r = read_raw(ns_pid[k], flags, &parts[k]);
-			if (r < 0)
-				goto out;
-		}
-		if ((unsigned)read_parts_flags(flags, parts, n) == flags)
-			break;
-		flags = (unsigned)read_parts_flags(flags, parts, n);
-		for (size_t k = 0; k < n; k++)
-			parts[k] = mntcr_tree_free(parts[k]);
-	}
+	r = read_parts(ns_pid, n, flags, parts);
+	if (r < 0)
+		goto out;
 	timing_mark("read+parse");
 	r = tree_merge(parts, n, &t);
 	if (r < 0)
