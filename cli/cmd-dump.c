@@ -58,61 +58,74 @@ static pid_t parent_of(pid_t pid)
 	return (pid_t)ppid;
 }
 
-/* pid and its descendants (pid first, then in ascending pid order, parents before children). */
+struct proc_parent {
+	pid_t pid, ppid;
+};
+
+static int cmp_by_parent(const void *a, const void *b)
+{
+	const struct proc_parent *x = a, *y = b;
+
+	if (x->ppid != y->ppid)
+		return x->ppid < y->ppid ? -1 : 1;
+	return x->pid < y->pid ? -1 : (x->pid > y->pid ? 1 : 0);
+}
+
+/* root and its descendants, breadth first (parents before children), after what *pids has. */
 static int add_tree(pid_t **pids, size_t *n, pid_t root)
 {
 	DIR *d = opendir("/proc");
-	pid_t *all = NULL, *par = NULL;
-	size_t n_all = 0, cap = 0;
+	struct proc_parent *all = NULL;
+	pid_t *tree = NULL;
+	size_t n_all = 0, cap = 0, n_tree = 0;
 	struct dirent *de;
-	bool grew = true;
 	int r = 0;
 
 	if (!d)
 		return -errno;
-	r = add_pid(pids, n, root);
-	while (r == 0 && (de = readdir(d))) {
+	while ((de = readdir(d))) {
 		pid_t pid;
 
 		if (!cli_parse_pid(de->d_name, &pid))
 			continue;
 		if (n_all == cap) {
-			size_t c = cap ? cap * 2 : 256;
-			pid_t *a = realloc(all, c * sizeof(*a)), *b;
+			struct proc_parent *a = realloc(all, (cap = cap ? cap * 2 : 256) * sizeof(*a));
 
-			if (a)
-				all = a;
-			b = a ? realloc(par, c * sizeof(*b)) : NULL;
-			if (!a || !b) {
+			if (!a) {
 				r = -ENOMEM;
 				break;
 			}
-			par = b;
-			cap = c;
+			all = a;
 		}
-		all[n_all] = pid;
-		par[n_all++] = parent_of(pid);
-	}
-	/* Add children of what is in, until nothing grows: parents before children. */
-	while (r == 0 && grew) {
-		grew = false;
-		for (size_t i = 0; i < n_all && r == 0; i++) {
-			size_t before = *n;
-			bool parent_in = false, in = false;
-
-			for (size_t k = 0; k < *n; k++) {
-				parent_in = parent_in || (*pids)[k] == par[i];
-				in = in || (*pids)[k] == all[i];
-			}
-			if (!parent_in || in)
-				continue;
-			r = add_pid(pids, n, all[i]);
-			grew = grew || *n > before;
-		}
+		all[n_all++] = (struct proc_parent){ .pid = pid, .ppid = parent_of(pid) };
 	}
 	closedir(d);
+	/* sorted by parent: the children of a process are one run, found by binary search */
+	if (r == 0)
+		qsort(all, n_all, sizeof(*all), cmp_by_parent);
+	if (r == 0 && !(tree = malloc((n_all + 1) * sizeof(*tree))))
+		r = -ENOMEM;
+	if (r == 0)
+		tree[n_tree++] = root;
+	for (size_t i = 0; r == 0 && i < n_tree; i++) {
+		size_t lo = 0, hi = n_all;
+
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (all[mid].ppid < tree[i])
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		/* at most n_all besides root, even if /proc changed while it was read */
+		for (; lo < n_all && all[lo].ppid == tree[i] && n_tree <= n_all; lo++)
+			tree[n_tree++] = all[lo].pid;
+	}
+	for (size_t i = 0; r == 0 && i < n_tree; i++)
+		r = add_pid(pids, n, tree[i]);
+	free(tree);
 	free(all);
-	free(par);
 	return r;
 }
 
