@@ -757,55 +757,25 @@ static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 
 static int send_reply(int sock, const struct helper_reply *rep, int fd)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u = { 0 };
-	struct iovec iov = { .iov_base = (void *)rep, .iov_len = sizeof(*rep) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return 0;
+	return sock_send_fds(sock, rep, sizeof(*rep), &fd, fd >= 0 ? 1 : 0);
 }
 
 static int recv_reply(int sock, struct helper_reply *rep, int *ret_fd)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct iovec iov = { .iov_base = rep, .iov_len = sizeof(*rep) };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
+	size_t n_fds;
 	ssize_t n;
 
 	*ret_fd = -EBADF;
-	do
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+	n = sock_recv_fds(sock, rep, sizeof(*rep), ret_fd, 1, &n_fds);
 	if (n < 0)
-		return -errno;
-	if (n != sizeof(*rep))
+		return (int)n;
+	if (n != sizeof(*rep)) {
+		if (n_fds) {
+			close(*ret_fd);
+			*ret_fd = -EBADF;
+		}
 		return -EPIPE; /* the helper died */
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
+	}
 	rep->msg[sizeof(rep->msg) - 1] = 0;
 	return 0;
 }

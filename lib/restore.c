@@ -85,30 +85,15 @@ static enum plan_phase phase_from_name(const char *name)
 	return _PHASE_MAX;
 }
 
-/* Namespace fds, at most this many per message (SCM_MAX_FD is 253). */
-#define FDS_PER_MSG 200
-
+/* Send n fds, SOCK_FDS_MAX per message. */
 static int send_fds(int sock, const int *fds, size_t n)
 {
-	for (size_t off = 0; off < n; off += FDS_PER_MSG) {
-		size_t k = n - off < FDS_PER_MSG ? n - off : FDS_PER_MSG;
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(FDS_PER_MSG * sizeof(int))];
-		} u = { 0 };
-		char byte = 'N';
-		struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				     .msg_controllen = CMSG_SPACE(k * sizeof(int)) };
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	for (size_t off = 0; off < n; off += SOCK_FDS_MAX) {
+		size_t k = n - off < SOCK_FDS_MAX ? n - off : SOCK_FDS_MAX;
+		int r = sock_send_fds(sock, "N", 1, fds + off, k);
 
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(k * sizeof(int));
-		memcpy(CMSG_DATA(c), fds + off, k * sizeof(int));
-		while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
-			if (errno != EINTR)
-				return -errno;
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -119,30 +104,16 @@ static int recv_fds(int sock, int *fds, size_t n)
 	size_t got = 0;
 
 	while (got < n) {
-		size_t k = n - got < FDS_PER_MSG ? n - got : FDS_PER_MSG;
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(FDS_PER_MSG * sizeof(int))];
-		} u;
+		size_t k = n - got < SOCK_FDS_MAX ? n - got : SOCK_FDS_MAX, n_fds;
 		char byte;
-		struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				     .msg_controllen = sizeof(u.buf) };
-		struct cmsghdr *c;
-		ssize_t r;
+		ssize_t r = sock_recv_fds(sock, &byte, 1, fds + got, k, &n_fds);
 
-		do
-			r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-		while (r < 0 && errno == EINTR);
-		c = r > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-		if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-		    c->cmsg_len != CMSG_LEN(k * sizeof(int))) {
+		got += n_fds;
+		if (r <= 0 || n_fds != k) {
 			for (size_t i = 0; i < got; i++)
 				close(fds[i]);
-			return r < 0 ? -errno : -EPROTO;
+			return r < 0 ? (int)r : -EPROTO;
 		}
-		memcpy(fds + got, CMSG_DATA(c), k * sizeof(int));
-		got += k;
 	}
 	return 0;
 }

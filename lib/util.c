@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <limits.h>
+#include <sys/socket.h>
 
 #include "mntcr/mntcr.h"
 
@@ -596,4 +597,70 @@ void timing_mark(const char *phase)
 		now - timing_last - timing_sub, now - timing_t0);
 	timing_sub = 0;
 	timing_last = timing_now_ms();
+}
+
+/* -------------------------------------------------------------------------- */
+/* File descriptors over a unix socket */
+
+union fd_cmsg {
+	struct cmsghdr h;
+	char buf[CMSG_SPACE(SOCK_FDS_MAX * sizeof(int))];
+};
+
+int sock_send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n)
+{
+	union fd_cmsg u = { 0 };
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (n > SOCK_FDS_MAX)
+		return -EINVAL;
+	if (n > 0) {
+		struct cmsghdr *c;
+
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(n * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(n * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+	}
+	while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return 0;
+}
+
+ssize_t sock_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max, size_t *ret_n)
+{
+	union fd_cmsg u;
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	ssize_t r;
+
+	*ret_n = 0;
+	do
+		r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		size_t k;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (*ret_n < max)
+				fds[(*ret_n)++] = fd;
+			else
+				close(fd);
+		}
+	}
+	return r;
 }

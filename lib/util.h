@@ -173,6 +173,18 @@ char *xstrdup(const char *s); /* strdup that returns NULL for NULL */
 int safe_atou64(const char *s, uint64_t *ret);
 int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max);
 
+/* File descriptors over a unix socket (SCM_RIGHTS), at most this many per message. */
+#define SOCK_FDS_MAX 200
+/* Send len bytes of buf (len > 0) and n fds in one message. EINTR is retried. 0 or -errno. */
+int sock_send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n);
+/*
+ * Receive one message: up to len bytes into buf, and the fds it carries
+ * (O_CLOEXEC) into fds, at most max, their number in *ret_n; any beyond
+ * max are closed. Returns the bytes received (0: the peer is gone) or
+ * -errno.
+ */
+ssize_t sock_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max, size_t *ret_n);
+
 /* -------------------------------------------------------------------------- */
 /* Bytes <-> UTF-8 text, reversibly (the image manifest stores paths as JSON strings). */
 
