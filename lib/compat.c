@@ -3554,32 +3554,16 @@ static char *sb_data(const struct mntcr_sb *sb)
 static int do_content(struct cexec *c, const struct cop *op)
 {
 	_cleanup_close_ int fd = -EBADF;
-	_cleanup_free_ char *member = NULL;
-	const char *call = NULL;
 	int r;
 
-	if (!c->img) {
-		c->syscall = "content";
-		snprintf(c->detail, sizeof(c->detail), "no image stream to read the content from");
-		return -ENODATA;
-	}
+	if (!c->img)
+		return content_op(NULL, op->sb, -EBADF, &c->content_left, &c->syscall, c->detail,
+				  sizeof(c->detail));
 	r = open_path(c, op->base, op->handle, op->path, &fd);
 	if (r < 0)
 		return r;
 	log_debug("content @%s <- image content of superblock %zu", op->path, op->sb);
-	r = content_extract(c->img, op->sb, fd, &member, &call);
-	if (r == 0 && --c->content_left == 0) {
-		r = image_content_end(c->img);
-		call = "read image";
-	}
-	if (r < 0) {
-		c->syscall = call ? call : "read image";
-		snprintf(c->detail, sizeof(c->detail), "%s%s%s", member ? "image member " : "",
-			 member ? member : "",
-			 r == -EBADMSG ? (member ? ": a corrupt or hostile image" : "the image is corrupt or truncated")
-				       : "");
-	}
-	return r;
+	return content_op(c->img, op->sb, fd, &c->content_left, &c->syscall, c->detail, sizeof(c->detail));
 }
 
 static int do_op(struct cexec *c, const struct cop *op)

@@ -1914,3 +1914,29 @@ int content_extract(struct mntcr_image *img, size_t sb, int rootfd, char **ret_m
 	free(ex.parent);
 	return r < 0 ? r : 0;
 }
+
+int content_op(struct mntcr_image *img, size_t sb, int rootfd, size_t *left, const char **ret_call,
+	       char *detail, size_t detail_size)
+{
+	_cleanup_free_ char *member = NULL;
+	const char *call = NULL;
+	int r;
+
+	if (!img) {
+		*ret_call = "content";
+		snprintf(detail, detail_size, "no image stream to read the content from");
+		return -ENODATA;
+	}
+	r = content_extract(img, sb, rootfd, &member, &call);
+	if (r == 0 && --*left == 0) {
+		r = image_content_end(img);
+		call = "read image";
+	}
+	if (r < 0) {
+		*ret_call = call ? call : "read image";
+		snprintf(detail, detail_size, "%s%s%s", member ? "image member " : "", member ? member : "",
+			 r == -EBADMSG ? (member ? ": a corrupt or hostile image" : "the image is corrupt or truncated")
+				       : "");
+	}
+	return r;
+}

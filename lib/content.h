@@ -141,3 +141,13 @@ void image_content_handed_over(struct mntcr_image *img);
  */
 int content_extract(struct mntcr_image *img, size_t sb, int rootfd, char **ret_member,
 		    const char **ret_call);
+
+/*
+ * An executor's content op, for both engines: content_extract() of
+ * superblock sb into rootfd; the last one (when *left reaches 0) also
+ * reads and checks the image's trailer. On failure *ret_call names the
+ * call and detail (of detail_size bytes) what failed: the member, a
+ * corrupt image, or no image stream at all (img NULL, -ENODATA).
+ */
+int content_op(struct mntcr_image *img, size_t sb, int rootfd, size_t *left, const char **ret_call,
+	       char *detail, size_t detail_size);

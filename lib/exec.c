@@ -378,31 +378,9 @@ static int do_set_root(struct exec_ctx *c, const struct plan_op *op)
  */
 static int do_content(struct exec_ctx *c, const struct plan_op *op)
 {
-	_cleanup_free_ char *member = NULL;
-	const char *call = NULL;
-	int r;
-
-	if (!c->img) {
-		c->syscall = "content";
-		snprintf(c->kmsg, sizeof(c->kmsg), "no image stream to read the content from");
-		return -ENODATA;
-	}
 	log_debug("content #%zu <- image content of superblock %zu", op->slot, op->sb);
-	r = content_extract(c->img, op->sb, c->fds[op->slot], &member, &call);
-	if (r == 0 && --c->content_left == 0) {
-		r = image_content_end(c->img);
-		call = "read image";
-	}
-	if (r < 0) {
-		c->syscall = call ? call : "read image";
-		snprintf(c->kmsg, sizeof(c->kmsg), "%s%s%s", member ? "image member " : "",
-			 member ? member : "",
-			 r == -EBADMSG ? (member ? ": a corrupt or hostile image"
-						 : "the image is corrupt or truncated")
-				       : "");
-		return r;
-	}
-	return 0;
+	return content_op(c->img, op->sb, c->fds[op->slot], &c->content_left, &c->syscall, c->kmsg,
+			  sizeof(c->kmsg));
 }
 
 static int run_op(struct exec_ctx *c, const struct plan_op *op)
