@@ -297,36 +297,34 @@ static int sb_to_json(const struct mntcr_tree *t, size_t i, struct jw *w,
 	return 0;
 }
 
+static bool mount_fields_ok(const struct mntcr_tree *t, const struct mntcr_mount *m)
+{
+	return m->sb < t->n_sbs && path_ok(m->root, false) && path_ok(m->mountpoint, true) &&
+	       text_ok(m->fstype, FSTYPE_MAX, true) && text_ok(m->source, TEXT_MAX, false) &&
+	       text_ok(m->sb_opts, TEXT_MAX, false);
+}
+
+/*
+ * Mount i as an item of the open "mounts" array. Nothing is logged here
+ * (the items may be written on other threads): on -EINVAL, mount_write_error()
+ * says why.
+ */
 static int mount_to_json(const struct mntcr_tree *t, size_t i, struct jw *w)
 {
 	const struct mntcr_mount *m = &t->mounts[i];
 	int r;
 
-	if (m->sb >= t->n_sbs || !path_ok(m->root, false) || !path_ok(m->mountpoint, true) ||
-	    !text_ok(m->fstype, FSTYPE_MAX, true) || !text_ok(m->source, TEXT_MAX, false) ||
-	    !text_ok(m->sb_opts, TEXT_MAX, false))
-		return log_debug_errno(
-			-EINVAL,
-			"Cannot write mount %" PRIu64
-			" (%s): a field is missing, too long or not a normalised absolute path",
-			m->id, m->mountpoint ? m->mountpoint : "?");
+	if (!mount_fields_ok(t, m))
+		return -EINVAL;
 	jw_object_begin(w, NULL);
 	jw_u64(w, "id", m->id);
 	jw_u64(w, "parent_id", m->parent_id);
 	jw_u64(w, "old_id", m->old_id);
 	jw_u64(w, "sb", m->sb);
 	if ((r = json_add_str(w, "root", m->root)) < 0 ||
-	    (r = json_add_str(w, "mountpoint", m->mountpoint)) < 0)
-		return r;
-	r = flags_to_json(m->attr, w);
-	if (r == -EINVAL)
-		return log_debug_errno(r,
-				       "Cannot write mount %" PRIu64
-				       " (%s): per-mount flags 0x%" PRIx64 " have no option names",
-				       m->id, m->mountpoint, m->attr);
-	if (r < 0)
-		return r;
-	if ((r = json_add_str(w, "fstype", m->fstype)) < 0 ||
+	    (r = json_add_str(w, "mountpoint", m->mountpoint)) < 0 ||
+	    (r = flags_to_json(m->attr, w)) < 0 ||
+	    (r = json_add_str(w, "fstype", m->fstype)) < 0 ||
 	    (r = json_add_str(w, "source", m->source)) < 0 ||
 	    (r = json_add_str(w, "sb_options", m->sb_opts)) < 0)
 		return r;
@@ -340,6 +338,85 @@ static int mount_to_json(const struct mntcr_tree *t, size_t i, struct jw *w)
 		jw_u64(w, "ns", m->ns);
 	jw_object_end(w);
 	return 0;
+}
+
+/* Why mount_to_json() refused mount i with r, logged from the caller's thread. */
+static int mount_write_error(const struct mntcr_tree *t, size_t i, int r)
+{
+	const struct mntcr_mount *m = &t->mounts[i];
+
+	if (r != -EINVAL)
+		return r;
+	if (mount_fields_ok(t, m)) /* then it was the flags */
+		return log_debug_errno(r,
+				       "Cannot write mount %" PRIu64
+				       " (%s): per-mount flags 0x%" PRIx64 " have no option names",
+				       m->id, m->mountpoint, m->attr);
+	return log_debug_errno(r,
+			       "Cannot write mount %" PRIu64
+			       " (%s): a field is missing, too long or not a normalised absolute path",
+			       m->id, m->mountpoint ? m->mountpoint : "?");
+}
+
+/*
+ * The mounts are most of the manifest. Many are written on several threads,
+ * each share into a buffer of its own, with a copy of the writer's state
+ * inside the array; the buffers are joined in order, into the same text
+ * one thread writes.
+ */
+struct mounts_share {
+	const struct mntcr_tree *t;
+	struct jw w;
+	struct strbuf b;
+	size_t lo, hi, failed;
+	int r;
+};
+
+#define MOUNTS_SHARE_MIN 2048
+
+static void *mounts_share_run(void *arg)
+{
+	struct mounts_share *s = arg;
+
+	for (size_t i = s->lo; i < s->hi && s->r == 0; i++) {
+		s->r = mount_to_json(s->t, i, &s->w);
+		s->failed = i;
+	}
+	if (s->r == 0)
+		s->r = s->w.err;
+	return NULL;
+}
+
+static int mounts_to_json(const struct mntcr_tree *t, struct jw *w, size_t reserve)
+{
+	struct mounts_share share[PARALLEL_MAX];
+	size_t k = parallel_shares(t->n_mounts, MOUNTS_SHARE_MIN), n = t->n_mounts;
+	int r = 0;
+
+	for (size_t j = 0; j < k; j++) {
+		share[j] = (struct mounts_share){ .t = t, .w = *w, .lo = n * j / k,
+						  .hi = n * (j + 1) / k };
+		/* share 0 writes on; the others into buffers of their own, after an item */
+		if (j > 0) {
+			share[j].w.out = &share[j].b;
+			share[j].w.has_children[w->depth - 1] = true;
+			if (strbuf_reserve(&share[j].b, reserve / k) < 0)
+				share[j].r = -ENOMEM;
+		}
+	}
+	parallel_run(mounts_share_run, share, sizeof(share[0]), k);
+	*w = share[0].w;
+	for (size_t j = 0; j < k; j++) {
+		if (r == 0 && share[j].r < 0)
+			r = mount_write_error(t, share[j].failed, share[j].r);
+		if (r == 0 && j > 0 && strbuf_add(w->out, share[j].b.buf, share[j].b.len) < 0)
+			r = -ENOMEM;
+		if (j > 0)
+			strbuf_release(&share[j].b);
+	}
+	if (r == 0 && n > 0)
+		w->has_children[w->depth - 1] = true;
+	return r;
 }
 
 /* Version 3: the namespaces (original id, root mount) and the processes in them. */
@@ -459,9 +536,8 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 			goto fail;
 	jw_array_end(&w);
 	jw_array_begin(&w, "mounts");
-	for (size_t i = 0; i < t->n_mounts; i++)
-		if ((r = mount_to_json(t, i, &w)) < 0)
-			goto fail;
+	if ((r = mounts_to_json(t, &w, b.cap - b.len)) < 0)
+		goto fail;
 	jw_array_end(&w);
 	if (x && x->version >= IMAGE_VERSION_NS && (r = namespaces_to_json(t, &w)) < 0)
 		goto fail;
@@ -940,16 +1016,19 @@ MNTCR_EXPORT int mntcr_image_write(int fd, const struct mntcr_tree *t, unsigned 
 
 /*
  * Where a value is, for messages: "manifest", "manifest.counts" or
- * "manifest.mounts[3]". Formatted only when a message is printed.
+ * "manifest.mounts[3]". Formatted only when a message is printed. It also
+ * keeps where in that object the last key was found: the next lookup
+ * starts there (jval_get_hint), as keys are looked up mostly in text order.
  */
 struct jctx {
 	const char *name;
 	size_t idx;
 	bool indexed;
+	uint32_t hint;
 };
 
-#define JCTX(n) (&(const struct jctx){ .name = (n) })
-#define JCTX_IDX(n, i) (&(const struct jctx){ .name = (n), .idx = (i), .indexed = true })
+#define JCTX(n) (&(struct jctx){ .name = (n) })
+#define JCTX_IDX(n, i) (&(struct jctx){ .name = (n), .idx = (i), .indexed = true })
 
 static const char *ctx_str(const struct jctx *c, char buf[static 64])
 {
@@ -986,10 +1065,10 @@ static int json_parse_text(const char *what, char *text, size_t len, struct jdoc
  * The value of obj[key], which must have JSON type `type`. With `nullable`,
  * null or a missing key give *ret = NULL. ctx names obj in messages.
  */
-static int jget(const struct jval *obj, const struct jctx *ctx, const char *key, enum jtype type,
+static int jget(const struct jval *obj, struct jctx *ctx, const char *key, enum jtype type,
 		bool nullable, const struct jval **ret)
 {
-	const struct jval *v = jval_get(obj, key);
+	const struct jval *v = jval_get_hint(obj, key, &ctx->hint);
 	char buf[64];
 
 	if (!v || v->type == JT_NULL) {
@@ -1006,7 +1085,7 @@ static int jget(const struct jval *obj, const struct jctx *ctx, const char *key,
 	return 0;
 }
 
-static int jget_u64(const struct jval *obj, const struct jctx *ctx, const char *key, uint64_t max,
+static int jget_u64(const struct jval *obj, struct jctx *ctx, const char *key, uint64_t max,
 		    uint64_t *ret)
 {
 	const struct jval *v;
@@ -1027,7 +1106,7 @@ static int jget_u64(const struct jval *obj, const struct jctx *ctx, const char *
 	return 0;
 }
 
-static int jget_bool(const struct jval *obj, const struct jctx *ctx, const char *key, bool *ret)
+static int jget_bool(const struct jval *obj, struct jctx *ctx, const char *key, bool *ret)
 {
 	const struct jval *v;
 	int r;
@@ -1058,6 +1137,7 @@ static int jval_str(const struct jval *v, const struct jctx *ctx, const char *ke
 {
 	_cleanup_free_ char *d = NULL;
 	char buf[64];
+	size_t len;
 	bool ok;
 	int r;
 
@@ -1068,14 +1148,14 @@ static int jval_str(const struct jval *v, const struct jctx *ctx, const char *ke
 	if ((size_t)v->n / 4 > max)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is longer than %zu bytes",
 				       ctx_str(ctx, buf), key, max);
-	r = utf8_unescape_bytes(v->s, v->n, &d);
+	r = utf8_unescape_bytes_full(v->s, v->n, &d, &len);
 	if (r == -EINVAL)
 		return log_debug_errno(-EBADMSG,
 				       "Invalid image: %s.%s has a bad escape or a NUL byte",
 				       ctx_str(ctx, buf), key);
 	if (r < 0)
 		return r;
-	if (strlen(d) > max)
+	if (len > max)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is longer than %zu bytes",
 				       ctx_str(ctx, buf), key, max);
 	switch (kind) {
@@ -1105,7 +1185,7 @@ static int jval_str(const struct jval *v, const struct jctx *ctx, const char *ke
 }
 
 /* A string field, decoded into a new string; NULL for null when nullable. */
-static int jget_str(const struct jval *obj, const struct jctx *ctx, const char *key, bool nullable,
+static int jget_str(const struct jval *obj, struct jctx *ctx, const char *key, bool nullable,
 		    enum str_kind kind, size_t max, char **ret)
 {
 	const struct jval *v;
@@ -1194,7 +1274,7 @@ static int cmp_str(const void *a, const void *b)
  * Version 2: a superblock's "content", the roots its members lie in:
  * absolute, normalised, sorted, none below another.
  */
-static int content_from_json(const struct jval *o, const struct jctx *ctx, struct mntcr_sb *sb)
+static int content_from_json(const struct jval *o, struct jctx *ctx, struct mntcr_sb *sb)
 {
 	const struct jval *arr;
 	char buf[64];
@@ -1246,7 +1326,7 @@ static int content_from_json(const struct jval *o, const struct jctx *ctx, struc
 
 static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct mntcr_sb *sb)
 {
-	const struct jctx *ctx = JCTX_IDX("manifest.superblocks", i);
+	struct jctx *ctx = JCTX_IDX("manifest.superblocks", i);
 	_cleanup_free_ char *dev = NULL;
 	char buf[64];
 	int r;
@@ -1276,7 +1356,7 @@ static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct
 static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tree *t,
 			   struct mntcr_mount *m)
 {
-	const struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
+	struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
 	const struct jval *flags, *type;
 	uint64_t old_id, sb;
 	char buf[64];
@@ -1313,7 +1393,7 @@ static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tr
 	    (r = jget_bool(o, ctx, "unbindable", &m->unbindable)) < 0 ||
 	    (r = jget(o, ctx, "type", JT_STRING, true, &type)) < 0)
 		return r;
-	if (t->n_ns > 1 || t->n_procs > 0 || jval_get(o, "ns")) {
+	if (t->n_ns > 1 || t->n_procs > 0 || jval_get_hint(o, "ns", &ctx->hint)) {
 		uint64_t ns;
 
 		if ((r = jget_u64(o, ctx, "ns", t->n_ns ? t->n_ns - 1 : 0, &ns)) < 0)
@@ -1337,7 +1417,7 @@ static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tr
 static int namespaces_from_json(const struct jval *root, uint64_t n_mounts, struct mntcr_tree *t,
 				uint64_t **ret_roots)
 {
-	const struct jctx *top = JCTX("manifest");
+	struct jctx *top = JCTX("manifest");
 	const struct jval *nss, *procs;
 	uint64_t *roots;
 	char buf[64];
@@ -1358,7 +1438,7 @@ static int namespaces_from_json(const struct jval *root, uint64_t n_mounts, stru
 	if (!roots)
 		return -ENOMEM;
 	for (size_t k = 0; k < nss->n; k++) {
-		const struct jctx *ctx = JCTX_IDX("manifest.namespaces", k);
+		struct jctx *ctx = JCTX_IDX("manifest.namespaces", k);
 		const struct jval *o = &nss->items[k];
 
 		if (o->type != JT_OBJECT) {
@@ -1372,7 +1452,7 @@ static int namespaces_from_json(const struct jval *root, uint64_t n_mounts, stru
 		}
 	}
 	for (size_t i = 0; i < procs->n; i++) {
-		const struct jctx *ctx = JCTX_IDX("manifest.processes", i);
+		struct jctx *ctx = JCTX_IDX("manifest.processes", i);
 		const struct jval *o = &procs->items[i];
 		char *proot = NULL, *cwd = NULL;
 		uint64_t pid, ns;
@@ -1397,7 +1477,7 @@ static int namespaces_from_json(const struct jval *root, uint64_t n_mounts, stru
 
 static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr_tree **ret)
 {
-	const struct jctx *top = JCTX("manifest"), *cctx = JCTX("manifest.counts");
+	struct jctx *top = JCTX("manifest"), *cctx = JCTX("manifest.counts");
 	const struct jval *root, *v, *counts, *sbs, *mounts;
 	_cleanup_free_ char *source = NULL;
 	uint64_t u, n_mounts, n_sbs, root_id;
@@ -1475,6 +1555,7 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	if ((r = GROW(t->sbs, t->cap_sbs, n_sbs)) < 0 ||
 	    (r = GROW(t->mounts, t->cap_mounts, n_mounts)) < 0)
 		goto fail;
+	memory_prefault(t->mounts, n_mounts * sizeof(*t->mounts));
 	if (version >= IMAGE_VERSION_NS && (r = namespaces_from_json(root, n_mounts, t, &ns_roots)) < 0)
 		goto fail;
 	for (size_t i = 0; i < n_sbs; i++) {
@@ -1572,7 +1653,7 @@ struct checksum {
 
 static int checksum_parse(char *text, size_t len, struct checksum *ret)
 {
-	const struct jctx *ctx = JCTX("checksum");
+	struct jctx *ctx = JCTX("checksum");
 	const struct jval *alg, *hex[2];
 	uint64_t digest[2];
 	struct jdoc doc;
@@ -1725,6 +1806,9 @@ static int read_data(struct image_reader *rd, const char *name, size_t max, stru
 			if (r < 0)
 				return r;
 			dst = out->buf + out->len;
+			/* A large member (a buffer's worth read already): its next pages at once */
+			if (total >= IO_BUF_SIZE)
+				memory_prefault(dst, IO_BUF_SIZE);
 		}
 		n = archive_read_data(rd->a, dst, IO_BUF_SIZE);
 		if (n < 0)
@@ -1820,10 +1904,14 @@ static int read_magic(struct image_reader *rd)
 	return 0;
 }
 
-/* Step 2: the manifest, kept as bytes until its digest is known. */
-static int read_manifest(struct image_reader *rd)
+/*
+ * Step 2: the manifest, kept as bytes until its digest is known. The
+ * digest is taken as the bytes come, while they are in the cache.
+ */
+static int read_manifest(struct image_reader *rd, uint64_t *ret_digest)
 {
 	struct archive_entry *e;
+	XXH3_state_t *h;
 	const char *name;
 	int r;
 
@@ -1838,14 +1926,26 @@ static int read_manifest(struct image_reader *rd)
 				       MANIFEST_MEMBER);
 	if ((r = check_regular(e, name, MANIFEST_MAX)) < 0)
 		return r;
-	/* Its size is known (and checked): one allocation, not a doubling series of copies. */
+	/*
+	 * Its size is known (and checked): one allocation, not a doubling
+	 * series of copies, with the room read_data() asks for before its last
+	 * read, so that the manifest is never moved.
+	 */
 	if (archive_entry_size_is_set(e) &&
-	    (r = strbuf_reserve(&rd->manifest, (size_t)archive_entry_size(e))) < 0)
+	    (r = strbuf_reserve(&rd->manifest, (size_t)archive_entry_size(e) + IO_BUF_SIZE)) < 0)
 		return r;
-	if ((r = read_data(rd, name, MANIFEST_MAX, &rd->manifest, NULL)) < 0)
-		return r;
-	rd->members++;
-	return 0;
+	h = XXH3_createState();
+	if (!h || XXH3_64bits_reset(h) != XXH_OK) {
+		XXH3_freeState(h);
+		return -ENOMEM;
+	}
+	r = read_data(rd, name, MANIFEST_MAX, &rd->manifest, h);
+	if (r == 0) {
+		*ret_digest = XXH3_64bits_digest(h);
+		rd->members++;
+	}
+	XXH3_freeState(h);
+	return r;
 }
 
 /* The checksum member (e, already read), nothing after it, and the digests. */
@@ -1904,7 +2004,7 @@ out:
  * no meaning for: their names are checked and their data hashed) up to
  * the checksum, then the end of the archive.
  */
-static int read_tail_v1(struct image_reader *rd)
+static int read_tail_v1(struct image_reader *rd, uint64_t manifest_digest)
 {
 	struct archive_entry *e;
 	const char *name;
@@ -1934,7 +2034,7 @@ static int read_tail_v1(struct image_reader *rd)
 		rd->have_content = true;
 		rd->members++;
 	}
-	return read_checksum(rd, e, name, XXH3_64bits(rd->manifest.buf, rd->manifest.len));
+	return read_checksum(rd, e, name, manifest_digest);
 }
 
 /*
@@ -2010,7 +2110,7 @@ static int member_fail(struct mntcr_image *img, const char *name, int r)
 static int read_manifest_checksum(struct mntcr_image *img)
 {
 	struct image_reader *rd = &img->rd;
-	const struct jctx *ctx = JCTX("manifest.checksum");
+	struct jctx *ctx = JCTX("manifest.checksum");
 	struct jdoc doc = { 0 };
 	struct strbuf buf = { 0 };
 	const struct jval *alg, *hex;
@@ -2087,13 +2187,12 @@ MNTCR_EXPORT int mntcr_image_open(int fd, struct mntcr_image **ret_image)
 		return -ENOMEM;
 	rd = &img->rd;
 	if ((r = reader_open(rd, fd)) < 0 || (r = read_magic(rd)) < 0 ||
-	    (r = read_manifest(rd)) < 0)
+	    (r = read_manifest(rd, &img->manifest_digest)) < 0)
 		goto fail;
-	img->manifest_digest = XXH3_64bits(rd->manifest.buf, rd->manifest.len);
 
 	if (rd->version < IMAGE_VERSION_CONTENT) {
 		/* Version 1: everything is checked before the manifest is parsed. */
-		r = read_tail_v1(rd);
+		r = read_tail_v1(rd, img->manifest_digest);
 		if (r < 0)
 			goto fail;
 		drain(rd);

@@ -13,8 +13,8 @@ int mountinfo_parse_line(char *line, struct mntcr_mount *m);
 /* statmount.c */
 int statmount_ns_id_of_pid(pid_t pid, uint64_t *ret_ns_id);
 int statmount_read(uint64_t ns_id, struct mntcr_tree **ret_tree);
-/* MNTCR_TIMING: the time the last statmount_read spent in statmount(2) */
-extern double statmount_kernel_ms;
+/* MNTCR_TIMING: how long the last statmount_read took to read the mounts (statmount and copies) */
+extern double statmount_read_ms;
 
 /* read.c */
 /* Mark t's superblocks external when self (the dumper's namespace) has a visible mount of them. */

@@ -5,6 +5,8 @@
  * per value: the writer appends to one buffer, the reader decodes strings
  * in place and keeps the tree in an arena.
  */
+#include <endian.h>
+
 #include "json.h"
 
 /* -------------------------------------------------------------------------- */
@@ -243,6 +245,7 @@ static void *arena_alloc(struct parser *ps, size_t n)
 		b = malloc(sizeof(*b) + size);
 		if (!b)
 			return NULL;
+		memory_prefault(b->data, size); /* it is filled next */
 		b->size = size;
 		b->used = 0;
 		b->next = ps->arena;
@@ -260,11 +263,47 @@ static int fail_at(struct parser *ps, char *at, const char *msg)
 	return -EBADMSG;
 }
 
+/* Byte classes: JSON white space; bytes a string holds as is (printable ASCII but '"', '\\'). */
+enum {
+	C_WS = 1,
+	C_PLAIN = 2,
+};
+
+static const uint8_t byte_class[256] = {
+	['\n'] = C_WS,
+	['\t'] = C_WS,
+	['\r'] = C_WS,
+	[' '] = C_WS | C_PLAIN,
+	['!'] = C_PLAIN,
+	['#' ... '['] = C_PLAIN,
+	[']' ... 0x7f] = C_PLAIN,
+};
+
 static inline void skip_ws(struct parser *ps)
 {
 	char *p = ps->p, *end = ps->end;
 
-	while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
+	if (p < end && !(byte_class[(unsigned char)*p] & C_WS))
+		return;
+	/*
+	 * Pretty-printed text: a new line and an indent, each value on its own
+	 * line. The indent's spaces are counted 8 at a time, without a branch
+	 * per space.
+	 */
+	if (p < end && *p == '\n')
+		p++;
+	while (end - p >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		w = le64toh(w) ^ 0x2020202020202020ull;
+		if (w) {
+			p += __builtin_ctzll(w) / 8;
+			break;
+		}
+		p += 8;
+	}
+	while (p < end && (byte_class[(unsigned char)*p] & C_WS))
 		p++;
 	ps->p = p;
 }
@@ -326,9 +365,11 @@ static int parse_string(struct parser *ps, const char **ret, uint32_t *ret_len)
 		unsigned char c;
 
 		/* the common case: plain ASCII, nothing to rewrite yet */
-		while (w == r && r < ps->end && (unsigned char)*r >= 0x20 && *r != '"' && *r != '\\' &&
-		       (unsigned char)*r < 0x80)
-			w = ++r;
+		if (w == r) {
+			while (r < ps->end && (byte_class[(unsigned char)*r] & C_PLAIN))
+				r++;
+			w = r;
+		}
 		if (r >= ps->end)
 			return fail_at(ps, r, "unexpected end of the JSON text in a string");
 		c = (unsigned char)*r;
@@ -409,7 +450,7 @@ static int parse_string(struct parser *ps, const char **ret, uint32_t *ret_len)
 static int parse_number(struct parser *ps, struct jval *v)
 {
 	char *q = ps->p, *digits;
-	bool neg = false, frac = false, overflow = false, nonzero = false;
+	bool neg = false, frac = false, overflow = false, nonzero;
 	size_t n_int, n_frac = 0;
 	uint64_t u = 0;
 
@@ -420,13 +461,14 @@ static int parse_number(struct parser *ps, struct jval *v)
 	for (digits = q; q < ps->end && *q >= '0' && *q <= '9'; q++) {
 		unsigned d = (unsigned)(*q - '0');
 
-		nonzero |= d != 0;
-		if (u > (UINT64_MAX - d) / 10)
+		/* 19 digits are below 10^19 < UINT64_MAX: no need to check those */
+		if (q - digits >= 19 && u > (UINT64_MAX - d) / 10)
 			overflow = true;
 		else
 			u = u * 10 + d;
 	}
 	n_int = (size_t)(q - digits);
+	nonzero = u != 0 || overflow; /* a digit other than 0 */
 	if (q < ps->end && *q == '.') {
 		frac = true;
 		for (q++; q < ps->end && *q >= '0' && *q <= '9'; q++)
@@ -467,33 +509,85 @@ static int parse_value(struct parser *ps, struct jval *v);
 
 static int push_item(struct parser *ps, const struct jval *v)
 {
-	if (GROW(ps->items, ps->cap_items, ps->n_items + 1) < 0)
+	if (ps->n_items == ps->cap_items && GROW(ps->items, ps->cap_items, ps->n_items + 1) < 0)
 		return -ENOMEM;
 	ps->items[ps->n_items++] = *v;
 	return 0;
 }
 
-/* The first 4 bytes of a key of length n, zero-padded. */
-static uint32_t key_prefix(const char *key, size_t n)
+static int push_member(struct parser *ps, const char *key, const struct jval *v)
 {
-	uint32_t pre = 0;
-
-	memcpy(&pre, key, n < 4 ? n : 4);
-	return pre;
+	if (ps->n_members == ps->cap_members &&
+	    GROW(ps->members, ps->cap_members, ps->n_members + 1) < 0)
+		return -ENOMEM;
+	ps->members[ps->n_members++] = (struct jmember){ .key = key, .v = *v };
+	return 0;
 }
 
-static int push_member(struct parser *ps, const char *key, uint32_t len, const struct jval *v)
+/*
+ * Where the value at ps->p goes when it is a scalar and the stack (members
+ * of an object, items of an array) has room: straight into its next slot.
+ * Parsed into a local and copied, the value would be loaded right after
+ * its fields were stored one at a time, and wait for those stores. NULL
+ * for a container, which pushes onto the stacks itself and may move them.
+ */
+static struct jval *scalar_slot(struct parser *ps, bool object)
 {
-	/* a key holding "\u0000" ends there, as in json-c */
-	size_t n = memchr(key, 0, len) ? strlen(key) : len;
+	if (ps->p >= ps->end || *ps->p == '{' || *ps->p == '[')
+		return NULL;
+	if (object)
+		return ps->n_members < ps->cap_members ? &ps->members[ps->n_members].v : NULL;
+	return ps->n_items < ps->cap_items ? &ps->items[ps->n_items] : NULL;
+}
 
-	if (n > UINT32_MAX)
-		return fail_at(ps, ps->p, "key too long");
-	if (GROW(ps->members, ps->cap_members, ps->n_members + 1) < 0)
-		return -ENOMEM;
-	ps->members[ps->n_members++] = (struct jmember){ .key = key, .klen = (uint32_t)n,
-							  .kpre = key_prefix(key, n), .v = *v };
-	return 0;
+/*
+ * A key as a C string: one holding "\u0000" ends there, as in json-c.
+ * Keys are short: a loop, not a strcmp() call, which costs more to set up.
+ */
+static inline bool key_is(const struct jmember *m, const char *key)
+{
+	const char *a = m->key;
+
+	while (*a && *a == *key) {
+		a++;
+		key++;
+	}
+	return *a == *key;
+}
+
+/* A hash of a key's first 4 bytes, 0 to 255: most keys of an object differ there. */
+static unsigned key_hash(const char *key)
+{
+	uint32_t h = 0;
+
+	for (size_t i = 0; i < 4 && key[i]; i++)
+		h = h << 8 | (unsigned char)key[i];
+	return (h * 0x9e3779b1u) >> 24;
+}
+
+/*
+ * Whether two of an object's members have the same key: only then must
+ * jval_get() search from the end. A 256-bit filter of the keys finds the
+ * candidates; an object too large for it is assumed to have some, which
+ * keeps this linear.
+ */
+static bool has_dup_keys(const struct jmember *m, size_t n)
+{
+	uint64_t seen[4] = { 0 };
+
+	if (n > 64)
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		unsigned h = key_hash(m[i].key);
+		uint64_t bit = (uint64_t)1 << (h & 63);
+
+		if (seen[h >> 6] & bit)
+			for (size_t j = 0; j < i; j++)
+				if (key_is(&m[j], m[i].key))
+					return true;
+		seen[h >> 6] |= bit;
+	}
+	return false;
 }
 
 static int parse_container(struct parser *ps, struct jval *v, bool object)
@@ -510,9 +604,9 @@ static int parse_container(struct parser *ps, struct jval *v, bool object)
 		ps->p++;
 	else
 		for (;;) {
-			struct jval item;
+			struct jval item, *slot;
 			const char *key = NULL;
-			uint32_t klen = 0;
+			uint32_t klen;
 
 			skip_ws(ps);
 			if (object) {
@@ -526,10 +620,17 @@ static int parse_container(struct parser *ps, struct jval *v, bool object)
 					return fail_at(ps, ps->p, "':' expected");
 				ps->p++;
 			}
-			r = parse_value(ps, &item);
+			skip_ws(ps);
+			slot = scalar_slot(ps, object);
+			r = parse_value(ps, slot ? slot : &item);
 			if (r < 0)
 				return r;
-			r = object ? push_member(ps, key, klen, &item) : push_item(ps, &item);
+			if (!slot)
+				r = object ? push_member(ps, key, &item) : push_item(ps, &item);
+			else if (object)
+				ps->members[ps->n_members++].key = key;
+			else
+				ps->n_items++;
 			if (r < 0)
 				return r;
 			skip_ws(ps);
@@ -558,6 +659,7 @@ static int parse_container(struct parser *ps, struct jval *v, bool object)
 		if (object) {
 			memcpy(a, ps->members + base, size);
 			v->members = a;
+			v->dup_keys = has_dup_keys(v->members, n);
 			ps->n_members = base;
 		} else {
 			memcpy(a, ps->items + base, size);
@@ -652,21 +754,37 @@ void jdoc_release(struct jdoc *d)
 	*d = (struct jdoc){ 0 };
 }
 
-const struct jval *jval_get(const struct jval *obj, const char *key)
+const struct jval *jval_get_hint(const struct jval *obj, const char *key, uint32_t *hint)
 {
-	size_t n = strlen(key);
-	uint32_t pre = key_prefix(key, n);
+	uint32_t start;
 
 	if (!obj || obj->type != JT_OBJECT)
 		return NULL;
 	/* From the end: the last of repeated keys counts, as in json-c. */
-	for (uint32_t i = obj->n; i > 0; i--) {
-		const struct jmember *m = &obj->members[i - 1];
+	if (obj->dup_keys) {
+		for (uint32_t i = obj->n; i > 0; i--)
+			if (key_is(&obj->members[i - 1], key))
+				return &obj->members[i - 1].v;
+		return NULL;
+	}
+	/* Each key is there once: from *hint to the end, then from the start. */
+	start = *hint < obj->n ? *hint : 0;
+	for (uint32_t k = 0; k < obj->n; k++) {
+		uint32_t i = start + k < obj->n ? start + k : start + k - obj->n;
 
-		if (m->kpre == pre && m->klen == n && memcmp(m->key, key, n) == 0)
-			return &m->v;
+		if (key_is(&obj->members[i], key)) {
+			*hint = i + 1;
+			return &obj->members[i].v;
+		}
 	}
 	return NULL;
+}
+
+const struct jval *jval_get(const struct jval *obj, const char *key)
+{
+	uint32_t hint = 0;
+
+	return jval_get_hint(obj, key, &hint);
 }
 
 const char *jtype_name(enum jtype t)

@@ -67,6 +67,7 @@ struct jmember;
 struct jval {
 	uint8_t type;	   /* enum jtype */
 	bool neg;	   /* JT_INT: negative (i is then an int64_t) */
+	bool dup_keys;	   /* JT_OBJECT: a key may be there twice (jval_get: from the end) */
 	uint32_t n;	   /* JT_STRING: length; JT_ARRAY, JT_OBJECT: number of items */
 	union {
 		bool b;
@@ -79,8 +80,6 @@ struct jval {
 
 struct jmember {
 	const char *key; /* NUL-terminated (a key holding "\u0000" ends there) */
-	uint32_t klen;	 /* strlen(key) */
-	uint32_t kpre;	 /* its first 4 bytes, zero-padded: most lookups compare only these */
 	struct jval v;
 };
 
@@ -99,5 +98,11 @@ void jdoc_release(struct jdoc *d);
 
 /* obj[key] (the last member of that name); NULL when there is none or obj is not a JT_OBJECT. */
 const struct jval *jval_get(const struct jval *obj, const char *key);
+/*
+ * The same, searching from member *hint on and leaving *hint after the
+ * member found: keys looked up in the order they were written are found
+ * at once. Any *hint gives the same result.
+ */
+const struct jval *jval_get_hint(const struct jval *obj, const char *key, uint32_t *hint);
 /* json-c's names: "null", "boolean", "double", "int", "object", "array", "string". */
 const char *jtype_name(enum jtype t);

@@ -26,6 +26,7 @@
  *  - Propagation is the last phase, after the tree is the namespace's root,
  *    so building the tree never propagates anything anywhere.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
 
@@ -120,9 +121,12 @@ struct planner {
 	size_t *src_slot;   /* per image mount: template to clone from */
 	char **src_rel;     /* per image mount: path inside the template ("" = its root), borrowed */
 	uint64_t *src_attr; /* per image mount: the flags a clone of it carries, UINT64_MAX unknown */
-	struct strmap made;      /* "slot\0path" keys of OP_MKPATH already planned */
-	char **made_keys;
-	size_t n_made, cap_made;
+	/*
+	 * Per template slot: the paths OP_MKPATH makes in it, planned already.
+	 * The keys are the ops' own paths, so that a path costs no key string.
+	 */
+	struct strmap *made;
+	size_t n_made;
 };
 
 static int emit(struct planner *pl, const struct plan_op *op)
@@ -524,6 +528,11 @@ static int plan_sources(struct planner *pl)
 				return r;
 		}
 	}
+	/* Directories are made in templates only, and the templates have the first slots. */
+	pl->n_made = pl->p->n_slots;
+	pl->made = calloc(pl->n_made ? pl->n_made : 1, sizeof(*pl->made));
+	if (!pl->made)
+		return -ENOMEM;
 	for (size_t sbi = 0; sbi < t->n_sbs; sbi++)
 		pl->p->sb_slot[sbi] = s->sb_tmpl[sbi] == IDX_NONE ? IDX_NONE : slot[s->sb_tmpl[sbi]];
 	for (size_t mi = 0; mi < t->n_mounts; mi++) {
@@ -540,29 +549,23 @@ static int plan_sources(struct planner *pl)
 static int mkpath(struct planner *pl, size_t tmpl, const char *path, enum node_type node, size_t like,
 		  size_t mount)
 {
-	_cleanup_free_ char *key = NULL;
+	const char *op_path;
 	int r;
 
 	if (!*path)
 		return 0; /* the template's root exists */
-	if (asprintf(&key, "%zu:%s", tmpl, path) < 0)
-		return -ENOMEM;
-	if (strmap_get(&pl->made, key, NULL))
+	assert(tmpl < pl->n_made);
+	if (strmap_get(&pl->made[tmpl], path, NULL))
 		return 0;
 	r = emit(pl, &(struct plan_op){ .type = OP_MKPATH, .phase = PHASE_CREATE, .mount = mount,
 					.sb = IDX_NONE, .slot = tmpl, .src = tmpl, .path = strdup(path),
 					.node = node, .like_slot = like });
 	if (r < 0)
 		return r;
-	if (!pl->p->ops[pl->p->n_ops - 1].path)
+	op_path = pl->p->ops[pl->p->n_ops - 1].path;
+	if (!op_path)
 		return -ENOMEM;
-	r = GROW(pl->made_keys, pl->cap_made, pl->n_made + 1);
-	if (r < 0)
-		return r;
-	pl->made_keys[pl->n_made++] = key;
-	r = strmap_put(&pl->made, key, 0);
-	key = NULL;
-	return r;
+	return strmap_put(&pl->made[tmpl], op_path, 0);
 }
 
 static int plan_create(struct planner *pl)
@@ -1154,10 +1157,9 @@ static void planner_release(struct planner *pl)
 	free(pl->src_rel);
 	free(pl->src_slot);
 	free(pl->src_attr);
-	for (size_t i = 0; i < pl->n_made; i++)
-		free(pl->made_keys[i]);
-	free(pl->made_keys);
-	strmap_release(&pl->made);
+	for (size_t i = 0; pl->made && i < pl->n_made; i++)
+		strmap_release(&pl->made[i]);
+	free(pl->made);
 }
 
 MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct mntcr_tree *host,
@@ -1197,6 +1199,16 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 	p->mount_slot = calloc(image->n_mounts + 1, sizeof(size_t));
 	p->sb_slot = calloc(image->n_sbs + 1, sizeof(size_t));
 	pl.p = p;
+	/*
+	 * About three ops a mount (clone, attach, mountpoint): room for them at
+	 * once, not a doubling series of copies. Nearly every mount has a clone
+	 * and an attach: that much is faulted in at once, not page by page.
+	 */
+	if (GROW(p->ops, p->cap_ops, 3 * image->n_mounts + 16) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	memory_prefault(p->ops, 2 * image->n_mounts * sizeof(*p->ops));
 	pl.src_slot = calloc(image->n_mounts + 1, sizeof(size_t));
 	pl.src_rel = calloc(image->n_mounts + 1, sizeof(char *));
 	pl.src_attr = calloc(image->n_mounts + 1, sizeof(uint64_t));

@@ -281,7 +281,7 @@ MNTCR_EXPORT int mntcr_tree_read_pid(pid_t pid, unsigned flags, struct mntcr_tre
 	if (r < 0)
 		return r;
 	if (t->source == MNTCR_SOURCE_STATMOUNT)
-		timing_report("read", statmount_kernel_ms);
+		timing_report("read", statmount_read_ms);
 	timing_mark(t->source == MNTCR_SOURCE_STATMOUNT ? "parse" : "read+parse");
 	t->pid = t->nss[0].pid = pid;
 	t->nss[0].id = t->ns_id;

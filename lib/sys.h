@@ -48,6 +48,10 @@
 #define STATX_MNT_ID_UNIQUE 0x00004000U
 #endif
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
 #ifndef LSMT_ROOT
 #define LSMT_ROOT 0xffffffffffffffffULL
 #endif

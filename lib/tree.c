@@ -128,15 +128,54 @@ const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *
 /* -------------------------------------------------------------------------- */
 /* Indexing */
 
-static const struct mntcr_tree *sort_tree; /* qsort has no user data argument */
-static size_t sort_skip; /* the parent's mountpoint, a prefix of every sibling's: not compared */
+/*
+ * A child of the parent whose children are sorted: its path below the
+ * parent's (the parent's mountpoint is a prefix of every child's, so it is
+ * not compared). Copied out of the mounts, so that sorting and searching
+ * read one small array instead of the mounts and their strings; what is
+ * sorted is pointers to these, which qsort moves faster than the keys.
+ */
+struct sib_key {
+	uint64_t pre; /* the first 8 bytes of s, big-endian and zero-padded */
+	const char *s;
+	size_t len;
+	uint64_t id;
+	size_t idx; /* the mount */
+};
+
+static uint64_t path_pre(const char *s, size_t len)
+{
+	uint64_t pre = 0;
+
+	for (size_t i = 0; i < 8; i++)
+		pre = pre << 8 | (i < len ? (unsigned char)s[i] : 0);
+	return pre;
+}
+
+/*
+ * k's path against s[0..len) (pre: path_pre(s, len)), ordered as strcmp()
+ * orders them (mountpoints hold no NUL): the prefixes decide first, and are
+ * equal only for equal strings shorter than 8 bytes or strings that share
+ * their first 8.
+ */
+static int sib_cmp_path(const struct sib_key *k, const char *s, size_t len, uint64_t pre)
+{
+	size_t n = k->len < len ? k->len : len;
+	int c;
+
+	if (k->pre != pre)
+		return k->pre < pre ? -1 : 1;
+	if (n > 8 && (c = memcmp(k->s + 8, s + 8, n - 8)) != 0)
+		return c;
+	return k->len < len ? -1 : (k->len > len ? 1 : 0);
+}
 
 /* Siblings by path, then by id (a total order: ids are unique). */
-static int cmp_by_path(const void *a, const void *b)
+static int cmp_sib(const void *a, const void *b)
 {
-	const struct mntcr_mount *x = &sort_tree->mounts[*(const size_t *)a];
-	const struct mntcr_mount *y = &sort_tree->mounts[*(const size_t *)b];
-	int c = strcmp(x->mountpoint + sort_skip, y->mountpoint + sort_skip);
+	const struct sib_key *x = *(const struct sib_key *const *)a;
+	const struct sib_key *y = *(const struct sib_key *const *)b;
+	int c = sib_cmp_path(x, y->s, y->len, y->pre);
 
 	if (c)
 		return c;
@@ -145,10 +184,14 @@ static int cmp_by_path(const void *a, const void *b)
 
 static int index_ids(struct mntcr_tree *t)
 {
+	int r;
+
 	u64map_release(&t->by_id);
+	r = u64map_reserve(&t->by_id, t->n_mounts);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < t->n_mounts; i++) {
 		struct mntcr_mount *m = &t->mounts[i];
-		int r;
 
 		if (u64map_get(&t->by_id, m->id, NULL))
 			return log_debug_errno(-EBADMSG, "Duplicate mount id %" PRIu64, m->id);
@@ -303,45 +346,54 @@ out:
  */
 static int index_covers(struct mntcr_tree *t)
 {
-	_cleanup_free_ size_t *sorted = NULL;
-	_cleanup_free_ char *buf = NULL;
-	size_t maxlen = 1;
+	size_t size = t->n_mounts ? t->n_mounts : 1;
+	_cleanup_free_ size_t *sorted = malloc(size * sizeof(size_t));
+	_cleanup_free_ size_t *mlen = malloc(size * sizeof(size_t));
+	_cleanup_free_ struct sib_key *key = malloc(size * sizeof(struct sib_key));
+	_cleanup_free_ const struct sib_key **keys = malloc(size * sizeof(struct sib_key *));
 
+	if (!sorted || !mlen || !key || !keys)
+		return -ENOMEM;
 	for (size_t i = 0; i < t->n_mounts; i++) {
-		size_t l = strlen(t->mounts[i].mountpoint);
-		if (l > maxlen)
-			maxlen = l;
+		mlen[i] = strlen(t->mounts[i].mountpoint);
 		t->mounts[i].covered_by = IDX_NONE;
 		t->mounts[i].cover = COVER_NONE;
 		t->mounts[i].hidden = false;
 	}
-	sorted = malloc((t->n_mounts ? t->n_mounts : 1) * sizeof(size_t));
-	buf = malloc(maxlen + 1);
-	if (!sorted || !buf)
-		return -ENOMEM;
 
 	/* Children sorted by path in place: tree_index() turns that into attach order. */
-	sort_tree = t;
 	for (size_t pi = 0; pi < t->n_mounts; pi++) {
 		struct mntcr_mount *p = &t->mounts[pi];
 		size_t *kids = t->child_idx + p->first_child, nk = p->n_children;
+		size_t skip = mlen[pi], plen = streq(p->mountpoint, "/") ? 0 : skip;
 		size_t top = IDX_NONE; /* the child on p's own root: the next layer of p's stack */
 
 		if (nk == 0)
 			continue;
-		sort_skip = strlen(p->mountpoint);
-		qsort(kids, nk, sizeof(size_t), cmp_by_path);
 		for (size_t k = 0; k < nk; k++) {
-			struct mntcr_mount *m = &t->mounts[kids[k]];
+			const struct mntcr_mount *m = &t->mounts[kids[k]];
+			size_t len;
 
-			if (streq(m->mountpoint, p->mountpoint) &&
-			    (top == IDX_NONE || t->mounts[top].id < m->id))
+			assert(mlen[kids[k]] >= skip); /* index_parents(): below the parent */
+			len = mlen[kids[k]] - skip;
+			key[k] = (struct sib_key){ .pre = path_pre(m->mountpoint + skip, len),
+						   .s = m->mountpoint + skip,
+						   .len = len,
+						   .id = m->id,
+						   .idx = kids[k] };
+			keys[k] = &key[k];
+		}
+		qsort(keys, nk, sizeof(*keys), cmp_sib);
+		for (size_t k = 0; k < nk; k++) {
+			kids[k] = keys[k]->idx;
+			/* on p's own path: the newest of them, the last in (path, id) order */
+			if (keys[k]->len == 0)
 				top = kids[k];
 		}
 		for (size_t k = 0; k < nk; k++) {
 			struct mntcr_mount *m = &t->mounts[kids[k]];
-			size_t plen = streq(p->mountpoint, "/") ? 0 : strlen(p->mountpoint);
-			size_t mlen = strlen(m->mountpoint);
+			const struct sib_key *next;
+			size_t ml = mlen[kids[k]];
 
 			if (kids[k] == top)
 				continue;
@@ -351,31 +403,34 @@ static int index_covers(struct mntcr_tree *t)
 				m->cover = COVER_SIBLING;
 				continue;
 			}
-			/* Prefixes of m's path strictly below p, shortest first, m's own path last. */
-			for (size_t e = plen + 1; e <= mlen && m->covered_by == IDX_NONE; e++) {
-				size_t lo = 0, hi = nk;
+			/* Prefixes of m's path below p's, shortest first: a sibling on one. */
+			for (size_t e = plen + 1; e < ml && m->covered_by == IDX_NONE; e++) {
+				const char *q = m->mountpoint + skip;
+				size_t qlen = e - skip, lo = 0, hi = nk;
+				uint64_t qpre;
 
-				if (e < mlen && m->mountpoint[e] != '/')
+				if (m->mountpoint[e] != '/')
 					continue;
-				memcpy(buf, m->mountpoint, e);
-				buf[e] = 0;
-				/* binary search for the first sibling with path == buf */
+				qpre = path_pre(q, qlen);
 				while (lo < hi) {
 					size_t mid = (lo + hi) / 2;
-					if (strcmp(t->mounts[kids[mid]].mountpoint + sort_skip, buf + sort_skip) < 0)
+
+					if (sib_cmp_path(keys[mid], q, qlen, qpre) < 0)
 						lo = mid + 1;
 					else
 						hi = mid;
 				}
-				for (; lo < nk && streq(t->mounts[kids[lo]].mountpoint, buf); lo++) {
-					struct mntcr_mount *s = &t->mounts[kids[lo]];
-
-					if (s == m || (e == mlen && s->id < m->id))
-						continue;
-					m->covered_by = kids[lo];
+				if (lo < nk && sib_cmp_path(keys[lo], q, qlen, qpre) == 0) {
+					m->covered_by = keys[lo]->idx;
 					m->cover = COVER_SIBLING;
-					break;
 				}
+			}
+			/* m's own path last: a newer sibling there, next in (path, id) order. */
+			next = k + 1 < nk ? keys[k + 1] : NULL;
+			if (m->covered_by == IDX_NONE && next &&
+			    sib_cmp_path(next, keys[k]->s, keys[k]->len, keys[k]->pre) == 0) {
+				m->covered_by = next->idx;
+				m->cover = COVER_SIBLING;
 			}
 		}
 	}
@@ -386,14 +441,14 @@ static int index_covers(struct mntcr_tree *t)
 		if (m->parent == IDX_NONE)
 			continue;
 		p = &t->mounts[m->parent];
-		if (p->cover == COVER_SIBLING || !streq(m->mountpoint, p->mountpoint))
+		if (p->cover == COVER_SIBLING || mlen[i] != mlen[m->parent] ||
+		    !streq(m->mountpoint, p->mountpoint))
 			continue;
 		if (p->covered_by == IDX_NONE || t->mounts[p->covered_by].id < m->id) {
 			p->covered_by = i;
 			p->cover = COVER_ROOT;
 		}
 	}
-	sort_tree = NULL;
 
 	/* Hidden: covered, or below a hidden mount, or below a mount whose root is covered by another. */
 	if (t->root == IDX_NONE)

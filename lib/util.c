@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "util.h"
 
+#include <assert.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "mntcr/mntcr.h"
+#include "sys.h"
 
 /* -------------------------------------------------------------------------- */
 /* Logging */
@@ -163,11 +167,11 @@ uint64_t hash_bytes(const void *data, size_t n, uint64_t seed)
 /* -------------------------------------------------------------------------- */
 /* u64map */
 
-static int u64map_grow(struct u64map *m)
+static int u64map_resize(struct u64map *m, size_t cap)
 {
 	struct u64map n = { 0 };
 
-	n.cap = m->cap ? m->cap * 2 : 64;
+	n.cap = cap;
 	n.keys = calloc(n.cap, sizeof(*n.keys));
 	n.vals = calloc(n.cap, sizeof(*n.vals));
 	n.used = calloc(n.cap, 1);
@@ -183,12 +187,25 @@ static int u64map_grow(struct u64map *m)
 	return 0;
 }
 
+int u64map_reserve(struct u64map *m, size_t n)
+{
+	size_t cap = m->cap ? m->cap : 64;
+
+	/* the capacity u64map_put() would grow to for n keys, in one step */
+	while ((n + 1) * 4 > cap * 3) {
+		if (cap > SIZE_MAX / 8)
+			return -ENOMEM;
+		cap *= 2;
+	}
+	return cap == m->cap ? 0 : u64map_resize(m, cap);
+}
+
 int u64map_put(struct u64map *m, uint64_t key, size_t val)
 {
 	size_t i;
 
 	if ((m->n + 1) * 4 > m->cap * 3) {
-		int r = u64map_grow(m);
+		int r = u64map_resize(m, m->cap ? m->cap * 2 : 64);
 		if (r < 0)
 			return r;
 	}
@@ -321,7 +338,7 @@ bool path_startswith(const char *path, const char *prefix)
 
 char *path_join(const char *a, const char *b)
 {
-	size_t la = strlen(a);
+	size_t la = strlen(a), lb;
 	char *p;
 
 	while (la > 0 && a[la - 1] == '/')
@@ -330,8 +347,14 @@ char *path_join(const char *a, const char *b)
 		b++;
 	if (*b == 0)
 		return la == 0 ? strdup("/") : strndup(a, la);
-	if (asprintf(&p, "%.*s/%s", (int)la, a, b) < 0)
+	/* Not asprintf(): the planner joins a path a mount, and printf costs more than the copy. */
+	lb = strlen(b);
+	p = malloc(la + 1 + lb + 1);
+	if (!p)
 		return NULL;
+	memcpy(p, a, la);
+	p[la] = '/';
+	memcpy(p + la + 1, b, lb + 1);
 	return p;
 }
 
@@ -353,10 +376,14 @@ bool path_is_normalized(const char *path)
 		return false;
 	if (streq(path, "/"))
 		return true;
+	/* Components are short: a loop of our own, not a strchrnul() call per component. */
 	while (*p) {
-		const char *c = p + 1, *e = strchrnul(c, '/');
-		size_t n = (size_t)(e - c);
+		const char *c = p + 1, *e = c;
+		size_t n;
 
+		while (*e && *e != '/')
+			e++;
+		n = (size_t)(e - c);
 		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
 			return false;
 		p = e;
@@ -384,6 +411,16 @@ int safe_atou64(const char *s, uint64_t *ret)
 		return -EINVAL;
 	*ret = v;
 	return 0;
+}
+
+void memory_prefault(void *p, size_t n)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)p + n) & ~(page - 1);
+
+	if (end > start)
+		(void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
 }
 
 int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max)
@@ -504,7 +541,7 @@ static int hex_digit(char c)
 	return -1;
 }
 
-int utf8_unescape_bytes(const char *s, size_t n, char **ret)
+int utf8_unescape_bytes_full(const char *s, size_t n, char **ret, size_t *ret_len)
 {
 	char *d, *o;
 
@@ -540,10 +577,17 @@ int utf8_unescape_bytes(const char *s, size_t n, char **ret)
 	}
 	*o = 0;
 	*ret = d;
+	if (ret_len)
+		*ret_len = (size_t)(o - d);
 	return 0;
 bad:
 	free(d);
 	return -EINVAL;
+}
+
+int utf8_unescape_bytes(const char *s, size_t n, char **ret)
+{
+	return utf8_unescape_bytes_full(s, n, ret, NULL);
 }
 
 /* -------------------------------------------------------------------------- */
@@ -597,6 +641,45 @@ void timing_mark(const char *phase)
 		now - timing_last - timing_sub, now - timing_t0);
 	timing_sub = 0;
 	timing_last = timing_now_ms();
+}
+
+/* -------------------------------------------------------------------------- */
+/* Parallel shares */
+
+size_t parallel_shares(size_t n, size_t per_share)
+{
+	const char *e = getenv("MNTCR_THREADS");
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t k = per_share ? n / per_share : 1;
+	uint64_t v;
+
+	/* MNTCR_THREADS=N: at most N threads (1: the caller's alone) */
+	if (e && safe_atou64(e, &v) == 0 && v > 0 && (long)v < cpus)
+		cpus = (long)v;
+
+	if (cpus > 0 && k > (size_t)cpus)
+		k = (size_t)cpus;
+	if (k > PARALLEL_MAX)
+		k = PARALLEL_MAX;
+	return k ? k : 1;
+}
+
+void parallel_run(void *(*fn)(void *), void *shares, size_t size, size_t k)
+{
+	pthread_t tid[PARALLEL_MAX];
+	size_t started = 0;
+
+	assert(k >= 1 && k <= PARALLEL_MAX);
+	while (started + 1 < k &&
+	       pthread_create(&tid[started + 1], NULL, fn, (char *)shares + (started + 1) * size) == 0)
+		started++;
+	fn(shares);
+	for (size_t j = 1; j < k; j++) {
+		if (j <= started)
+			pthread_join(tid[j], NULL);
+		else
+			fn((char *)shares + j * size);
+	}
 }
 
 /* -------------------------------------------------------------------------- */

@@ -134,6 +134,7 @@ struct u64map {
 };
 
 int u64map_put(struct u64map *m, uint64_t key, size_t val); /* replaces */
+int u64map_reserve(struct u64map *m, size_t n);		    /* room for n keys without growing */
 bool u64map_get(const struct u64map *m, uint64_t key, size_t *ret_val);
 void u64map_release(struct u64map *m);
 
@@ -172,6 +173,12 @@ bool path_is_normalized(const char *path);
 char *xstrdup(const char *s); /* strdup that returns NULL for NULL */
 int safe_atou64(const char *s, uint64_t *ret);
 int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max);
+/*
+ * Fault in the whole pages of [p, p + n), memory about to be written all
+ * over, in one call (MADV_POPULATE_WRITE, Linux 5.14) instead of a fault
+ * per page. Only a hint: the contents are unchanged, failures ignored.
+ */
+void memory_prefault(void *p, size_t n);
 
 /* File descriptors over a unix socket (SCM_RIGHTS), at most this many per message. */
 #define SOCK_FDS_MAX 200
@@ -201,6 +208,8 @@ int utf8_escape_bytes(const char *s, char **ret);
  * other backslash sequence, on a decoded or literal NUL byte. *ret is new.
  */
 int utf8_unescape_bytes(const char *s, size_t n, char **ret);
+/* The same, with the length of *ret in *ret_len (when not NULL). */
+int utf8_unescape_bytes_full(const char *s, size_t n, char **ret, size_t *ret_len);
 
 /* -------------------------------------------------------------------------- */
 /*
@@ -218,3 +227,17 @@ void timing_mark(const char *phase);
  * the next mark then excludes (the kernel's share of a read loop).
  */
 void timing_report(const char *phase, double ms);
+
+/* -------------------------------------------------------------------------- */
+/*
+ * Work split into shares of one array, run on up to PARALLEL_MAX threads.
+ * parallel_shares() says how many shares n items make, at least per_share
+ * items each; parallel_run() runs fn on each share (share k at
+ * (char *)shares + k * size), share 0 on the calling thread, and returns
+ * when all are done. A thread that cannot start leaves its share to the
+ * caller: the result never depends on how many threads ran. fn must not
+ * log (a library's log function is called from the caller's thread only).
+ */
+#define PARALLEL_MAX 2
+size_t parallel_shares(size_t n, size_t per_share);
+void parallel_run(void *(*fn)(void *), void *shares, size_t size, size_t k);

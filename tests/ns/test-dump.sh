@@ -327,6 +327,28 @@ else
 fi
 
 # ------------------------------------------------------------------------------------------------
+# Many mounts (8,193): each rbind of a into a subdirectory of its own doubles them. Past a few
+# thousand the read and the manifest are shared between threads; the image must be the one a
+# single thread writes, byte for byte.
+
+if ns_start many 'mount -t tmpfs M $D; mkdir $D/a; mount -t tmpfs A $D/a; mkdir $D/a/1 $D/a/2 $D/a/3 $D/a/4 $D/a/5 $D/a/6 $D/a/7 $D/a/8 $D/a/9 $D/a/10 $D/a/11 $D/a/12 $D/a/13; for k in 1 2 3 4 5 6 7 8 9 10 11 12 13; do mount --rbind $D/a $D/a/$k || exit 1; done'; then
+	n_many=$(grep -c "$S/many" "/proc/$(ns_pid many)/mountinfo")
+	is "$n_many" 8193 "many: the topology has 8,193 mounts under its tmpfs"
+	check_exit 0 "many: dump on one thread" env MNTCR_THREADS=1 "$MNTCR" dump --no-content \
+		--compress=none --pid "$(ns_pid many)" -o "$NS_TMP/many1.img"
+	check_exit 0 "many: dump on threads" "$MNTCR" dump --no-content --compress=none \
+		--pid "$(ns_pid many)" -o "$NS_TMP/many.img"
+	check "many: the same image from one thread and from several" \
+		cmp "$NS_TMP/many1.img" "$NS_TMP/many.img"
+	check "many: the image has every mount" \
+		test "$(tar --warning=no-unknown-keyword -xOf "$NS_TMP/many.img" manifest.json |
+			grep -c '"mountpoint": "'"$S/many")" = 8193
+	ns_stop many
+else
+	not_ok "many: build the topology"
+fi
+
+# ------------------------------------------------------------------------------------------------
 # Errors.
 
 pid_max=$(cat /proc/sys/kernel/pid_max)
