@@ -335,29 +335,34 @@ struct helper {
 	size_t n_parked;
 };
 
-/*
- * A clone sent to the dumper, moved into one detached tmpfs before the
- * helper closes its fd: dropping a detached mount unmounts it, and each
- * unmount waits for an RCU grace period (50-100 us, KERNEL-FACTS 4.2);
- * this way all of them go in one, when the helper exits. A mount that
- * cannot be moved (a bind made by bind_private) is closed as it is.
- */
-static void park_clone(struct helper *h, int fd)
+int yard_park(int *yard, size_t n, int fd)
 {
 	char name[24];
 
-	if (h->yard < 0) {
+	if (*yard < 0) {
 		_cleanup_close_ int fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
 
 		if (fsfd < 0 || fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-			return;
-		h->yard = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
-		if (h->yard < 0)
-			return;
+			return -errno;
+		*yard = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
+		if (*yard < 0)
+			return -errno;
 	}
-	snprintf(name, sizeof(name), "%zu", h->n_parked++);
-	if (mkdirat(h->yard, name, 0700) == 0)
-		(void)move_mount(fd, "", h->yard, name, MOVE_MOUNT_F_EMPTY_PATH);
+	snprintf(name, sizeof(name), "%zu", n);
+	if (mkdirat(*yard, name, 0700) < 0 || move_mount(fd, "", *yard, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * A clone sent to the dumper, parked before the helper closes its fd: each
+ * unmount waits for an RCU grace period (50-100 us, KERNEL-FACTS 4.2); this
+ * way all of them go in one, when the helper exits. A mount that cannot be
+ * moved (a bind made by bind_private) is closed as it is.
+ */
+static void park_clone(struct helper *h, int fd)
+{
+	(void)yard_park(&h->yard, h->n_parked++, fd);
 }
 
 static void hmsg(struct helper *h, const char *fmt, ...) _printf_(2, 3);

@@ -143,6 +143,16 @@ int content_extract(struct mntcr_image *img, size_t sb, int rootfd, char **ret_m
 		    const char **ret_call);
 
 /*
+ * Move the detached mount fd into *yard, a detached tmpfs made on first use
+ * (*yard < 0), on a directory named n of its own: closing fd then unmounts
+ * nothing, and the whole yard goes in one unmount (one RCU grace period)
+ * when its fd is closed. Stacked on each other, mounts of a shared group
+ * would propagate to its members: hence a directory each. 0 or -errno (fd
+ * is then left as it was; *yard < 0 still when the yard could not be made).
+ */
+int yard_park(int *yard, size_t n, int fd);
+
+/*
  * An executor's content op, for both engines: content_extract() of
  * superblock sb into rootfd; the last one (when *left reaches 0) also
  * reads and checks the image's trailer. On failure *ret_call names the

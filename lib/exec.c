@@ -703,20 +703,7 @@ static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s)
 /* Move a never attached mount into the yard, so that closing its fd unmounts nothing yet. */
 static void eco_park(struct economy *e, size_t s, int fd)
 {
-	char name[24];
-
-	if (e->yard < 0) {
-		_cleanup_close_ int fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
-
-		if (fsfd < 0 || fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-			return;
-		e->yard = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
-		if (e->yard < 0)
-			return;
-	}
-	snprintf(name, sizeof(name), "%zu", s);
-	if (mkdirat(e->yard, name, 0700) == 0)
-		(void)move_mount(fd, "", e->yard, name, MOVE_MOUNT_F_EMPTY_PATH);
+	(void)yard_park(&e->yard, s, fd);
 }
 
 /* After op i: close the fds it was the last to need. */
@@ -947,32 +934,21 @@ static int plan_direct(struct exec_ctx *c)
  */
 static void park_detached(struct exec_ctx *c)
 {
-	_cleanup_close_ int fsfd = -EBADF, yard = -EBADF;
+	_cleanup_close_ int yard = -EBADF;
 	size_t n = 0;
 
 	for (size_t i = 0; i < c->p->n_slots; i++)
 		n += c->fds[i] >= 0 && !c->attached[i];
 	if (n < 2)
 		return;
-	fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
-	if (fsfd < 0 || fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-		return;
-	yard = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
-	if (yard < 0)
-		return;
-	/*
-	 * Each on a directory of its own: stacked on each other, a mount on a
-	 * shared temporary source would propagate to the group's members.
-	 */
 	for (size_t i = 0; i < c->p->n_slots; i++) {
-		char name[24];
-
 		if (c->fds[i] < 0 || c->attached[i])
 			continue;
-		snprintf(name, sizeof(name), "%zu", i);
-		if (mkdirat(yard, name, 0700) < 0 ||
-		    move_mount(c->fds[i], "", yard, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		if (yard_park(&yard, i, c->fds[i]) < 0) {
+			if (yard < 0)
+				return; /* no yard: they are closed as they are */
 			continue;
+		}
 		close(c->fds[i]);
 		c->fds[i] = -EBADF;
 	}
