@@ -687,6 +687,18 @@ static int write_member(struct image_writer *w, const char *name, const char *da
  * read. Tar headers carry a checksum but pax records do not: this is what
  * catches a flipped bit in a mode, an owner, a time or an attribute.
  */
+/* A new XXH3-64 state, reset; NULL without memory. */
+static XXH3_state_t *xxh3_new(void)
+{
+	XXH3_state_t *h = XXH3_createState();
+
+	if (h && XXH3_64bits_reset(h) != XXH_OK) {
+		XXH3_freeState(h);
+		return NULL;
+	}
+	return h;
+}
+
 static void h_u64(XXH3_state_t *h, uint64_t v)
 {
 	unsigned char b[8];
@@ -921,8 +933,8 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 	w->io.fd = fd;
 	w->version = x.version;
 	w->manifest_digest = XXH3_64bits(manifest, manifest_len);
-	w->content = XXH3_createState();
-	if (!w->content || XXH3_64bits_reset(w->content) != XXH_OK) {
+	w->content = xxh3_new();
+	if (!w->content) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -1746,11 +1758,9 @@ static int reader_open(struct image_reader *rd, int fd)
 	rd->io.fd = fd;
 	rd->io.buf = malloc(IO_BUF_SIZE);
 	rd->data = malloc(IO_BUF_SIZE);
-	rd->content = XXH3_createState();
+	rd->content = xxh3_new();
 	rd->a = archive_read_new();
 	if (!rd->io.buf || !rd->data || !rd->content || !rd->a)
-		return -ENOMEM;
-	if (XXH3_64bits_reset(rd->content) != XXH_OK)
 		return -ENOMEM;
 	if (support_filters(rd->a) < 0 || archive_read_support_format_tar(rd->a) != ARCHIVE_OK ||
 	    archive_read_open(rd->a, &rd->io, NULL, io_read, NULL) != ARCHIVE_OK)
@@ -1934,11 +1944,9 @@ static int read_manifest(struct image_reader *rd, uint64_t *ret_digest)
 	if (archive_entry_size_is_set(e) &&
 	    (r = strbuf_reserve(&rd->manifest, (size_t)archive_entry_size(e) + IO_BUF_SIZE)) < 0)
 		return r;
-	h = XXH3_createState();
-	if (!h || XXH3_64bits_reset(h) != XXH_OK) {
-		XXH3_freeState(h);
+	h = xxh3_new();
+	if (!h)
 		return -ENOMEM;
-	}
 	r = read_data(rd, name, MANIFEST_MAX, &rd->manifest, h);
 	if (r == 0) {
 		*ret_digest = XXH3_64bits_digest(h);

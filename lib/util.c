@@ -656,7 +656,6 @@ size_t parallel_shares(size_t n, size_t per_share)
 	/* MNTCR_THREADS=N: at most N threads (1: the caller's alone) */
 	if (e && safe_atou64(e, &v) == 0 && v > 0 && (long)v < cpus)
 		cpus = (long)v;
-
 	if (cpus > 0 && k > (size_t)cpus)
 		k = (size_t)cpus;
 	if (k > PARALLEL_MAX)

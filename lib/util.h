@@ -223,8 +223,8 @@ double timing_now_ms(void);
 /* End the running phase: print it with the time since the previous mark. */
 void timing_mark(const char *phase);
 /*
- * Print a phase of `ms` that ran interleaved with the running one, which
- * the next mark then excludes (the kernel's share of a read loop).
+ * Print a phase of `ms` that ran within the running one, which the next
+ * mark then excludes (a dump's read of the mounts, inside its parse).
  */
 void timing_report(const char *phase, double ms);
 
