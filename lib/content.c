@@ -20,7 +20,11 @@
  *    nothing propagates back) and lazily unmounts, in the copy, whatever
  *    the mount's path lands on until it lands on the mount itself: the
  *    topmost mount at a path is the one a path walk ends in, and unmounting
- *    it uncovers the one below. Each hidden root gets a fresh copy.
+ *    it uncovers the one below. A copy costs as much as the namespace has
+ *    mounts, so it is kept (an fd of it) and re-entered for the next hidden
+ *    root: what earlier roots unmounted there cannot mislead the peeling,
+ *    which accepts only a mount of the wanted superblock and root. A fresh
+ *    copy is made when the mount is gone from the kept one.
  * The helper also enters the namespace's user namespace when it has one of
  * its own, so that the copy is owned by the same user namespace and its
  * mounts are not locked.
@@ -327,13 +331,27 @@ struct helper_reply {
 struct helper {
 	const struct mntcr_tree *t;
 	char **const *roots;
+	const size_t *n_roots;
 	const int *nsfds; /* the target's mount namespaces (one per namespace of the tree) */
+	int *copies;      /* per namespace: the private copy made last (fresh_copy), or -EBADF */
+	int procfd;       /* the dumper's /proc, to name the copy we are in */
 	size_t cur;       /* the namespace we are in (or in a copy of) */
 	bool in_copy;     /* we are in a private copy of it, not in it */
 	char *msg;    /* room for the reply's message */
 	int yard;         /* a detached tmpfs the sent clones are parked in (park_clone) */
 	size_t n_parked;
+	struct u64map sb_of_dev; /* device number -> superblock, of those with content roots */
+	struct u64map done;      /* root_key(): a clone kept for it (save_cover), or SERVED */
+	size_t n_kept;
 };
+
+#define SERVED SIZE_MAX
+#define KEPT_MAX 1024 /* clones save_cover() keeps at most, each an fd */
+
+static uint64_t root_key(size_t sb, size_t ri)
+{
+	return (uint64_t)sb << 32 | ri;
+}
 
 int yard_park(int *yard, size_t n, int fd)
 {
@@ -479,8 +497,8 @@ static bool lands_on(const struct mntcr_tree *t, int fd, const struct mntcr_moun
 	       stx.stx_mnt_id == m->old_id;
 }
 
-/* The root of mount `id` of our own namespace, when statmount can tell (Linux >= 6.8). */
-static bool root_is(uint64_t id, bool unique, const char *root)
+/* The root of mount `id` of our own namespace, when statmount can tell (Linux >= 6.8); or NULL. */
+static char *root_of(uint64_t id)
 {
 	struct mntcr_mnt_id_req req = { .size = 24,
 					.mnt_id = id,
@@ -488,14 +506,17 @@ static bool root_is(uint64_t id, bool unique, const char *root)
 	size_t size = 8192;
 	_cleanup_free_ struct mntcr_statmount *sm = NULL;
 
-	if (!unique)
-		return true;
 	sm = malloc(size);
-	if (!sm)
-		return true;
-	if (sys_statmount(&req, sm, size, 0) < 0 || !(sm->mask & MNTCR_STATMOUNT_MNT_ROOT))
-		return true; /* cannot tell: the device number matched */
-	return streq(sm->str + sm->mnt_root, root);
+	if (!sm || sys_statmount(&req, sm, size, 0) < 0 || !(sm->mask & MNTCR_STATMOUNT_MNT_ROOT))
+		return NULL;
+	return strdup(sm->str + sm->mnt_root);
+}
+
+static bool root_is(uint64_t id, bool unique, const char *root)
+{
+	_cleanup_free_ char *r = unique ? root_of(id) : NULL;
+
+	return !r || streq(r, root); /* cannot tell: the device number matched */
 }
 
 /*
@@ -527,6 +548,49 @@ static int mountpoint_of(const char *path, size_t upto, uint64_t id, char **ret)
 		return 0;
 	}
 	return -ENOENT;
+}
+
+static int clone_private(struct helper *h, int fd, const char *what, int *ret_fd);
+
+/*
+ * Before peel() unmounts mount `id` (mounted at q) in a copy: when its
+ * root is a content root not sent yet, keep a clone of it for that
+ * request. The copy is reused for the next hidden root, and the layers of
+ * a stack are asked for from the bottom up: without this, each of them
+ * would need a fresh copy. Best effort: at worst, the request makes one.
+ */
+static void save_cover(struct helper *h, uint64_t id, bool unique, dev_t dev, const char *q)
+{
+	_cleanup_free_ char *root = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	char *const *hit;
+	size_t sb, ri, old;
+	uint64_t got;
+	bool u, is_root;
+	dev_t d;
+	int c;
+
+	if (!unique || h->n_kept >= KEPT_MAX || !u64map_get(&h->sb_of_dev, dev, &sb))
+		return;
+	root = root_of(id);
+	hit = root ? bsearch(&root, h->roots[sb], h->n_roots[sb], sizeof(char *), cmp_str) : NULL;
+	if (!hit)
+		return;
+	ri = (size_t)(hit - h->roots[sb]);
+	if (u64map_get(&h->done, root_key(sb, ri), &old))
+		return;
+	fd = resolve(q);
+	if (fd < 0 || mount_of(fd, &got, &u, &is_root, &d) < 0 || got != id || !is_root)
+		return;
+	if (clone_private(h, fd, q, &c) < 0) {
+		h->msg[0] = 0;
+		return;
+	}
+	if (u64map_put(&h->done, root_key(sb, ri), (size_t)c) < 0) {
+		close(c);
+		return;
+	}
+	h->n_kept++;
 }
 
 /*
@@ -591,6 +655,7 @@ static int peel(struct helper *h, const struct mntcr_mount *m, int *ret_fd)
 			hmsg(h, "%s is covered by the namespace's root mount itself", p);
 			return -EOPNOTSUPP;
 		}
+		save_cover(h, id, unique, dev, q);
 		log_debug("Uncovering %s in a private copy: umount2 %s MNT_DETACH", p, q);
 		if (umount2(q, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
 			r = -errno;
@@ -657,13 +722,35 @@ static int fresh_copy(struct helper *h, size_t ns)
 		return r;
 	}
 	h->in_copy = true;
+	log_debug("A private copy of mount namespace %zu, to uncover hidden mounts in", ns);
 	/* Before anything is unmounted: nothing in the copy may propagate anywhere. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
 		r = -errno;
 		hmsg(h, "mount MS_REC|MS_PRIVATE / in the private copy: %s", strerror(-r));
 		return r;
 	}
+	/* Kept, to come back to: a copy costs as much as the namespace has mounts. */
+	if (h->copies) {
+		if (h->copies[ns] >= 0)
+			close(h->copies[ns]);
+		h->copies[ns] = h->procfd < 0 ? -EBADF
+					       : openat(h->procfd, "thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	}
 	return 0;
+}
+
+/* Back into the copy of namespace ns made last, as earlier uncoverings left it. */
+static bool reenter_copy(struct helper *h, size_t ns)
+{
+	if (!h->copies || h->copies[ns] < 0)
+		return false;
+	if (h->in_copy && h->cur == ns)
+		return true;
+	if (setns(h->copies[ns], CLONE_NEWNS) < 0)
+		return false;
+	h->cur = ns;
+	h->in_copy = true;
+	return true;
 }
 
 /*
@@ -703,7 +790,7 @@ static int bind_private(struct helper *h, const struct mntcr_mount *m, int fd, i
 	return 0;
 }
 
-static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
+static int reach_root(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 {
 	const struct mntcr_tree *t = h->t;
 	const struct mntcr_sb *s = &t->sbs[sb];
@@ -742,10 +829,18 @@ static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 
 		if (!streq(m->root, root))
 			continue;
-		r = fresh_copy(h, m->ns);
-		if (r < 0)
-			return r;
-		r = peel(h, m, &fd);
+		/*
+		 * The copy made for an earlier root first: peel() only accepts a
+		 * mount of m's superblock and root, whatever was unmounted there
+		 * before; a fresh copy when m is gone from it.
+		 */
+		r = reenter_copy(h, m->ns) ? peel(h, m, &fd) : -ENOENT;
+		if (r < 0) {
+			r = fresh_copy(h, m->ns);
+			if (r < 0)
+				return r;
+			r = peel(h, m, &fd);
+		}
 		if (r < 0)
 			continue;
 		log_debug("Content of superblock %zu root %s: through mount %" PRIu64
@@ -758,6 +853,27 @@ static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 		hmsg(h, "no mount of superblock %u:%u with root %s is reachable", s->dev_major,
 		     s->dev_minor, root);
 	return r < 0 ? r : -ENOENT;
+}
+
+static int helper_clone(struct helper *h, size_t sb, size_t ri, int *ret_fd)
+{
+	size_t kept;
+	int r;
+
+	if (u64map_get(&h->done, root_key(sb, ri), &kept) && kept != SERVED) {
+		*ret_fd = (int)kept;
+		h->n_kept--;
+	} else {
+		r = reach_root(h, sb, ri, ret_fd);
+		if (r < 0)
+			return r;
+	}
+	/* Nothing is kept for it any more: it is sent once. */
+	if (u64map_put(&h->done, root_key(sb, ri), SERVED) < 0) {
+		close(*ret_fd);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static int send_reply(int sock, const struct helper_reply *rep, int fd)
@@ -801,16 +917,25 @@ static void enter_userns(int nsfd)
 		log_debug("Failed to setns into the target's user namespace: %s", strerror(errno));
 }
 
-static _Noreturn void helper_main(const struct mntcr_tree *t, char **const *roots, const int *nsfds,
-				  int sock)
+static _Noreturn void helper_main(const struct mntcr_tree *t, char **const *roots,
+				  const size_t *n_roots, const int *nsfds, int sock)
 {
 	struct helper_reply rep = { 0 };
-	struct helper h = { .t = t, .roots = roots, .nsfds = nsfds, .msg = rep.msg, .yard = -EBADF };
+	struct helper h = { .t = t, .roots = roots, .n_roots = n_roots, .nsfds = nsfds,
+			    .msg = rep.msg, .yard = -EBADF };
 	int setup;
 
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() == 1)
 		_exit(1);
+	/* Without them, each hidden root gets a fresh copy, as it did before. */
+	h.procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	h.copies = malloc(t->n_ns * sizeof(int));
+	for (size_t k = 0; h.copies && k < t->n_ns; k++)
+		h.copies[k] = -EBADF;
+	for (size_t sb = 0; sb < t->n_sbs; sb++)
+		if (n_roots[sb])
+			(void)u64map_put(&h.sb_of_dev, makedev(t->sbs[sb].dev_major, t->sbs[sb].dev_minor), sb);
 	enter_userns(nsfds[0]);
 	rep.msg[0] = 0;
 	setup = enter_target(&h, 0);
@@ -1406,7 +1531,7 @@ int content_dump(struct image_writer *w, const struct mntcr_tree *t, char **cons
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		helper_main(t, roots, nsfds, sv[1]);
+		helper_main(t, roots, n_roots, nsfds, sv[1]);
 	}
 	close(sv[1]);
 	sv[1] = -EBADF;
