@@ -32,7 +32,7 @@ struct exec_ctx {
 	char kmsg[256];       /* the kernel's fs_context message, if any */
 	bool *attached;       /* per slot: attached by OP_ATTACH or OP_SET_ROOT (park_detached) */
 	uint8_t *direct;      /* per image mount: attach by name, without openat2 (plan_direct) */
-	struct economy *eco;  /* few fds: see "economy" below; NULL when every slot gets its fd */
+	struct economy *eco;  /* lazy ops, few fds: see "economy" below */
 	struct mntcr_image *img; /* the image stream OP_CONTENT reads, or NULL */
 	size_t content_left;     /* OP_CONTENT ops still to run: the last one checks the trailer */
 	/* Several namespaces: the building namespace, and one per tree (make_namespaces). */
@@ -445,11 +445,15 @@ static void r_asprintf(char **ret, const char *fmt, ...)
 
 /* -------------------------------------------------------------------------- */
 /*
- * Few fds ("economy"). The executor keeps an fd per slot, and a plan of N
- * mounts has more than N slots. Root raises RLIMIT_NOFILE that far, but
- * without CAP_SYS_RESOURCE (a container; a sandbox with a hard limit of
- * 20,000) it cannot, and a restore of 50,000 mounts failed outright. Then
- * the executor keeps only the fds it needs at a time:
+ * Lazy ops and few fds ("economy"). A plan of N mounts has more than N
+ * slots, and its create phase makes every clone before the assemble phase
+ * attaches the first: N detached mounts alive at once, each an fd. That is
+ * slow (building 10,000 binds that way takes 20% longer than cloning,
+ * attaching and closing each in turn: the kernel's objects are cold by the
+ * time they are attached and closed) and, without CAP_SYS_RESOURCE to raise
+ * RLIMIT_NOFILE (a container; a sandbox with a hard limit of 20,000),
+ * impossible at 50,000 mounts. So the executor runs an op when its result
+ * is needed, and keeps only the fds it needs at a time:
  *  - the ops that touch nothing but their own slot (OP_SB_CREATE, OP_CLONE
  *    of a mount, OP_SETATTR, OP_MKPATH) wait in a queue per slot, in plan order, and
  *    run when an op that has to run needs the slot; an attach onto a mount
@@ -457,11 +461,12 @@ static void r_asprintf(char **ret, const char *fmt, ...)
  *  - after its last use an fd is closed (an attached mount) or parked
  *    first (a mount never attached: one RCU wait for all, as at the end),
  *    unless clones are taken of it;
- *  - an attached mount that only the propagation phase needs again, and
- *    that no other mount hides, is closed before that phase and reopened
- *    then by its path, checked to be the same mount by its unique id.
+ *  - when fds are scarce (the limit could not be raised; MNTCR_FD_ECONOMY=1
+ *    forces it, for the tests), an attached mount that only the propagation
+ *    phase needs again, and that no other mount hides, is closed before
+ *    that phase and reopened then by its path, checked to be the same
+ *    mount by its unique id.
  * The calls are the same; only calls on independent slots change order.
- * MNTCR_FD_ECONOMY=1 forces it (tests).
  */
 struct economy {
 	size_t *next;	     /* per op: the next queued op of the same slot */
@@ -474,6 +479,7 @@ struct economy {
 	int *alias;	     /* per slot: a pristine clone of a template that is also a mount */
 	size_t *clones;	     /* per slot: clones still to be taken of it */
 	bool *aliased;	     /* per slot: clones are taken of its alias */
+	bool reopen;	     /* close attached mounts before the propagation phase, reopen them there */
 	int yard;	     /* mounts parked before their fd is closed */
 };
 
@@ -706,6 +712,24 @@ static void eco_park(struct economy *e, size_t s, int fd)
 	(void)yard_park(&e->yard, s, fd);
 }
 
+/* Before op c->op runs: the queues of the slots it needs run (a failure names the queued op). */
+static int eco_needs(struct exec_ctx *c, struct economy *e, const struct plan_op *op)
+{
+	size_t i = c->op, refs[4], n = eco_refs(c->p, op, refs);
+	int r = 0;
+
+	if (op->type == OP_ATTACH && op->src < c->p->n_slots &&
+	    (refs[n] = eco_template(c, e, op->src)) < c->p->n_slots)
+		n++;
+	c->syscall = NULL;
+	c->kmsg[0] = 0;
+	for (size_t k = 0; k < n && r == 0; k++)
+		r = eco_ready(c, e, refs[k]);
+	if (r == 0)
+		c->op = i;
+	return r;
+}
+
 /* After op i: close the fds it was the last to need. */
 static void eco_done(struct exec_ctx *c, struct economy *e, size_t i)
 {
@@ -730,7 +754,7 @@ static void eco_done(struct exec_ctx *c, struct economy *e, size_t i)
 			continue;
 		}
 		/* Needed again by the propagation phase only: reopened then, by path (one namespace). */
-		if (e->last_pre[s] != i || op->phase == PHASE_PROPAGATION || !c->attached[s] ||
+		if (!e->reopen || e->last_pre[s] != i || op->phase == PHASE_PROPAGATION || !c->attached[s] ||
 		    e->mount[s] == IDX_NONE || c->nsfds)
 			continue;
 		m = &c->p->tree->mounts[e->mount[s]];
@@ -778,7 +802,7 @@ static int run_ops(struct exec_ctx *c, bool peers)
 		/* The ops come phase by phase: time each (MNTCR_TIMING). */
 		if (!peers && c->op > 0 && op->phase != p->ops[c->op - 1].phase)
 			timing_mark(plan_phase_name(p->ops[c->op - 1].phase));
-		if (c->eco && eco_queued(c->eco, op)) { /* runs when its slot is needed */
+		if (eco_queued(c->eco, op)) { /* runs when its slot is needed */
 			size_t s = op->slot;
 
 			c->eco->next[c->op] = IDX_NONE;
@@ -789,32 +813,18 @@ static int run_ops(struct exec_ctx *c, bool peers)
 			c->eco->tail[s] = c->op;
 			continue;
 		}
-		c->syscall = NULL;
-		c->kmsg[0] = 0;
-		r = 0;
-		if (c->eco) {
-			size_t i = c->op, refs[4], n = eco_refs(p, op, refs);
-
-			if (op->type == OP_ATTACH && op->src < p->n_slots &&
-			    (refs[n] = eco_template(c, c->eco, op->src)) < p->n_slots)
-				n++;
-			for (size_t k = 0; k < n && r == 0; k++)
-				r = eco_ready(c, c->eco, refs[k]);
-			if (r == 0) {
-				c->op = i;
-				c->syscall = NULL;
-				c->kmsg[0] = 0;
-			}
-		}
-		if (r == 0)
+		r = eco_needs(c, c->eco, op);
+		if (r == 0) {
+			c->syscall = NULL;
+			c->kmsg[0] = 0;
 			r = run_op(c, op);
+		}
 		if (r < 0)
 			return report_failure(c, r);
-		if (c->eco)
-			eco_done(c, c->eco, c->op);
+		eco_done(c, c->eco, c->op);
 	}
 	/* Whatever is still queued (nothing, in a plan where every slot is used). */
-	for (size_t s = 0; c->eco && !peers && s < p->n_slots; s++) {
+	for (size_t s = 0; !peers && s < p->n_slots; s++) {
 		r = eco_flush(c, c->eco, s);
 		if (r < 0)
 			return report_failure(c, r);
@@ -1013,8 +1023,9 @@ int plan_execute(const struct mntcr_plan *p, struct mntcr_report *report)
 int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *ret_nsfds,
 		      struct mntcr_report *report)
 {
-	struct exec_ctx c = { .p = p, .report = report, .img = img, .base_ns = -EBADF, .cur_ns = IDX_NONE };
 	struct economy eco = { .yard = -EBADF };
+	struct exec_ctx c = { .p = p, .report = report, .img = img, .eco = &eco, .base_ns = -EBADF,
+			      .cur_ns = IDX_NONE };
 	int r;
 
 	for (size_t i = 0; i < p->n_ops; i++)
@@ -1034,7 +1045,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 		}
 		log_debug("%zu fds for %zu slots are not allowed: keeping few fds open", p->n_slots + 64,
 			  p->n_slots);
-		c.eco = &eco;
+		eco.reopen = true;
 		r = 0;
 	}
 	if (r < 0) {
@@ -1050,7 +1061,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 	for (size_t i = 0; i < p->n_slots; i++)
 		c.fds[i] = -EBADF;
 	c.attached = calloc(p->n_slots + 1, sizeof(bool));
-	if (!c.attached || plan_direct(&c) < 0 || (c.eco && eco_init(&c, c.eco) < 0)) {
+	if (!c.attached || plan_direct(&c) < 0 || eco_init(&c, c.eco) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1101,7 +1112,7 @@ out:
 	free(c.fds);
 	free(c.attached);
 	free(c.direct);
-	for (size_t i = 0; c.eco && eco.alias && i < p->n_slots; i++)
+	for (size_t i = 0; eco.alias && i < p->n_slots; i++)
 		if (eco.alias[i] >= 0) {
 			eco_park(&eco, p->n_slots + i, eco.alias[i]); /* a name of its own */
 			close(eco.alias[i]);
