@@ -1026,6 +1026,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 	struct economy eco = { .yard = -EBADF };
 	struct exec_ctx c = { .p = p, .report = report, .img = img, .eco = &eco, .base_ns = -EBADF,
 			      .cur_ns = IDX_NONE };
+	size_t n_fds = p->n_slots + 64;
 	int r;
 
 	for (size_t i = 0; i < p->n_ops; i++)
@@ -1034,7 +1035,14 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 	if (p->engine == MNTCR_ENGINE_COMPAT)
 		return compat_execute(p, img, report);
 
-	r = raise_fd_limit(p->n_slots + 64);
+	if (eco_init(&c, c.eco) < 0) {
+		eco_release(&eco);
+		return -ENOMEM;
+	}
+	/* An fd per slot, and one per alias (eco_run): the most that can be open at once. */
+	for (size_t s = 0; s < p->n_slots; s++)
+		n_fds += eco.aliased[s];
+	r = raise_fd_limit(n_fds);
 	if (r == -EPERM || getenv("MNTCR_FD_ECONOMY")) {
 		/* Not allowed to raise the hard limit (no CAP_SYS_RESOURCE): make do with it. */
 		struct rlimit rl;
@@ -1043,16 +1051,15 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 			rl.rlim_cur = rl.rlim_max;
 			(void)setrlimit(RLIMIT_NOFILE, &rl);
 		}
-		log_debug("%zu fds for %zu slots are not allowed: keeping few fds open", p->n_slots + 64,
-			  p->n_slots);
+		log_debug("%zu fds for %zu slots are not allowed: keeping few fds open", n_fds, p->n_slots);
 		eco.reopen = true;
 		r = 0;
 	}
 	if (r < 0) {
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "setrlimit", r,
 			   "Restore failed in phase namespace: setrlimit RLIMIT_NOFILE to %zu for %zu mounts: %s",
-			   p->n_slots + 64,
-			   p->tree->n_mounts, strerror(-r));
+			   n_fds, p->tree->n_mounts, strerror(-r));
+		eco_release(&eco);
 		return r;
 	}
 	c.fds = malloc((p->n_slots ? p->n_slots : 1) * sizeof(int));
@@ -1061,7 +1068,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 	for (size_t i = 0; i < p->n_slots; i++)
 		c.fds[i] = -EBADF;
 	c.attached = calloc(p->n_slots + 1, sizeof(bool));
-	if (!c.attached || plan_direct(&c) < 0 || eco_init(&c, c.eco) < 0) {
+	if (!c.attached || plan_direct(&c) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
