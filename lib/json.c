@@ -364,8 +364,16 @@ static int parse_string(struct parser *ps, const char **ret, uint32_t *ret_len)
 	for (;;) {
 		unsigned char c;
 
-		/* the common case: plain ASCII, nothing to rewrite yet */
+		/* the common case: plain ASCII, nothing to rewrite yet; 8 bytes at a time first */
 		if (w == r) {
+			while (ps->end - r >= 8) {
+				uint64_t x = load8(r);
+
+				if ((x & 0x8080808080808080ull) || bytes_below_0x20(x) || bytes_eq(x, '"') ||
+				    bytes_eq(x, '\\'))
+					break;
+				r += 8;
+			}
 			while (r < ps->end && (byte_class[(unsigned char)*r] & C_PLAIN))
 				r++;
 			w = r;

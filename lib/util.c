@@ -358,11 +358,20 @@ char *path_join(const char *a, const char *b)
 	return p;
 }
 
+/* Paths of thousands of bytes (a deep tree) are checked several times per mount: 8 bytes at a time (util.h). */
 size_t path_depth(const char *path)
 {
-	size_t n = 0;
+	size_t len = strlen(path), n = 0, i = 0;
 
-	for (const char *p = path; *p; p++)
+	/* A component starts at a '/' followed by neither '/' nor the end. */
+	for (; i + 8 <= len; i += 8) {
+		uint64_t a = load8(path + i), b = load8(path + i + 1);
+
+		uint64_t m = bytes_eq(a, '/') & ~bytes_eq(b, '/') & ~bytes_eq(b, 0);
+
+		n += (size_t)(((m >> 7) * 0x0101010101010101ull) >> 56); /* the bytes set */
+	}
+	for (const char *p = path + i; *p; p++)
 		if (*p == '/' && p[1] != 0 && p[1] != '/')
 			n++;
 	return n;
@@ -371,11 +380,35 @@ size_t path_depth(const char *path)
 bool path_is_normalized(const char *path)
 {
 	const char *p = path;
+	size_t len, i = 0;
 
 	if (!path || path[0] != '/')
 		return false;
-	if (streq(path, "/"))
+	if (!path[1])
 		return true;
+	/*
+	 * A component is empty, "." or "..": a '/' followed by '/', the end,
+	 * "./", "." and the end, "../", or ".." and the end.
+	 */
+	len = strlen(path);
+	for (; i + 10 <= len; i += 8) {
+		uint64_t b = load8(path + i + 1), bdot = bytes_eq(b, '.'), c, d;
+		uint64_t slash = bytes_eq(load8(path + i), '/') & (bytes_eq(b, '/') | bdot);
+
+		if (!slash) /* no '/' followed by '/' or '.' (the end comes later) */
+			continue;
+		c = load8(path + i + 2);
+		d = load8(path + i + 3);
+		if (slash & ~bdot) /* "//" */
+			return false;
+		if (slash & (bytes_eq(c, '/') | bytes_eq(c, 0) |
+			     (bytes_eq(c, '.') & (bytes_eq(d, '/') | bytes_eq(d, 0)))))
+			return false; /* "/./", "/." at the end, "/../", "/.." at the end */
+	}
+	/* The rest, one component at a time, from the last '/' the words did not pass. */
+	while (i > 0 && path[i] != '/')
+		i--;
+	p = path + i;
 	/* Components are short: a loop of our own, not a strchrnul() call per component. */
 	while (*p) {
 		const char *c = p + 1, *e = c;
@@ -552,12 +585,17 @@ int utf8_unescape_bytes_full(const char *s, size_t n, char **ret, size_t *ret_le
 		return -ENOMEM;
 	o = d;
 	for (size_t i = 0; i < n;) {
-		if (s[i] == 0)
+		/* The bytes up to the next escape, as they are: no NUL among them. */
+		const char *esc = memchr(s + i, '\\', n - i);
+		size_t run = esc ? (size_t)(esc - (s + i)) : n - i;
+
+		if (memchr(s + i, 0, run))
 			goto bad;
-		if (s[i] != '\\') {
-			*o++ = s[i++];
-			continue;
-		}
+		memcpy(o, s + i, run);
+		o += run;
+		i += run;
+		if (i == n)
+			break;
 		if (i + 1 < n && s[i + 1] == '\\') {
 			*o++ = '\\';
 			i += 2;

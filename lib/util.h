@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -165,6 +166,32 @@ bool path_startswith(const char *path, const char *prefix);
 const char *path_relative(const char *path, const char *prefix);
 /* Join a and b with exactly one '/'. */
 char *path_join(const char *a, const char *b);
+/*
+ * Bytes 8 at a time. load8(): byte k of the word is p[k]. bytes_eq(): the
+ * top bit of each byte of w that equals c, and no other bit (no carry
+ * crosses a byte). bytes_below_0x20(): the same for the bytes of w below
+ * 0x20, for words whose bytes are all below 0x80.
+ */
+static inline uint64_t load8(const char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, 8);
+	return le64toh(w);
+}
+
+static inline uint64_t bytes_eq(uint64_t w, unsigned char c)
+{
+	uint64_t x = w ^ (0x0101010101010101ull * c);
+
+	return ~(((x & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | x) & 0x8080808080808080ull;
+}
+
+static inline uint64_t bytes_below_0x20(uint64_t w)
+{
+	return ~((w & 0x7f7f7f7f7f7f7f7full) + 0x6060606060606060ull) & 0x8080808080808080ull;
+}
+
 /* Number of components ("/" = 0, "/a/b" = 2). */
 size_t path_depth(const char *path);
 /* A path is sane: absolute, no "." or ".." components, no empty components. */

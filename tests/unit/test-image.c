@@ -7,6 +7,7 @@
  */
 #include <archive.h>
 #include <archive_entry.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <signal.h>
@@ -487,6 +488,114 @@ TEST(escape_random_round_trip)
 		json_object_put(back);
 	}
 	CHECK_INT(bad, 0);
+}
+
+/* The byte-at-a-time readings that path_depth(), path_is_normalized() and utf8_unescape_bytes() must agree with. */
+static size_t ref_depth(const char *path)
+{
+	size_t n = 0;
+
+	for (const char *p = path; *p; p++)
+		if (*p == '/' && p[1] != 0 && p[1] != '/')
+			n++;
+	return n;
+}
+
+static bool ref_normalized(const char *path)
+{
+	if (path[0] != '/')
+		return false;
+	if (streq(path, "/"))
+		return true;
+	for (const char *p = path; *p;) {
+		const char *c = p + 1, *e = c;
+
+		while (*e && *e != '/')
+			e++;
+		if (e == c || (e - c == 1 && c[0] == '.') || (e - c == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		p = e;
+	}
+	return true;
+}
+
+static int ref_unescape(const char *s, size_t n, char *out, size_t *ret_len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n;) {
+		if (s[i] == 0)
+			return -EINVAL;
+		if (s[i] != '\\') {
+			out[o++] = s[i++];
+			continue;
+		}
+		if (i + 1 < n && s[i + 1] == '\\') {
+			out[o++] = '\\';
+			i += 2;
+			continue;
+		}
+		if (i + 3 < n && s[i + 1] == 'x' && isxdigit((unsigned char)s[i + 2]) &&
+		    isxdigit((unsigned char)s[i + 3])) {
+			char hex[3] = { s[i + 2], s[i + 3], 0 };
+			int v = (int)strtol(hex, NULL, 16);
+
+			if (v == 0)
+				return -EINVAL;
+			out[o++] = (char)v;
+			i += 4;
+			continue;
+		}
+		return -EINVAL;
+	}
+	*ret_len = o;
+	return 0;
+}
+
+TEST(paths_and_unescape_word_at_a_time)
+{
+	static const char path_bytes[] = "//////..a";
+	static const char esc_bytes[] = "\\\\x0f4Aa";
+	char buf[300], ref[300];
+	int bad = 0;
+
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t n = rnd() % (iter % 10 ? 40 : 280), rn = 0, len = 0;
+		_cleanup_free_ char *d = NULL;
+		int r1, r2;
+
+		for (size_t i = 0; i < n; i++)
+			buf[i] = path_bytes[rnd() % (sizeof(path_bytes) - 1)];
+		buf[n] = 0;
+		if (iter % 3 == 0 && n > 0)
+			buf[0] = '/';
+		if (path_depth(buf) != ref_depth(buf) || path_is_normalized(buf) != ref_normalized(buf))
+			bad++;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = iter % 50 == 0 && rnd() % 40 == 0 ? 0 : esc_bytes[rnd() % (sizeof(esc_bytes) - 1)];
+		r1 = utf8_unescape_bytes_full(buf, n, &d, &len);
+		r2 = ref_unescape(buf, n, ref, &rn);
+		if (r1 != r2 || (r1 == 0 && (len != rn || memcmp(d, ref, rn) != 0)))
+			bad++;
+	}
+	CHECK_INT(bad, 0);
+	/* Long normalised paths, and one bad component anywhere in them. */
+	for (size_t k = 0; k < 600; k++) {
+		char p[700];
+		size_t n = 0;
+
+		while (n + 2 < 650)
+			p[n++] = '/', p[n++] = 'a';
+		p[n] = 0;
+		CHECK_INT(path_is_normalized(p), true);
+		CHECK_INT(path_depth(p), n / 2);
+		if (k + 1 < n && p[k] == '/') {
+			p[k + 1] = '.';
+			CHECK_INT(path_is_normalized(p), false);
+			p[k + 1] = '/';
+			CHECK_INT(path_is_normalized(p), false);
+		}
+	}
 }
 
 /* -------------------------------------------------------------------------- */
