@@ -61,6 +61,7 @@ static int arrays_map(struct arrays *a, const struct mntcr_plan *p)
 	/* fds, attached; plan_direct: direct, content */
 	n += (p->n_slots + 1) * sizeof(int) + 16 + ns + 16;
 	n += p->tree->n_mounts + 1 + 16 + (p->tree->n_sbs + 1) * sizeof(bool) + 16;
+	n += (p->n_slots + 1) * sizeof(bool) + 16; /* plain */
 	a->base = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (a->base == MAP_FAILED) {
 		a->base = NULL;
@@ -88,6 +89,7 @@ struct exec_ctx {
 	char kmsg[256];       /* the kernel's fs_context message, if any */
 	bool *attached;       /* per slot: attached by OP_ATTACH or OP_SET_ROOT (park_detached) */
 	uint8_t *direct;      /* per image mount: attach by name, without openat2 (plan_direct) */
+	bool *plain;          /* per slot: a template of ours without content (plan_direct): mkpath by name */
 	struct economy *eco;  /* lazy ops, few fds: see "economy" below */
 	struct mntcr_image *img; /* the image stream OP_CONTENT reads, or NULL */
 	size_t content_left;     /* OP_CONTENT ops still to run: the last one checks the trailer */
@@ -226,42 +228,62 @@ static int do_template_bind(struct exec_ctx *c, const struct plan_op *op)
 	return 0;
 }
 
-static int make_node(struct exec_ctx *c, int root, const char *path, bool dir, unsigned depth)
+static int mknode_at(int at, const char *name, bool dir)
+{
+	return dir ? mkdirat(at, name, 0755) : mknodat(at, name, S_IFREG | 0644, 0);
+}
+
+/*
+ * Make path, and the parents it lacks, in the filesystem of root. Each
+ * parent is opened beneath root first (openat2, no symlink followed) but
+ * in a plain template (one of ours, without content: its directories are
+ * the ones mkpath made, and nothing is mounted on a template), where the
+ * path is used as it is and a parent made only when it is missing.
+ */
+static int make_node(struct exec_ctx *c, int root, const char *path, bool dir, bool plain,
+		     unsigned depth)
 {
 	_cleanup_free_ char *parent = NULL;
 	_cleanup_close_ int dfd = -EBADF;
-	const char *base = strrchr(path, '/');
+	const char *base = strrchr(path, '/'), *name = path;
 	struct stat st;
-	int r;
+	int at = root, r;
 
 	if (depth > 4096)
 		return -ELOOP;
 	parent = base ? strndup(path, (size_t)(base - path)) : strdup("");
 	if (!parent)
 		return -ENOMEM;
-	base = base ? base + 1 : path;
-
-	/* A name in root itself: root is the directory (openat2 of "" would reopen it). */
-	if (*parent) {
-		dfd = open_beneath(root, parent, O_PATH | O_DIRECTORY);
-		if (dfd < 0 && errno == ENOENT) {
-			r = make_node(c, root, parent, true, depth + 1);
+	if (plain) {
+		r = mknode_at(root, path, dir);
+		if (r < 0 && errno == ENOENT && *parent) {
+			r = make_node(c, root, parent, true, true, depth + 1);
 			if (r < 0)
 				return r;
-			dfd = open_beneath(root, parent, O_PATH | O_DIRECTORY);
+			r = mknode_at(root, path, dir);
 		}
-		if (dfd < 0)
-			return sys_fail(c, "openat2");
+	} else {
+		/* A name in root itself: root is the directory (openat2 of "" would reopen it). */
+		if (*parent) {
+			dfd = open_beneath(root, parent, O_PATH | O_DIRECTORY);
+			if (dfd < 0 && errno == ENOENT) {
+				r = make_node(c, root, parent, true, false, depth + 1);
+				if (r < 0)
+					return r;
+				dfd = open_beneath(root, parent, O_PATH | O_DIRECTORY);
+			}
+			if (dfd < 0)
+				return sys_fail(c, "openat2");
+			at = dfd;
+		}
+		name = base ? base + 1 : path;
+		r = mknode_at(at, name, dir);
 	}
-	if (dir)
-		r = mkdirat(*parent ? dfd : root, base, 0755);
-	else
-		r = mknodat(*parent ? dfd : root, base, S_IFREG | 0644, 0);
 	if (r == 0)
 		return 0;
 	if (errno != EEXIST)
 		return sys_fail(c, dir ? "mkdirat" : "mknodat");
-	if (fstatat(*parent ? dfd : root, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return sys_fail(c, "fstatat");
 	if (S_ISDIR(st.st_mode) != dir) {
 		c->syscall = dir ? "mkdirat" : "mknodat";
@@ -281,7 +303,7 @@ static int do_mkpath(struct exec_ctx *c, const struct plan_op *op)
 			return sys_fail(c, "fstat");
 		dir = S_ISDIR(st.st_mode);
 	}
-	return make_node(c, c->fds[op->slot], op->path, dir, 0);
+	return make_node(c, c->fds[op->slot], op->path, dir, c->plain && c->plain[op->slot], 0);
 }
 
 static int do_clone(struct exec_ctx *c, const struct plan_op *op)
@@ -944,38 +966,83 @@ int unshare_newer(void)
  * it, nor have anything mounted on it, so openat2 could not refuse it; a
  * sibling on the same path is still left to openat2 (EXDEV, as before).
  */
+/* FNV-1a, carried on: the hash of a longer string from the hash of its prefix. */
+static uint64_t fnv_more(uint64_t h, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+	return h;
+}
+
+#define FNV_START 0xcbf29ce484222325ull
+
+/*
+ * Which mounts can be attached by name below their parent's fd, without
+ * opening the mountpoint with openat2 first: the parent's superblock is
+ * one we made and hold no content in, so its directories are the ones
+ * mkpath made (no symlinks, nothing else); no other child of the parent
+ * sits on the same path (a stack), or on a directory the path goes
+ * through (its walk would enter that mount). Its hash is enough to rule
+ * a child out: a collision only costs an openat2.
+ */
 static int plan_direct(struct exec_ctx *c)
 {
 	const struct mntcr_tree *t = c->p->tree;
 	bool *content = arrays_take(&c->mem, t->n_sbs + 1, sizeof(bool));
+	struct u64map paths = { 0 };
+	int r = 0;
 
 	c->direct = arrays_take(&c->mem, t->n_mounts + 1, 1);
-	if (!content || !c->direct)
+	c->plain = arrays_take(&c->mem, c->p->n_slots + 1, sizeof(bool));
+	if (!content || !c->direct || !c->plain)
 		return -ENOMEM;
 	for (size_t i = 0; i < c->p->n_ops; i++)
 		if (c->p->ops[i].type == OP_CONTENT && c->p->ops[i].sb < t->n_sbs)
 			content[c->p->ops[i].sb] = true;
-	for (size_t pi = 0; pi < t->n_mounts; pi++) {
+	for (size_t sb = 0; sb < t->n_sbs; sb++)
+		if (t->sbs[sb].owned && !content[sb] && c->p->sb_slot[sb] < c->p->n_slots)
+			c->plain[c->p->sb_slot[sb]] = true;
+	for (size_t pi = 0; pi < t->n_mounts && r == 0; pi++) {
 		const struct mntcr_mount *pm = &t->mounts[pi];
+		bool nested = false;
 
-		if (!t->sbs[pm->sb].owned || content[pm->sb])
+		if (!t->sbs[pm->sb].owned || content[pm->sb] || pm->n_children == 0)
 			continue;
-		/* children in attach order: the same paths are next to each other */
-		for (size_t k = 0; k < pm->n_children; k++) {
-			size_t ci = tree_child_idx(t, pm, k);
-			const struct mntcr_mount *m = &t->mounts[ci];
-			const char *rel = mount_relpath(t, m);
+		for (size_t k = 0; k < pm->n_children && !nested; k++)
+			nested = strchr(mount_relpath(t, tree_child(t, pm, k)), '/') != NULL;
+		/* The children's paths, when one of them has several components. */
+		u64map_release(&paths);
+		for (size_t k = 0; nested && k < pm->n_children && r == 0; k++) {
+			const char *rel = mount_relpath(t, tree_child(t, pm, k));
 
-			if (!*rel || strchr(rel, '/'))
+			r = u64map_put(&paths, fnv_more(FNV_START, rel, strlen(rel)), k);
+		}
+		/* children in attach order: the same paths are next to each other */
+		for (size_t k = 0; k < pm->n_children && r == 0; k++) {
+			size_t ci = tree_child_idx(t, pm, k), any;
+			const struct mntcr_mount *m = &t->mounts[ci];
+			const char *rel = mount_relpath(t, m), *q = rel, *slash;
+			uint64_t h = FNV_START;
+			bool through = false;
+
+			if (!*rel)
 				continue;
 			if ((k > 0 && streq(tree_child(t, pm, k - 1)->mountpoint, m->mountpoint)) ||
 			    (k + 1 < pm->n_children &&
 			     streq(tree_child(t, pm, k + 1)->mountpoint, m->mountpoint)))
 				continue;
-			c->direct[ci] = 1;
+			while (!through && (slash = strchr(q, '/'))) {
+				h = fnv_more(h, q, (size_t)(slash - q));
+				through = u64map_get(&paths, h, &any);
+				h = fnv_more(h, "/", 1);
+				q = slash + 1;
+			}
+			if (!through)
+				c->direct[ci] = 1;
 		}
 	}
-	return 0;
+	u64map_release(&paths);
+	return r;
 }
 
 /*
