@@ -55,9 +55,10 @@ static int arrays_map(struct arrays *a, const struct mntcr_plan *p)
 {
 	size_t ns = p->n_slots + 1, n = 0;
 
-	/* eco_init: next; head, tail, last_pre, last, mount, id, clones; keep, aliased; alias */
+	/* eco_init: next; head, tail, last_pre, last, mount, id, clones; keep, aliased, parked,
+	 * alias_parked; alias */
 	n += (p->n_ops + 1) * sizeof(size_t) + 16;
-	n += 7 * (ns * sizeof(size_t) + 16) + 2 * (ns + 16) + ns * sizeof(int) + 16;
+	n += 7 * (ns * sizeof(size_t) + 16) + 4 * (ns + 16) + ns * sizeof(int) + 16;
 	/* fds, attached; plan_direct: direct, content */
 	n += (p->n_slots + 1) * sizeof(int) + 16 + ns + 16;
 	n += p->tree->n_mounts + 1 + 16 + (p->tree->n_sbs + 1) * sizeof(bool) + 16;
@@ -558,6 +559,8 @@ struct economy {
 	size_t *clones;	     /* per slot: clones still to be taken of it */
 	bool *aliased;	     /* per slot: clones are taken of its alias */
 	bool reopen;	     /* close attached mounts before the propagation phase, reopen them there */
+	bool *parked;	     /* per slot: a template parked in the yard after its content (eco_park_template) */
+	bool *alias_parked;  /* per slot: its alias is in the yard, not in alias[] (eco_run) */
 	int yard;	     /* mounts parked before their fd is closed */
 };
 
@@ -630,7 +633,9 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 	e->alias = arrays_take(&c->mem, ns, sizeof(int));
 	e->clones = arrays_take(&c->mem, ns, sizeof(size_t));
 	e->aliased = arrays_take(&c->mem, ns, sizeof(bool));
-	if (!e->next || !e->head || !e->tail || !e->last_pre || !e->last || !e->mount || !e->keep ||
+	e->parked = arrays_take(&c->mem, ns, sizeof(bool));
+	e->alias_parked = arrays_take(&c->mem, ns, sizeof(bool));
+	if (!e->parked || !e->alias_parked || !e->next || !e->head || !e->tail || !e->last_pre || !e->last || !e->mount || !e->keep ||
 	    !e->id || !e->alias || !e->clones || !e->aliased)
 		return -ENOMEM;
 	for (size_t s = 0; s < ns; s++) {
@@ -694,15 +699,27 @@ static void eco_park(struct economy *e, size_t s, int fd);
  */
 static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *op)
 {
+	size_t n_slots = c->p->n_slots;
 	int r, saved;
 
-	if (op->type == OP_CLONE && op->src < c->p->n_slots && e->alias[op->src] >= 0) {
+	if (op->type == OP_CLONE && op->src < n_slots && (e->alias[op->src] >= 0 || e->alias_parked[op->src])) {
+		_cleanup_close_ int parked = -EBADF;
+
+		if (e->alias_parked[op->src]) {
+			/* the alias where it lies in the yard, cloned from there */
+			char name[32];
+
+			snprintf(name, sizeof(name), "%zu", 3 * n_slots + op->src);
+			parked = open_tree(e->yard, name, OPEN_TREE_CLOEXEC);
+			if (parked < 0)
+				return sys_fail(c, "open_tree (parked alias)");
+		}
 		saved = c->fds[op->src];
-		c->fds[op->src] = e->alias[op->src];
+		c->fds[op->src] = parked >= 0 ? parked : e->alias[op->src];
 		r = run_op(c, op);
 		c->fds[op->src] = saved;
-		if (r == 0 && --e->clones[op->src] == 0) { /* the last clone of it */
-			eco_park(e, c->p->n_slots + op->src, e->alias[op->src]);
+		if (r == 0 && --e->clones[op->src] == 0 && e->alias[op->src] >= 0) { /* the last clone of it */
+			eco_park(e, n_slots + op->src, e->alias[op->src]);
 			close(e->alias[op->src]);
 			e->alias[op->src] = -EBADF;
 		}
@@ -714,6 +731,29 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 	e->alias[op->slot] = open_tree(c->fds[op->slot], "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (e->alias[op->slot] < 0)
 		return sys_fail(c, "open_tree (alias)");
+	/* Few fds: it waits in the yard for its clones, not as an fd (one per superblock). */
+	if (e->reopen && yard_park(&e->yard, 3 * n_slots + op->slot, e->alias[op->slot]) == 0) {
+		close(e->alias[op->slot]);
+		e->alias[op->slot] = -EBADF;
+		e->alias_parked[op->slot] = true;
+	}
+	return 0;
+}
+
+/* A template parked after its content (eco_park_template), back: a clone of it is as good. */
+static int eco_unpark(struct exec_ctx *c, struct economy *e, size_t s)
+{
+	char name[32];
+	int fd;
+
+	if (!e->parked[s])
+		return 0;
+	snprintf(name, sizeof(name), "%zu", 2 * c->p->n_slots + s);
+	fd = open_tree(e->yard, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (fd < 0)
+		return sys_fail(c, "open_tree (parked template)");
+	c->fds[s] = fd;
+	e->parked[s] = false;
 	return 0;
 }
 
@@ -721,6 +761,10 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 static int eco_flush(struct exec_ctx *c, struct economy *e, size_t s)
 {
 	size_t saved = c->op;
+	int r0 = e->head[s] != IDX_NONE ? eco_unpark(c, e, s) : 0;
+
+	if (r0 < 0)
+		return r0;
 
 	while (e->head[s] != IDX_NONE) {
 		size_t j = e->head[s], refs[3], n;
@@ -755,7 +799,9 @@ static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s)
 	struct statx stx;
 	int r, fd;
 
-	r = eco_flush(c, e, s);
+	r = eco_unpark(c, e, s);
+	if (r == 0)
+		r = eco_flush(c, e, s);
 	if (r < 0 || c->fds[s] >= 0 || !e->id[s])
 		return r;
 	m = &c->p->tree->mounts[e->mount[s]];
@@ -798,11 +844,31 @@ static int eco_needs(struct exec_ctx *c, struct economy *e, const struct plan_op
 	return r;
 }
 
+/*
+ * When fds are scarce: a template whose content was just written, parked
+ * in the yard until it is needed (eco_ready() clones it back). The
+ * content comes in the image's order, so each template of a superblock
+ * with files would otherwise stay open from its content to its attach:
+ * 30,000 tmpfs with content, all at once.
+ */
+static void eco_park_template(struct exec_ctx *c, struct economy *e, size_t s)
+{
+	if (c->fds[s] < 0 || e->head[s] != IDX_NONE ||
+	    yard_park(&e->yard, 2 * c->p->n_slots + s, c->fds[s]) < 0)
+		return; /* stays open */
+	close(c->fds[s]);
+	c->fds[s] = -EBADF;
+	e->parked[s] = true;
+}
+
 /* After op i: close the fds it was the last to need. */
 static void eco_done(struct exec_ctx *c, struct economy *e, size_t i)
 {
 	const struct plan_op *op = &c->p->ops[i];
 	size_t refs[4], n = eco_refs(c->p, op, refs);
+
+	if (op->type == OP_CONTENT && e->reopen && op->slot < c->p->n_slots && e->last[op->slot] != i)
+		eco_park_template(c, e, op->slot);
 
 	if (op->type == OP_ATTACH && op->src < c->p->n_slots &&
 	    (refs[n] = eco_template(c, e, op->src)) < c->p->n_slots)

@@ -129,6 +129,31 @@ for o in o1 o2; do
 done
 done_with layers
 
+# Few fds: 300 tmpfs, each with a file, restored with RLIMIT_NOFILE 64 and
+# no CAP_SYS_RESOURCE. The content comes in the image's order, long before
+# the mounts are attached; each template is parked in a detached tmpfs
+# after its content instead of holding an fd until then.
+ns_start manyfs '
+	for i in $(seq 300); do mkdir -p $D/m$i; mount -t tmpfs fs$i $D/m$i; echo $i >$D/m$i/f; done
+	$T $D >$NS_TMP/manyfs.before'
+mntcr_dump "$(ns_pid manyfs)" "$NS_TMP/manyfs.img"
+check "manyfs: dump" test "$MNTCR_RC" = 0
+NSF=$NS_TMP/manyfs.ns
+: >"$NSF"
+if [[ ${MNTCR_ENGINE:-} == compat ]]; then
+	skip "manyfs: restore with 64 fds" "the compat engine holds an fd per mount"
+else
+	check_exit 0 "manyfs: restore of 300 tmpfs with content, with at most 64 fds" \
+		prlimit --nofile=64:64 setpriv --bounding-set -sys_resource \
+		"$MNTCR" restore "${ENGINE_ARGS[@]}" --image "$NS_TMP/manyfs.img" --persist "$NSF"
+	check_exit 0 "manyfs: diff image ns:restored finds no difference" \
+		"$MNTCR" diff "$NS_TMP/manyfs.img" "ns:$NSF"
+	is "$(restored_sh "cat $S/manyfs/m1/f $S/manyfs/m150/f $S/manyfs/m300/f" | paste -sd' ')" "1 150 300" \
+		"manyfs: the files are there"
+fi
+RPID=
+done_with manyfs
+
 # A sibling mounted on a shorter path covers X: X's path does not even exist in it.
 ns_start sibling '
 	mount -t tmpfs P $D; mkdir -p $D/p/q; mount -t tmpfs X $D/p/q; echo x >$D/p/q/x_file
