@@ -123,7 +123,7 @@ holder=
 
 cleanup() {
 	[[ -n $holder ]] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null
-	umount "$S/ns" "$S/r" "$S/x" "$S/cns" 2>/dev/null
+	umount "$S/ns" "$S/r" "$S/x" 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -247,31 +247,33 @@ if ((CONTENT_MB > 0)) && "$MNTCR" dump --help 2>&1 | grep -q -- --compress; then
 	echo "== content ${CONTENT_MB} MiB" >&2
 	c=$S/c
 	mkdir -p "$c" "$S/x"
-	touch "$S/cns"
 	big=$((CONTENT_MB * 15 / 16)) small=$((CONTENT_MB * 256 / 16))
-	unshare --mount="$S/cns" --propagation private sh -c '
+	# The namespace is held by the process that made it, not bound on a file: on Linux 6.18,
+	# binding a new namespace's file from its creator's namespace (unshare --mount=FILE) fails
+	# with EINVAL about half the time (the loop check compares namespace ids, which are not
+	# handed out in creation order across CPUs; mntcr restore --persist unshares again then).
+	unshare -m --propagation private sh -c '
 		mount -t tmpfs -o size=$(('"$CONTENT_MB"' * 2))m,mode=755 data "$1" &&
 		mkdir "$1/big" "$1/small" &&
 		head -c $(('"$big"' * 1048576)) /dev/urandom | split -b 1M -a 4 - "$1/big/f" &&
-		mkdir -p "$1/small/d" && head -c $(('"$small"' * 4096)) /dev/urandom | split -b 4K -a 5 - "$1/small/d/s"
-	' sh "$c" || { echo "run.sh: could not build the content namespace" >&2; exit 1; }
-	nsenter --mount="$S/cns" sleep infinity &
+		mkdir -p "$1/small/d" && head -c $(('"$small"' * 4096)) /dev/urandom | split -b 4K -a 5 - "$1/small/d/s" &&
+		exec sleep infinity
+	' sh "$c" &
 	holder=$!
-	self_ns=$(readlink /proc/self/ns/mnt)
-	for ((w = 0; w < 500; w++)); do
-		ns=$(readlink "/proc/$holder/ns/mnt" 2>/dev/null)
-		[[ -n $ns && $ns != "$self_ns" && $(readlink "/proc/$holder/exe") == */sleep ]] && break
-		sleep 0.02
+	while kill -0 "$holder" 2>/dev/null && [[ $(readlink "/proc/$holder/exe") != */sleep ]]; do
+		sleep 0.05
 	done
-	bytes=$(nsenter --mount="$S/cns" du -sb "$c" | cut -f1)
-	files=$(nsenter --mount="$S/cns" find "$c" -type f | wc -l)
+	kill -0 "$holder" 2>/dev/null || { echo "run.sh: could not build the content namespace" >&2; exit 1; }
+	cns=/proc/$holder/ns/mnt
+	bytes=$(nsenter --mount="$cns" du -sb "$c" | cut -f1)
+	files=$(nsenter --mount="$cns" find "$c" -type f | wc -l)
 	emit content "$CONTENT_MB" "{\"kind\": \"content_data\", \"bytes\": $bytes, \"files\": $files}"
 	for ((i = 0; i < REPS && i < 3; i++)); do
 		rm -f "$S/cimg" "$S/c.tar"
 		rec=$(MNTCR_TIMING=1 run_timed content_dump "$MNTCR" dump --compress=none --pid "$holder" -o "$S/cimg") ||
 			{ failed "content dump" "$rec"; emit content "$CONTENT_MB" "$rec"; break; }
 		emit content "$CONTENT_MB" "$rec"
-		rec=$(run_timed content_tar_c nsenter --mount="$S/cns" tar -cf "$S/c.tar" -C "$c" .) ||
+		rec=$(run_timed content_tar_c nsenter --mount="$cns" tar -cf "$S/c.tar" -C "$c" .) ||
 			failed "tar -c" "$rec"
 		emit content "$CONTENT_MB" "$rec"
 		rec=$(MNTCR_TIMING=1 run_timed content_restore "$MNTCR" restore --image "$S/cimg" --persist "$S/r") ||
@@ -279,7 +281,7 @@ if ((CONTENT_MB > 0)) && "$MNTCR" dump --help 2>&1 | grep -q -- --compress; then
 		emit content "$CONTENT_MB" "$rec"
 		if ((i == 0)); then
 			# the files came back: the same tree, byte for byte
-			if diff -r <(nsenter --mount="$S/cns" sh -c "cd $c && find . -type f -exec md5sum {} + | sort") \
+			if diff -r <(nsenter --mount="$cns" sh -c "cd $c && find . -type f -exec md5sum {} + | sort") \
 				<(nsenter --mount="$S/r" sh -c "cd $c && find . -type f -exec md5sum {} + | sort") >/dev/null; then
 				emit content "$CONTENT_MB" '{"kind": "verify", "equal": true}'
 			else
@@ -301,6 +303,5 @@ if ((CONTENT_MB > 0)) && "$MNTCR" dump --help 2>&1 | grep -q -- --compress; then
 	kill "$holder"
 	wait "$holder" 2>/dev/null
 	holder=
-	umount "$S/cns"
 fi
 exit 0
