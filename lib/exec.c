@@ -560,7 +560,8 @@ struct economy {
 	bool *aliased;	     /* per slot: clones are taken of its alias */
 	bool reopen;	     /* close attached mounts before the propagation phase, reopen them there */
 	bool *parked;	     /* per slot: a template parked in the yard after its content (eco_park_template) */
-	bool *alias_parked;  /* per slot: its alias is in the yard, not in alias[] (eco_run) */
+	bool *alias_parked;  /* per slot: its alias lies in the yard; alias[] may hold a handle on it */
+	size_t handles, handles_max; /* handles on parked aliases kept open, and how many may be */
 	int yard;	     /* mounts parked before their fd is closed */
 };
 
@@ -703,23 +704,35 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 	int r, saved;
 
 	if (op->type == OP_CLONE && op->src < n_slots && (e->alias[op->src] >= 0 || e->alias_parked[op->src])) {
-		_cleanup_close_ int parked = -EBADF;
+		bool once = false;
 
-		if (e->alias_parked[op->src]) {
-			/* the alias where it lies in the yard, cloned from there */
+		if (e->alias[op->src] < 0) {
+			/*
+			 * A handle on the alias where it lies in the yard: kept until its last
+			 * clone while few are kept (a superblock's clones mostly come
+			 * together), else taken for this clone alone.
+			 */
 			char name[32];
 
 			snprintf(name, sizeof(name), "%zu", 3 * n_slots + op->src);
-			parked = open_tree(e->yard, name, OPEN_TREE_CLOEXEC);
-			if (parked < 0)
+			e->alias[op->src] = open_tree(e->yard, name, OPEN_TREE_CLOEXEC);
+			if (e->alias[op->src] < 0)
 				return sys_fail(c, "open_tree (parked alias)");
+			once = e->handles >= e->handles_max;
+			e->handles += !once;
 		}
 		saved = c->fds[op->src];
-		c->fds[op->src] = parked >= 0 ? parked : e->alias[op->src];
+		c->fds[op->src] = e->alias[op->src];
 		r = run_op(c, op);
 		c->fds[op->src] = saved;
-		if (r == 0 && --e->clones[op->src] == 0 && e->alias[op->src] >= 0) { /* the last clone of it */
-			eco_park(e, n_slots + op->src, e->alias[op->src]);
+		if (r == 0 && --e->clones[op->src] == 0) { /* the last clone of it */
+			if (!e->alias_parked[op->src])
+				eco_park(e, n_slots + op->src, e->alias[op->src]);
+			else if (!once)
+				e->handles--;
+			once = true;
+		}
+		if (once) { /* in the yard already, if parked: closing the handle drops nothing */
 			close(e->alias[op->src]);
 			e->alias[op->src] = -EBADF;
 		}
@@ -731,7 +744,7 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 	e->alias[op->slot] = open_tree(c->fds[op->slot], "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (e->alias[op->slot] < 0)
 		return sys_fail(c, "open_tree (alias)");
-	/* Few fds: it waits in the yard for its clones, not as an fd (one per superblock). */
+	/* Few fds: it waits in the yard for its first clone, not as an fd (one per superblock). */
 	if (e->reopen && yard_park(&e->yard, 3 * n_slots + op->slot, e->alias[op->slot]) == 0) {
 		close(e->alias[op->slot]);
 		e->alias[op->slot] = -EBADF;
@@ -1234,6 +1247,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 		}
 		log_debug("%zu fds for %zu slots are not allowed: keeping few fds open", n_fds, p->n_slots);
 		eco.reopen = true;
+		eco.handles_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (size_t)rl.rlim_cur / 8 : 0;
 		r = 0;
 	}
 	if (r < 0) {
