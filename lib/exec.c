@@ -1057,12 +1057,15 @@ static uint64_t fnv_more(uint64_t h, const char *s, size_t n)
 
 /*
  * Which mounts can be attached by name below their parent's fd, without
- * opening the mountpoint with openat2 first: the parent's superblock is
- * one we made and hold no content in, so its directories are the ones
- * mkpath made (no symlinks, nothing else); no other child of the parent
- * sits on the same path (a stack), or on a directory the path goes
- * through (its walk would enter that mount). Its hash is enough to rule
- * a child out: a collision only costs an openat2.
+ * opening the mountpoint with openat2 first. The parent's superblock is
+ * one we made and hold no content in, and no other child of the parent
+ * sits on the same path (a stack). A name of one component: move_mount
+ * follows no symlink in it. A longer path only in a tmpfs or ramfs (one
+ * of ours, "plain"): its directories are the ones mkpath made, no symlink
+ * among them (proc and sysfs have their own, magic ones included, which
+ * would lead out), and no other child of the parent may sit on a
+ * directory the path goes through (its walk would enter that mount): the
+ * children's paths are hashed, and a collision only costs an openat2.
  */
 static int plan_direct(struct exec_ctx *c)
 {
@@ -1079,15 +1082,16 @@ static int plan_direct(struct exec_ctx *c)
 		if (c->p->ops[i].type == OP_CONTENT && c->p->ops[i].sb < t->n_sbs)
 			content[c->p->ops[i].sb] = true;
 	for (size_t sb = 0; sb < t->n_sbs; sb++)
-		if (t->sbs[sb].owned && !content[sb] && c->p->sb_slot[sb] < c->p->n_slots)
+		if (t->sbs[sb].owned && !content[sb] && content_fstype(t->sbs[sb].fstype) &&
+		    c->p->sb_slot[sb] < c->p->n_slots)
 			c->plain[c->p->sb_slot[sb]] = true;
 	for (size_t pi = 0; pi < t->n_mounts && r == 0; pi++) {
 		const struct mntcr_mount *pm = &t->mounts[pi];
-		bool nested = false;
+		bool plain = content_fstype(t->sbs[pm->sb].fstype), nested = false;
 
 		if (!t->sbs[pm->sb].owned || content[pm->sb] || pm->n_children == 0)
 			continue;
-		for (size_t k = 0; k < pm->n_children && !nested; k++)
+		for (size_t k = 0; plain && k < pm->n_children && !nested; k++)
 			nested = strchr(mount_relpath(t, tree_child(t, pm, k)), '/') != NULL;
 		/* The children's paths, when one of them has several components. */
 		u64map_release(&paths);
@@ -1104,7 +1108,7 @@ static int plan_direct(struct exec_ctx *c)
 			uint64_t h = FNV_START;
 			bool through = false;
 
-			if (!*rel)
+			if (!*rel || (!plain && strchr(rel, '/')))
 				continue;
 			if ((k > 0 && streq(tree_child(t, pm, k - 1)->mountpoint, m->mountpoint)) ||
 			    (k + 1 < pm->n_children &&

@@ -100,6 +100,31 @@ forge "a superblock index out of range" 's|"sb": 0,|"sb": 99999,|'
 refused 4 "a superblock index out of range" "not a valid mntcr image" --image "$FORGED"
 ns_stop forge
 
+# A mountpoint through a symlink of a filesystem the restore makes itself: proc's magic
+# self/cwd leads to the restorer's working directory. Refused (no symlink is followed below a
+# new filesystem but in a tmpfs or ramfs of ours, which holds only the directories it made),
+# and nothing is made where the link points.
+ns_start magic 'mkdir -p $D/p; mount -t proc proc $D/p; mount -t tmpfs T $D/p/fs'
+mntcr_dump "$(ns_pid magic)" "$NS_TMP/magic.img" --no-content --compress=none
+tar --warning=no-unknown-keyword -xOf "$NS_TMP/magic.img" manifest.json >"$NS_TMP/magic.json"
+ns_stop magic
+sed -e "s|\"mountpoint\": \"$S/magic/p/fs\"|\"mountpoint\": \"$S/magic/p/self/cwd/escaped\"|" \
+	"$NS_TMP/magic.json" >"$NS_TMP/magic-forged.json"
+if cmp -s "$NS_TMP/magic.json" "$NS_TMP/magic-forged.json"; then
+	not_ok "magic: the edit applies" "the mountpoint $S/magic/p/fs is not in the manifest"
+fi
+check "magic: the proc filesystem is restored, not borrowed" grep -q '"fstype": "proc",' "$NS_TMP/magic.json"
+"$MNTCR_FORGE" 1 "$NS_TMP/magic-forged.json" "$NS_TMP/magic-forged.img"
+mkdir -p "$NS_TMP/cwd"
+before=$(cat /proc/self/mountinfo)
+: >"$NS_TMP/magic.ns"
+(cd "$NS_TMP/cwd" && "$MNTCR" restore --image "$NS_TMP/magic-forged.img" --persist "$NS_TMP/magic.ns" 2>"$ERR")
+check "magic: a mountpoint through proc's self/cwd is refused" test $? = 6
+check "magic: the message names the symlink" grep -q "symbolic link" "$ERR"
+check "magic: nothing made where the link points" test ! -e "$NS_TMP/cwd/escaped"
+is "$(cat /proc/self/mountinfo)" "$before" "magic: nothing mounted here"
+umount "$NS_TMP/magic.ns" 2>/dev/null || true
+
 # ------------------------------------------------------------------------------------------------
 # Hostile content, driven from the CLI: the good manifest, then members that try to write out
 # of the new filesystem (through a symlink of their own, with ..). The manifest is checked
