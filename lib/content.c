@@ -372,6 +372,14 @@ int yard_park(int *yard, size_t n, int fd)
 	return 0;
 }
 
+int yard_open(int yard, size_t n, unsigned flags)
+{
+	char name[24];
+
+	snprintf(name, sizeof(name), "%zu", n);
+	return open_tree(yard, name, flags | OPEN_TREE_CLOEXEC);
+}
+
 /*
  * A clone sent to the dumper, parked before the helper closes its fd: each
  * unmount waits for an RCU grace period (50-100 us, KERNEL-FACTS 4.2); this

@@ -151,6 +151,8 @@ int content_extract(struct mntcr_image *img, size_t sb, int rootfd, char **ret_m
  * is then left as it was; *yard < 0 still when the yard could not be made).
  */
 int yard_park(int *yard, size_t n, int fd);
+/* An fd on the mount yard_park() parked as n: open_tree() of it with flags (OPEN_TREE_CLONE: a clone). -1 and errno. */
+int yard_open(int yard, size_t n, unsigned flags);
 
 /*
  * An executor's content op, for both engines: content_extract() of

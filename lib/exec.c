@@ -690,6 +690,19 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 
 static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s);
 
+/*
+ * What the economy parks in its yard, each kind under names of its own
+ * (row * slots + slot): a mount never attached, when its fd is closed; an
+ * alias, after its last clone; and when fds are scarce, a template after
+ * its content, and an alias waiting for its clones.
+ */
+enum yard_row { YARD_UNATTACHED, YARD_ALIAS, YARD_TEMPLATE, YARD_WAITING_ALIAS };
+
+static size_t yard_name(const struct mntcr_plan *p, enum yard_row row, size_t s)
+{
+	return (size_t)row * p->n_slots + s;
+}
+
 static void eco_park(struct economy *e, size_t s, int fd);
 
 /*
@@ -712,10 +725,7 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 			 * clone while few are kept (a superblock's clones mostly come
 			 * together), else taken for this clone alone.
 			 */
-			char name[32];
-
-			snprintf(name, sizeof(name), "%zu", 3 * n_slots + op->src);
-			e->alias[op->src] = open_tree(e->yard, name, OPEN_TREE_CLOEXEC);
+			e->alias[op->src] = yard_open(e->yard, yard_name(c->p, YARD_WAITING_ALIAS, op->src), 0);
 			if (e->alias[op->src] < 0)
 				return sys_fail(c, "open_tree (parked alias)");
 			once = e->handles >= e->handles_max;
@@ -727,7 +737,7 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 		c->fds[op->src] = saved;
 		if (r == 0 && --e->clones[op->src] == 0) { /* the last clone of it */
 			if (!e->alias_parked[op->src])
-				eco_park(e, n_slots + op->src, e->alias[op->src]);
+				eco_park(e, yard_name(c->p, YARD_ALIAS, op->src), e->alias[op->src]);
 			else if (!once)
 				e->handles--;
 			once = true;
@@ -745,7 +755,8 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 	if (e->alias[op->slot] < 0)
 		return sys_fail(c, "open_tree (alias)");
 	/* Few fds: it waits in the yard for its first clone, not as an fd (one per superblock). */
-	if (e->reopen && yard_park(&e->yard, 3 * n_slots + op->slot, e->alias[op->slot]) == 0) {
+	if (e->reopen &&
+	    yard_park(&e->yard, yard_name(c->p, YARD_WAITING_ALIAS, op->slot), e->alias[op->slot]) == 0) {
 		close(e->alias[op->slot]);
 		e->alias[op->slot] = -EBADF;
 		e->alias_parked[op->slot] = true;
@@ -756,13 +767,11 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 /* A template parked after its content (eco_park_template), back: a clone of it is as good. */
 static int eco_unpark(struct exec_ctx *c, struct economy *e, size_t s)
 {
-	char name[32];
 	int fd;
 
 	if (!e->parked[s])
 		return 0;
-	snprintf(name, sizeof(name), "%zu", 2 * c->p->n_slots + s);
-	fd = open_tree(e->yard, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	fd = yard_open(e->yard, yard_name(c->p, YARD_TEMPLATE, s), OPEN_TREE_CLONE);
 	if (fd < 0)
 		return sys_fail(c, "open_tree (parked template)");
 	c->fds[s] = fd;
@@ -867,7 +876,7 @@ static int eco_needs(struct exec_ctx *c, struct economy *e, const struct plan_op
 static void eco_park_template(struct exec_ctx *c, struct economy *e, size_t s)
 {
 	if (c->fds[s] < 0 || e->head[s] != IDX_NONE ||
-	    yard_park(&e->yard, 2 * c->p->n_slots + s, c->fds[s]) < 0)
+	    yard_park(&e->yard, yard_name(c->p, YARD_TEMPLATE, s), c->fds[s]) < 0)
 		return; /* stays open */
 	close(c->fds[s]);
 	c->fds[s] = -EBADF;
@@ -895,7 +904,7 @@ static void eco_done(struct exec_ctx *c, struct economy *e, size_t i)
 			continue;
 		if (e->last[s] == i) {
 			if (!c->attached[s])
-				eco_park(e, s, c->fds[s]);
+				eco_park(e, yard_name(c->p, YARD_UNATTACHED, s), c->fds[s]);
 			close(c->fds[s]);
 			c->fds[s] = -EBADF;
 			continue;
@@ -1321,7 +1330,7 @@ out:
 			close(c.fds[i]);
 	for (size_t i = 0; eco.alias && i < p->n_slots; i++)
 		if (eco.alias[i] >= 0) {
-			eco_park(&eco, p->n_slots + i, eco.alias[i]); /* a name of its own */
+			eco_park(&eco, yard_name(p, YARD_ALIAS, i), eco.alias[i]);
 			close(eco.alias[i]);
 		}
 	eco_release(&eco);
