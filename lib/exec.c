@@ -252,12 +252,12 @@ static int make_node(struct exec_ctx *c, int root, const char *path, bool dir, b
 
 	if (depth > 4096)
 		return -ELOOP;
-	parent = base ? strndup(path, (size_t)(base - path)) : strdup("");
-	if (!parent)
-		return -ENOMEM;
-	if (plain) {
+	if (plain && path[0] != '/') {
 		r = mknode_at(root, path, dir);
-		if (r < 0 && errno == ENOENT && *parent) {
+		if (r < 0 && errno == ENOENT && base) { /* the parent is missing: made first */
+			parent = strndup(path, (size_t)(base - path));
+			if (!parent)
+				return -ENOMEM;
 			r = make_node(c, root, parent, true, true, depth + 1);
 			if (r < 0)
 				return r;
@@ -265,7 +265,10 @@ static int make_node(struct exec_ctx *c, int root, const char *path, bool dir, b
 		}
 	} else {
 		/* A name in root itself: root is the directory (openat2 of "" would reopen it). */
-		if (*parent) {
+		if (base > path) {
+			parent = strndup(path, (size_t)(base - path));
+			if (!parent)
+				return -ENOMEM;
 			dfd = open_beneath(root, parent, O_PATH | O_DIRECTORY);
 			if (dfd < 0 && errno == ENOENT) {
 				r = make_node(c, root, parent, true, false, depth + 1);

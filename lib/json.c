@@ -5,8 +5,6 @@
  * per value: the writer appends to one buffer, the reader decodes strings
  * in place and keeps the tree in an arena.
  */
-#include <endian.h>
-
 #include "json.h"
 
 /* -------------------------------------------------------------------------- */
@@ -293,10 +291,8 @@ static inline void skip_ws(struct parser *ps)
 	if (p < end && *p == '\n')
 		p++;
 	while (end - p >= 8) {
-		uint64_t w;
+		uint64_t w = load8(p) ^ 0x2020202020202020ull;
 
-		memcpy(&w, p, 8);
-		w = le64toh(w) ^ 0x2020202020202020ull;
 		if (w) {
 			p += __builtin_ctzll(w) / 8;
 			break;

@@ -365,9 +365,8 @@ size_t path_depth(const char *path)
 
 	/* A component starts at a '/' followed by neither '/' nor the end. */
 	for (; i + 8 <= len; i += 8) {
-		uint64_t a = load8(path + i), b = load8(path + i + 1);
-
-		uint64_t m = bytes_eq(a, '/') & ~bytes_eq(b, '/') & ~bytes_eq(b, 0);
+		uint64_t b = load8(path + i + 1);
+		uint64_t m = bytes_eq(load8(path + i), '/') & ~bytes_eq(b, '/') & ~bytes_eq(b, 0);
 
 		n += (size_t)(((m >> 7) * 0x0101010101010101ull) >> 56); /* the bytes set */
 	}
