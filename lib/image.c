@@ -28,6 +28,7 @@
  * attributes are checked before anyone acts on them. docs/image-format.md
  * is the specification.
  */
+#include <assert.h>
 #include <archive.h>
 #include <archive_entry.h>
 #include <limits.h>
@@ -1050,7 +1051,9 @@ static const char *ctx_str(const struct jctx *c, char buf[static 64])
 	return buf;
 }
 
-static int json_parse_text(const char *what, char *text, size_t len, struct jdoc *ret)
+/* text as a JSON object, the arrays streams[] names handed to them as they are parsed. */
+static int json_parse_streams(const char *what, char *text, size_t len,
+			      const struct jstream *streams, size_t n_streams, struct jdoc *ret)
 {
 	const char *msg = NULL;
 	size_t pos = 0;
@@ -1061,8 +1064,8 @@ static int json_parse_text(const char *what, char *text, size_t len, struct jdoc
 	/* JSON text never holds a NUL byte (a string may hold "\u0000", which is checked later). */
 	if (memchr(text, 0, len))
 		return log_debug_errno(-EBADMSG, "Invalid %s: it contains a NUL byte", what);
-	r = jdoc_parse(text, len, ret, &msg, &pos);
-	if (r == -EBADMSG)
+	r = jdoc_parse_streams(text, len, streams, n_streams, ret, &msg, &pos);
+	if (r == -EBADMSG && msg) /* else a stream's consumer refused an item, and said why */
 		return log_debug_errno(-EBADMSG, "Invalid %s: %s at byte %zu", what, msg, pos);
 	if (r < 0)
 		return r;
@@ -1071,6 +1074,11 @@ static int json_parse_text(const char *what, char *text, size_t len, struct jdoc
 		return log_debug_errno(-EBADMSG, "Invalid %s: not a JSON object", what);
 	}
 	return 0;
+}
+
+static int json_parse_text(const char *what, char *text, size_t len, struct jdoc *ret)
+{
+	return json_parse_streams(what, text, len, NULL, 0, ret);
 }
 
 /*
@@ -1365,8 +1373,12 @@ static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct
 	return 0;
 }
 
-static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tree *t,
-			   struct mntcr_mount *m)
+/*
+ * Mount i of the manifest, as it is parsed. Its superblock and namespace
+ * are numbers checked by mounts_link() once all is read: the superblocks
+ * and namespaces may come later in the text. *ret_has_ns: it has "ns".
+ */
+static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m, bool *ret_has_ns)
 {
 	struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
 	const struct jval *flags, *type;
@@ -1382,15 +1394,8 @@ static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tr
 	    (r = jget_u64(o, ctx, "old_id", UINT32_MAX, &old_id)) < 0 ||
 	    (r = jget_u64(o, ctx, "sb", UINT64_MAX, &sb)) < 0)
 		return r;
-	if (sb >= t->n_sbs)
-		return log_debug_errno(-EBADMSG,
-				       "Invalid image: %s.sb is %" PRIu64
-				       " but there are %zu superblocks",
-				       ctx_str(ctx, buf), sb, t->n_sbs);
 	m->old_id = (uint32_t)old_id;
 	m->sb = (size_t)sb;
-	m->dev_major = t->sbs[sb].dev_major;
-	m->dev_minor = t->sbs[sb].dev_minor;
 	if ((r = jget_str(o, ctx, "root", false, STR_PATH, IMAGE_PATH_MAX, &m->root)) < 0 ||
 	    (r = jget_str(o, ctx, "mountpoint", false, STR_MOUNTPOINT, IMAGE_PATH_MAX,
 			  &m->mountpoint)) < 0 ||
@@ -1405,10 +1410,11 @@ static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tr
 	    (r = jget_bool(o, ctx, "unbindable", &m->unbindable)) < 0 ||
 	    (r = jget(o, ctx, "type", JT_STRING, true, &type)) < 0)
 		return r;
-	if (t->n_ns > 1 || t->n_procs > 0 || jval_get_hint(o, "ns", &ctx->hint)) {
+	*ret_has_ns = jval_get_hint(o, "ns", &ctx->hint) != NULL;
+	if (*ret_has_ns) {
 		uint64_t ns;
 
-		if ((r = jget_u64(o, ctx, "ns", t->n_ns ? t->n_ns - 1 : 0, &ns)) < 0)
+		if ((r = jget_u64(o, ctx, "ns", UINT64_MAX, &ns)) < 0)
 			return r;
 		m->ns = (size_t)ns;
 	}
@@ -1423,6 +1429,107 @@ static int mount_from_json(const struct jval *o, size_t i, const struct mntcr_tr
 			-EBADMSG, "Invalid image: %s.type is neither \"dir\", \"file\" nor null",
 			ctx_str(ctx, buf));
 	return 0;
+}
+
+/*
+ * What mount_from_json() left to check, the superblocks and namespaces
+ * known: each mount's superblock exists (its device is copied from it),
+ * and its namespace too, which it must name when there are several or
+ * processes (has_ns[i]: mount i has "ns").
+ */
+static int mounts_link(struct mntcr_tree *t, const bool *has_ns)
+{
+	bool ns_needed = t->n_ns > 1 || t->n_procs > 0;
+	size_t ns_max = t->n_ns ? t->n_ns - 1 : 0;
+	char buf[64];
+
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+		struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
+
+		if (m->sb >= t->n_sbs)
+			return log_debug_errno(-EBADMSG,
+					       "Invalid image: %s.sb is %zu but there are %zu superblocks",
+					       ctx_str(ctx, buf), m->sb, t->n_sbs);
+		m->dev_major = t->sbs[m->sb].dev_major;
+		m->dev_minor = t->sbs[m->sb].dev_minor;
+		if (ns_needed && !has_ns[i])
+			return log_debug_errno(-EBADMSG, "Invalid image: %s.ns is missing or null",
+					       ctx_str(ctx, buf));
+		if (has_ns[i] && m->ns > ns_max)
+			return log_debug_errno(-EBADMSG, "Invalid image: %s.ns is %zu, more than %zu",
+					       ctx_str(ctx, buf), m->ns, ns_max);
+	}
+	return 0;
+}
+
+/*
+ * The manifest's superblocks and mounts, converted as the parser hands
+ * them over (jstream): the document never holds them whole.
+ */
+struct manifest_stream {
+	struct mntcr_tree *t;
+	unsigned version;
+	bool *has_ns; /* per mount: it has "ns" (mounts_link) */
+	size_t cap_has_ns;
+};
+
+static int sbs_begin(void *userdata)
+{
+	struct mntcr_tree *t = ((struct manifest_stream *)userdata)->t;
+
+	for (size_t i = 0; i < t->n_sbs; i++)
+		sb_clear(&t->sbs[i]);
+	t->n_sbs = 0;
+	return 0;
+}
+
+static int sbs_item(void *userdata, size_t i, const struct jval *v)
+{
+	struct manifest_stream *ms = userdata;
+	struct mntcr_sb sb = { 0 };
+	int r;
+
+	if (i >= MOUNTS_MAX)
+		return log_debug_errno(-EBADMSG, "Invalid manifest: more than %d superblocks",
+				       MOUNTS_MAX);
+	r = sb_from_json(v, i, ms->version, &sb);
+	if (r == 0)
+		r = tree_add_sb(ms->t, &sb);
+	if (r < 0)
+		sb_clear(&sb);
+	return r;
+}
+
+static int mounts_begin(void *userdata)
+{
+	struct mntcr_tree *t = ((struct manifest_stream *)userdata)->t;
+
+	for (size_t i = 0; i < t->n_mounts; i++)
+		mount_clear(&t->mounts[i]);
+	t->n_mounts = 0;
+	return 0;
+}
+
+static int mounts_item(void *userdata, size_t i, const struct jval *v)
+{
+	struct manifest_stream *ms = userdata;
+	struct mntcr_mount m = { 0 };
+	bool has_ns = false;
+	int r;
+
+	if (i >= MOUNTS_MAX)
+		return log_debug_errno(-EBADMSG, "Invalid manifest: more than %d mounts", MOUNTS_MAX);
+	r = mount_from_json(v, i, &m, &has_ns);
+	if (r == 0)
+		r = GROW(ms->has_ns, ms->cap_has_ns, i + 1);
+	if (r == 0) {
+		ms->has_ns[i] = has_ns;
+		r = tree_add_mount(ms->t, &m);
+	}
+	if (r < 0)
+		mount_clear(&m);
+	return r;
 }
 
 /* Version 3: "namespaces" (at least one, at most one per mount) and "processes". */
@@ -1495,52 +1602,60 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	uint64_t u, n_mounts, n_sbs, root_id;
 	_cleanup_free_ uint64_t *ns_roots = NULL;
 	struct mntcr_tree *t = NULL;
-	struct jdoc doc;
+	struct manifest_stream ms = { .version = version };
+	struct jdoc doc = { 0 };
 	int r;
 
-	r = json_parse_text("manifest", text, len, &doc);
+	r = tree_new(&t);
 	if (r < 0)
 		return r;
+	ms.t = t;
+	r = json_parse_streams("manifest", text, len,
+			       (const struct jstream[]){
+				       { "superblocks", sbs_begin, sbs_item, &ms },
+				       { "mounts", mounts_begin, mounts_item, &ms },
+			       },
+			       2, &doc);
+	if (r < 0)
+		goto fail;
 	root = &doc.root;
 	if ((r = jget(root, top, "format", JT_STRING, false, &v)) < 0)
-		goto out;
+		goto fail;
 	if (!jstr_is(v, MANIFEST_FORMAT)) {
 		r = log_debug_errno(-EBADMSG, "Invalid manifest: format is not \"%s\"",
 				    MANIFEST_FORMAT);
-		goto out;
+		goto fail;
 	}
 	if ((r = jget_u64(root, top, "version", UINT64_MAX, &u)) < 0)
-		goto out;
+		goto fail;
 	if (u != version) {
 		r = log_debug_errno(-EBADMSG,
 				    "Invalid manifest: version %" PRIu64
 				    " but the image is version %u",
 				    u, version);
-		goto out;
+		goto fail;
 	}
 
-	/* Sizes first, so that no claim makes us allocate anything. */
+	/* The arrays were converted as they were parsed: their lengths are the counts. */
 	if ((r = jget(root, top, "counts", JT_OBJECT, false, &counts)) < 0 ||
 	    (r = jget_u64(counts, cctx, "mounts", MOUNTS_MAX, &n_mounts)) < 0 ||
 	    (r = jget_u64(counts, cctx, "superblocks", n_mounts, &n_sbs)) < 0 ||
 	    (r = jget(root, top, "superblocks", JT_ARRAY, false, &sbs)) < 0 ||
 	    (r = jget(root, top, "mounts", JT_ARRAY, false, &mounts)) < 0)
-		goto out;
+		goto fail;
 	if (n_mounts == 0) {
 		r = log_debug_errno(-EBADMSG, "Invalid manifest: no mounts");
-		goto out;
+		goto fail;
 	}
 	if (mounts->n != n_mounts || sbs->n != n_sbs) {
 		r = log_debug_errno(-EBADMSG,
 				    "Invalid manifest: counts say %" PRIu64 " mounts and %" PRIu64
 				    " superblocks, the arrays have %zu and %zu",
 				    n_mounts, n_sbs, (size_t)mounts->n, (size_t)sbs->n);
-		goto out;
+		goto fail;
 	}
+	assert(mounts->streamed && sbs->streamed && t->n_mounts == n_mounts && t->n_sbs == n_sbs);
 
-	r = tree_new(&t);
-	if (r < 0)
-		goto out;
 	if ((r = jget_str(root, top, "source", true, STR_TEXT, 32, &source)) < 0)
 		goto fail;
 	if (!source)
@@ -1563,37 +1678,13 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	    (r = jget_bool(root, top, "unique_ids", &t->unique_ids)) < 0 ||
 	    (r = jget_u64(root, top, "root_id", UINT64_MAX, &root_id)) < 0)
 		goto fail;
-
-	if ((r = GROW(t->sbs, t->cap_sbs, n_sbs)) < 0 ||
-	    (r = GROW(t->mounts, t->cap_mounts, n_mounts)) < 0)
-		goto fail;
-	memory_prefault(t->mounts, n_mounts * sizeof(*t->mounts));
 	if (version >= IMAGE_VERSION_NS && (r = namespaces_from_json(root, n_mounts, t, &ns_roots)) < 0)
 		goto fail;
-	for (size_t i = 0; i < n_sbs; i++) {
-		struct mntcr_sb sb = { 0 };
-
-		r = sb_from_json(&sbs->items[i], i, version, &sb);
-		if (r == 0)
-			r = tree_add_sb(t, &sb);
-		if (r < 0) {
-			sb_clear(&sb);
-			goto fail;
-		}
-	}
-	for (size_t i = 0; i < n_mounts; i++) {
-		struct mntcr_mount m = { 0 };
-
-		r = mount_from_json(&mounts->items[i], i, t, &m);
-		if (r == 0)
-			r = tree_add_mount(t, &m);
-		if (r < 0) {
-			mount_clear(&m);
-			goto fail;
-		}
-	}
+	if ((r = mounts_link(t, ms.has_ns)) < 0)
+		goto fail;
 	/* The document is done with: free it before indexing (peak memory). */
 	jdoc_release(&doc);
+	free(TAKE_PTR(ms.has_ns));
 	/* Duplicate ids, missing parents, cycles, several roots: -EBADMSG from tree_index(). */
 	r = tree_index(t);
 	if (r < 0) {
@@ -1632,8 +1723,8 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	return 0;
 fail:
 	mntcr_tree_free(t);
-out:
 	jdoc_release(&doc);
+	free(ms.has_ns);
 	return r;
 }
 

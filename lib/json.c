@@ -229,6 +229,8 @@ struct parser {
 	const char *err;
 	char *err_at;
 	int depth;
+	const struct jstream *streams; /* arrays of the top-level object handed over item by item */
+	size_t n_streams;
 };
 
 static void *arena_alloc(struct parser *ps, size_t n)
@@ -252,6 +254,29 @@ static void *arena_alloc(struct parser *ps, size_t n)
 	r = (char *)b->data + b->used;
 	b->used += n;
 	return r;
+}
+
+/* Where the arena is, to come back to (arena_rewind) once a streamed item is handed over. */
+struct arena_mark {
+	struct arena_block *block;
+	size_t used;
+};
+
+static struct arena_mark arena_mark(struct parser *ps)
+{
+	return (struct arena_mark){ ps->arena, ps->arena ? ps->arena->used : 0 };
+}
+
+static void arena_rewind(struct parser *ps, struct arena_mark m)
+{
+	while (ps->arena != m.block) {
+		struct arena_block *b = ps->arena;
+
+		ps->arena = b->next;
+		free(b);
+	}
+	if (ps->arena)
+		ps->arena->used = m.used;
 }
 
 static int fail_at(struct parser *ps, char *at, const char *msg)
@@ -594,6 +619,69 @@ static bool has_dup_keys(const struct jmember *m, size_t n)
 	return false;
 }
 
+/* After an item of a container: 1 at a ',' (another item follows), 0 at its closing bracket. */
+static inline int item_end(struct parser *ps, char close)
+{
+	skip_ws(ps);
+	if (ps->p >= ps->end)
+		return fail_at(ps, ps->p, "unexpected end of the JSON text");
+	if (*ps->p != ',' && *ps->p != close)
+		return fail_at(ps, ps->p, "unexpected character");
+	return *ps->p++ == ',';
+}
+
+static const struct jstream *stream_for(const struct parser *ps, const char *key)
+{
+	for (size_t i = 0; i < ps->n_streams; i++)
+		if (streq(ps->streams[i].key, key))
+			return &ps->streams[i];
+	return NULL;
+}
+
+/*
+ * The array at ps->p, a member of the top-level object, handed to s item
+ * by item. The arena is rewound after each one: the items are parsed into
+ * the same memory, which stays in the cache.
+ */
+static int parse_streamed(struct parser *ps, const struct jstream *s, struct jval *v)
+{
+	size_t n = 0;
+	int r;
+
+	if (++ps->depth > JSON_MAX_DEPTH)
+		return fail_at(ps, ps->p, "nesting too deep");
+	if (s->begin && (r = s->begin(s->userdata)) < 0)
+		return r;
+	/* a block to come back to, not one allocated and freed per item */
+	if (!ps->arena && !arena_alloc(ps, 1))
+		return -ENOMEM;
+	ps->p++;
+	skip_ws(ps);
+	if (ps->p < ps->end && *ps->p == ']')
+		ps->p++;
+	else
+		do {
+			struct arena_mark mark = arena_mark(ps);
+			struct jval item;
+
+			r = parse_value(ps, &item);
+			if (r < 0)
+				return r;
+			if (n == UINT32_MAX)
+				return fail_at(ps, ps->p, "too many items");
+			r = s->item(s->userdata, n++, &item);
+			if (r < 0)
+				return r;
+			arena_rewind(ps, mark);
+			r = item_end(ps, ']');
+			if (r < 0)
+				return r;
+		} while (r > 0);
+	*v = (struct jval){ .type = JT_ARRAY, .streamed = true, .n = (uint32_t)n };
+	ps->depth--;
+	return 0;
+}
+
 static int parse_container(struct parser *ps, struct jval *v, bool object)
 {
 	size_t base = object ? ps->n_members : ps->n_items, n;
@@ -608,6 +696,7 @@ static int parse_container(struct parser *ps, struct jval *v, bool object)
 		ps->p++;
 	else
 		for (;;) {
+			const struct jstream *stream;
 			struct jval item, *slot;
 			const char *key = NULL;
 			uint32_t klen;
@@ -625,8 +714,14 @@ static int parse_container(struct parser *ps, struct jval *v, bool object)
 				ps->p++;
 			}
 			skip_ws(ps);
-			slot = scalar_slot(ps, object);
-			r = parse_value(ps, slot ? slot : &item);
+			if (object && ps->depth == 1 && ps->n_streams && ps->p < ps->end &&
+			    *ps->p == '[' && (stream = stream_for(ps, key))) {
+				slot = NULL;
+				r = parse_streamed(ps, stream, &item);
+			} else {
+				slot = scalar_slot(ps, object);
+				r = parse_value(ps, slot ? slot : &item);
+			}
 			if (r < 0)
 				return r;
 			if (!slot)
@@ -637,18 +732,11 @@ static int parse_container(struct parser *ps, struct jval *v, bool object)
 				ps->n_items++;
 			if (r < 0)
 				return r;
-			skip_ws(ps);
-			if (ps->p >= ps->end)
-				return fail_at(ps, ps->p, "unexpected end of the JSON text");
-			if (*ps->p == ',') {
-				ps->p++;
-				continue;
-			}
-			if (*ps->p == close) {
-				ps->p++;
+			r = item_end(ps, close);
+			if (r < 0)
+				return r;
+			if (r == 0)
 				break;
-			}
-			return fail_at(ps, ps->p, "unexpected character");
 		}
 	n = (object ? ps->n_members : ps->n_items) - base;
 	if (n > UINT32_MAX)
@@ -719,7 +807,14 @@ static int parse_value(struct parser *ps, struct jval *v)
 
 int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_msg, size_t *ret_err_pos)
 {
-	struct parser ps = { .p = text, .end = text + len, .start = text };
+	return jdoc_parse_streams(text, len, NULL, 0, ret, ret_err_msg, ret_err_pos);
+}
+
+int jdoc_parse_streams(char *text, size_t len, const struct jstream *streams, size_t n_streams,
+		       struct jdoc *ret, const char **ret_err_msg, size_t *ret_err_pos)
+{
+	struct parser ps = { .p = text, .end = text + len, .start = text,
+			     .streams = streams, .n_streams = n_streams };
 	int r;
 
 	*ret = (struct jdoc){ 0 };
@@ -735,10 +830,11 @@ int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_ms
 	if (r < 0) {
 		jdoc_release(ret);
 		if (r == -EBADMSG) {
+			/* ps.err is NULL when a stream's consumer refused an item */
 			if (ret_err_msg)
 				*ret_err_msg = ps.err;
 			if (ret_err_pos)
-				*ret_err_pos = (size_t)(ps.err_at - text);
+				*ret_err_pos = ps.err ? (size_t)(ps.err_at - text) : 0;
 		}
 		return r;
 	}

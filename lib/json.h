@@ -68,6 +68,7 @@ struct jval {
 	uint8_t type;	   /* enum jtype */
 	bool neg;	   /* JT_INT: negative (i is then an int64_t) */
 	bool dup_keys;	   /* JT_OBJECT: a key may be there twice (jval_get: from the end) */
+	bool streamed;	   /* JT_ARRAY: its items went to a jstream, items is NULL */
 	uint32_t n;	   /* JT_STRING: length; JT_ARRAY, JT_OBJECT: number of items */
 	union {
 		bool b;
@@ -94,6 +95,29 @@ struct jdoc {
  * describing the error, -ENOMEM.
  */
 int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_msg, size_t *ret_err_pos);
+
+/*
+ * An array member of the top-level object handed over item by item as it
+ * is parsed: each item's memory is reused for the next, so an array of
+ * many objects never sits whole in memory. begin() is called where the
+ * array starts (again, should the key be repeated: the last one counts),
+ * item() with each item. Its value in the document is a JT_ARRAY with
+ * streamed set, n its number of items and no items.
+ */
+struct jstream {
+	const char *key;
+	int (*begin)(void *userdata);
+	int (*item)(void *userdata, size_t idx, const struct jval *v);
+	void *userdata;
+};
+
+/*
+ * jdoc_parse(), with the arrays streams[] name handed to them. An error
+ * from begin() or item() ends the parse with it; *ret_err_msg is then NULL
+ * (the consumer says why).
+ */
+int jdoc_parse_streams(char *text, size_t len, const struct jstream *streams, size_t n_streams,
+		       struct jdoc *ret, const char **ret_err_msg, size_t *ret_err_pos);
 void jdoc_release(struct jdoc *d);
 
 /* obj[key] (the last member of that name); NULL when there is none or obj is not a JT_OBJECT. */

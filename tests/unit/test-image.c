@@ -1779,6 +1779,68 @@ TEST(manifest_structure)
 	CHECK_INT(read_edited(root), -EBADMSG);
 }
 
+/*
+ * The superblocks and mounts are converted as they are parsed: any member
+ * order reads the same tree, and of a repeated key the last one counts
+ * (an earlier array's items are converted too, so they must be valid).
+ */
+TEST(manifest_member_order)
+{
+	static const char *const first[] = {
+		"\"mounts\": [], \"superblocks\": [],",		  /* replaced by the real ones */
+		"\"mounts\": [{}],",				  /* an invalid earlier item */
+		"\"superblocks\": [{\"dev\": 1}],",
+	};
+	struct json_object *root = sample_manifest(), *rev = json_object_new_object();
+	struct mntcr_tree *a = NULL, *b = NULL;
+	_cleanup_free_ char *text = NULL;
+	const char *keys[64];
+	size_t n = 0;
+
+	CHECK(root != NULL && rev != NULL);
+	text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	CHECK_INT(read_manifest(text, &a), 0);
+
+	/* members in reverse order: the mounts (naming superblocks) before the superblocks and counts */
+	json_object_object_foreach(root, key, val) {
+		(void)val;
+		if (n < ARRAY_SIZE(keys))
+			keys[n++] = key;
+	}
+	for (size_t i = n; i > 0; i--)
+		json_object_object_add(rev, keys[i - 1], json_object_get(json_object_object_get(root, keys[i - 1])));
+	CHECK(streq(keys[0], "format") && n > 10);
+	CHECK_INT(read_manifest(json_object_to_json_string_ext(rev, JSON_C_TO_STRING_PRETTY), &b), 0);
+	CHECK(a && b && trees_equal(a, b, true));
+	mntcr_tree_free(b);
+	b = NULL;
+
+	/* repeated keys */
+	CHECK(text[0] == '{');
+	for (size_t i = 0; i < ARRAY_SIZE(first); i++) {
+		_cleanup_free_ char *edited = NULL;
+
+		CHECK(asprintf(&edited, "{%s%s", first[i], text + 1) > 0);
+		CHECK_INT(read_manifest(edited, i == 0 ? &b : NULL), i == 0 ? 0 : -EBADMSG);
+		if (i == 0)
+			CHECK(b && trees_equal(a, b, true));
+	}
+	{
+		/* the last "mounts" is empty: the counts do not match it */
+		_cleanup_free_ char *edited = NULL;
+		size_t len = strlen(text);
+
+		while (len > 0 && text[len - 1] != '}')
+			len--;
+		CHECK(asprintf(&edited, "%.*s, \"mounts\": []}", (int)(len - 1), text) > 0);
+		CHECK_INT(read_manifest(edited, NULL), -EBADMSG);
+	}
+	mntcr_tree_free(a);
+	mntcr_tree_free(b);
+	json_object_put(root);
+	json_object_put(rev);
+}
+
 TEST(manifest_not_json)
 {
 	static const char *texts[] = {
