@@ -727,6 +727,10 @@ static int plan_flags(struct planner *pl)
  *
  * A master outside the namespace (the restorer's own group H) is reached
  * through a clone of one of our mounts in H, which is a peer of H.
+ *
+ * When a member of G has that common root itself and no children, it is
+ * the source instead (group_leader()): the temporary would cost a clone,
+ * its parking and its unmount at the end, and the member a SET_GROUP.
  */
 struct pgroup {
 	uint64_t id;
@@ -736,7 +740,8 @@ struct pgroup {
 	size_t first, n;   /* members: pl->prop_idx[first .. first+n) */
 	size_t sfirst, ns; /* slave-only mounts of this group */
 	char *lcp;         /* longest common root */
-	size_t temp;       /* slot of the temporary source */
+	size_t temp;       /* slot of the source: a temporary clone, or the leader's own */
+	size_t leader;     /* the member that is the source, or IDX_NONE */
 	size_t peer;       /* slot of the external master's peer, or IDX_NONE */
 	int state;         /* topological sort: 0 new, 1 in progress, 2 done */
 };
@@ -928,7 +933,7 @@ static int prop_collect(struct planner *pl, struct propagation *pr)
 	}
 	for (size_t gi = 0; gi < pr->n_groups; gi++)
 		pr->g[gi] = (struct pgroup){ .master_gi = IDX_NONE, .sb = IDX_NONE, .temp = IDX_NONE,
-					     .peer = IDX_NONE };
+					     .leader = IDX_NONE, .peer = IDX_NONE };
 
 	/* Count members and slave-only mounts per group. */
 	for (size_t mi = 0; mi < t->n_mounts; mi++) {
@@ -998,7 +1003,48 @@ out:
 	return r;
 }
 
-/* Longest common roots, slaves first (reverse master-first order), then temporaries. */
+/*
+ * A member of g that can be the group's source: its root is the common
+ * root (so it contains every other root of the group), and it has no
+ * children, which SET_GROUP would scan each time. IDX_NONE if none.
+ */
+static size_t group_leader(const struct mntcr_tree *t, const struct propagation *pr, const struct pgroup *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		size_t mi = pr->members[g->first + i];
+
+		if (t->mounts[mi].n_children == 0 && streq(t->mounts[mi].root, g->lcp))
+			return mi;
+	}
+	return IDX_NONE;
+}
+
+/* The temporary source of g: a clone of m0's template at the group's common root. */
+static int group_temp(struct planner *pl, struct pgroup *g, size_t m0)
+{
+	_cleanup_free_ char *base = NULL;
+	const char *rel;
+	int r;
+
+	r = template_base(pl, m0, &base);
+	if (r < 0)
+		return r;
+	rel = path_relative(g->lcp, base);
+	if (!rel)
+		return fail(pl, -EOPNOTSUPP, &pl->t->mounts[m0],
+			    "Peer group %" PRIu64 " spans roots below %s, outside %s where its filesystem is "
+			    "available here",
+			    g->id, g->lcp, base);
+	g->temp = new_slot(pl);
+	r = emit(pl, &(struct plan_op){ .type = OP_CLONE, .phase = PHASE_CREATE, .mount = IDX_NONE,
+					.sb = g->sb, .slot = g->temp, .src = pl->src_slot[m0],
+					.path = strdup(rel) });
+	if (r < 0)
+		return r;
+	return pl->p->ops[pl->p->n_ops - 1].path ? 0 : -ENOMEM;
+}
+
+/* Longest common roots, slaves first (reverse master-first order), then the sources. */
 static int prop_sources(struct planner *pl, struct propagation *pr)
 {
 	const struct mntcr_tree *t = pl->t;
@@ -1019,26 +1065,12 @@ static int prop_sources(struct planner *pl, struct propagation *pr)
 	for (size_t k = 0; k < pr->n_order; k++) {
 		struct pgroup *g = &pr->g[pr->order[k]];
 		size_t m0 = pr->members[g->first];
-		_cleanup_free_ char *base = NULL;
-		const char *rel;
 
-		r = template_base(pl, m0, &base);
-		if (r < 0)
+		g->leader = group_leader(t, pr, g);
+		if (g->leader != IDX_NONE)
+			g->temp = pl->p->mount_slot[g->leader];
+		else if ((r = group_temp(pl, g, m0)) < 0)
 			return r;
-		rel = path_relative(g->lcp, base);
-		if (!rel)
-			return fail(pl, -EOPNOTSUPP, &t->mounts[m0],
-				    "Peer group %" PRIu64 " spans roots below %s, outside %s where its filesystem is "
-				    "available here",
-				    g->id, g->lcp, base);
-		g->temp = new_slot(pl);
-		r = emit(pl, &(struct plan_op){ .type = OP_CLONE, .phase = PHASE_CREATE, .mount = IDX_NONE,
-						.sb = g->sb, .slot = g->temp, .src = pl->src_slot[m0],
-						.path = strdup(rel) });
-		if (r < 0)
-			return r;
-		if (!pl->p->ops[pl->p->n_ops - 1].path)
-			return -ENOMEM;
 		if (g->master && g->master_gi == IDX_NONE) {
 			r = host_peer(pl, pr, g->master, g->lcp, &g->peer);
 			if (r == -ENOENT && pl->opts && pl->opts->external_master_private) {
@@ -1118,15 +1150,15 @@ static int plan_propagation(struct planner *pl, struct propagation *pr)
 		size_t from = g->master_gi != IDX_NONE ? pr->g[g->master_gi].temp : g->peer;
 
 		if (from != IDX_NONE) {
-			if ((r = emit_set_group(pl, from, g->temp, IDX_NONE)) < 0 ||
-			    (r = emit_prop(pl, g->temp, IDX_NONE, MS_SLAVE)) < 0)
+			if ((r = emit_set_group(pl, from, g->temp, g->leader)) < 0 ||
+			    (r = emit_prop(pl, g->temp, g->leader, MS_SLAVE)) < 0)
 				return r;
 		}
-		if ((r = emit_prop(pl, g->temp, IDX_NONE, MS_SHARED)) < 0)
+		if ((r = emit_prop(pl, g->temp, g->leader, MS_SHARED)) < 0)
 			return r;
 		for (size_t i = 0; i < g->n; i++) {
 			size_t mi = pr->members[g->first + i];
-			if ((r = emit_set_group(pl, g->temp, pl->p->mount_slot[mi], mi)) < 0)
+			if (mi != g->leader && (r = emit_set_group(pl, g->temp, pl->p->mount_slot[mi], mi)) < 0)
 				return r;
 		}
 		for (size_t i = 0; i < g->ns; i++) {
