@@ -188,15 +188,21 @@ static int find_types(struct mntcr_tree *t, size_t ns, pid_t pid)
 
 		if (m->ns != ns || m->type != NODE_UNKNOWN || !t->sbs[m->sb].owned)
 			continue;
+		/*
+		 * The root of one of these filesystems is a directory: what the
+		 * statx below would say, without an openat2 and a statx per mount
+		 * (2 us each, as much as reading the mount itself), and also for a
+		 * mount no path reaches.
+		 */
+		if (streq(m->root, "/") && root_is_dir(m->fstype)) {
+			m->type = NODE_DIR;
+			continue;
+		}
 		while (top->cover == COVER_ROOT)
 			top = &t->mounts[top->covered_by];
 		if (top->hidden)
 			continue;
-		/*
-		 * The root of one of these filesystems is a directory: what the
-		 * statx below would say, without an openat2 and a statx per mount
-		 * (2 us each, as much as reading the mount itself).
-		 */
+		/* the same for the top of its stack, whose root has the same type */
 		if (streq(top->root, "/") && root_is_dir(top->fstype)) {
 			m->type = NODE_DIR;
 			continue;

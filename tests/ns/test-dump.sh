@@ -138,7 +138,8 @@ topology nested '
 /a/b/c\\040with\\040space root=/ fs=tmpfs src=C\\040source opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
 
 # KERNEL-FACTS 2(a): L at a, B at a/b, T over a (T's parent is L); and S over c hides C at c/x/y.
-# Hidden leaves have no type: no path reaches them.
+# Hidden leaves have no type, no path reaches them, unless the root of a
+# tmpfs is theirs, which is a directory: f (T's file bound under S) has none.
 topology overmount '
 	mount -t tmpfs base "$D"
 	mkdir "$D/a" "$D/c"
@@ -151,12 +152,15 @@ topology overmount '
 	touch "$D/a/T_file"
 	mkdir -p "$D/c/x/y"
 	mount -t tmpfs C "$D/c/x/y"
+	touch "$D/c/x/f"
+	mount --bind "$D/a/T_file" "$D/c/x/f"
 	mount -t tmpfs S "$D/c"
 ' "\
 / root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
-/c/x/y root=/ fs=tmpfs src=C opts=rw,relatime sb=rw prop=private cover=sibling:/c hidden=yes type=? owned
+/c/x/f root=/T_file fs=tmpfs src=T opts=rw,relatime sb=rw prop=private cover=sibling:/c hidden=yes type=? owned
+/c/x/y root=/ fs=tmpfs src=C opts=rw,relatime sb=rw prop=private cover=sibling:/c hidden=yes type=d owned
 /a root=/ fs=tmpfs src=L opts=rw,relatime sb=rw prop=private cover=root:/a hidden=yes type=d owned
-/a/b root=/ fs=tmpfs src=B opts=rw,relatime sb=rw prop=private cover=sibling:/a hidden=yes type=? owned
+/a/b root=/ fs=tmpfs src=B opts=rw,relatime sb=rw prop=private cover=sibling:/a hidden=yes type=d owned
 /a root=/ fs=tmpfs src=T opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
 /c root=/ fs=tmpfs src=S opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
 
@@ -186,8 +190,8 @@ topology stackcover '
 ' "\
 / root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
 /x/y root=/ fs=tmpfs src=X opts=rw,relatime sb=rw prop=private cover=sibling:/x hidden=yes type=d owned
-/x/y/w root=/ fs=tmpfs src=W opts=rw,relatime sb=rw prop=private cover=sibling:/x/y hidden=yes type=? owned
-/x/y root=/ fs=tmpfs src=Y opts=rw,relatime sb=rw prop=private cover=none hidden=yes type=? owned
+/x/y/w root=/ fs=tmpfs src=W opts=rw,relatime sb=rw prop=private cover=sibling:/x/y hidden=yes type=d owned
+/x/y root=/ fs=tmpfs src=Y opts=rw,relatime sb=rw prop=private cover=none hidden=yes type=d owned
 /x root=/ fs=tmpfs src=S opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
 
 # Peers: binds of a shared mount join its group; two groups, numbered in order of appearance.
