@@ -623,7 +623,7 @@ static void eco_release(struct economy *e)
 static int eco_init(struct exec_ctx *c, struct economy *e)
 {
 	const struct mntcr_plan *p = c->p;
-	size_t ns = p->n_slots + 1, refs[4];
+	size_t ns = p->n_slots + 1;
 
 	*e = (struct economy){ .yard = -EBADF };
 	e->next = arrays_take(&c->mem, p->n_ops + 1, sizeof(size_t));
@@ -656,16 +656,37 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 		if (op->type == OP_MKPATH && op->like_slot < p->n_slots)
 			e->keep[op->like_slot] = true;
 	}
-	/*
-	 * Clones of a superblock's template that is also a mount are taken of its
-	 * alias; other clone sources (templates never attached) stay open.
-	 */
-	for (size_t i = 0; i < p->n_ops; i++) {
+	return 0;
+}
+
+/* Slot s is a superblock's template, is also a mount, and has clones. */
+static bool eco_template_mount(const struct exec_ctx *c, const struct economy *e, size_t s)
+{
+	return e->clones[s] && e->mount[s] != IDX_NONE &&
+	       c->p->sb_slot[c->p->tree->mounts[e->mount[s]].sb] == s;
+}
+
+/*
+ * The rest of the economy, once it is known whether fds are scarce
+ * (e->reopen). Clones of a superblock's template that is also a mount are
+ * taken of its alias. Not when that mount stays bare, with no children
+ * and no flags of its own, in the only namespace, while fds are plenty:
+ * a clone of it after its attach is what its alias would be, without the
+ * alias's clone, parking and unmount. Other clone sources stay open.
+ */
+static void eco_sources(struct exec_ctx *c, struct economy *e)
+{
+	const struct mntcr_plan *p = c->p;
+	bool bare_ok = !e->reopen && p->tree->n_ns == 1;
+	size_t refs[4];
+
+	for (size_t s = 0; s < p->n_slots; s++)
+		e->aliased[s] = eco_template_mount(c, e, s) &&
+				(!bare_ok || p->tree->mounts[e->mount[s]].n_children > 0);
+	for (size_t i = 0; bare_ok && i < p->n_ops; i++) {
 		const struct plan_op *op = &p->ops[i];
 
-		if (op->type != OP_SB_CREATE || op->slot >= p->n_slots || !e->clones[op->slot])
-			continue;
-		if (e->mount[op->slot] != IDX_NONE)
+		if (op->type == OP_SETATTR && op->slot < p->n_slots && eco_template_mount(c, e, op->slot))
 			e->aliased[op->slot] = true;
 	}
 	for (size_t s = 0; s < p->n_slots; s++)
@@ -688,7 +709,6 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 				e->last_pre[refs[k]] = i;
 		}
 	}
-	return 0;
 }
 
 static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s);
@@ -1251,7 +1271,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 	}
 	/* An fd per slot, and one per alias (eco_run): the most that can be open at once. */
 	for (size_t s = 0; s < p->n_slots; s++)
-		n_fds += eco.aliased[s];
+		n_fds += eco_template_mount(&c, &eco, s);
 	r = raise_fd_limit(n_fds);
 	if (r == -EPERM || getenv("MNTCR_FD_ECONOMY")) {
 		/* Not allowed to raise the hard limit (no CAP_SYS_RESOURCE): make do with it. */
@@ -1266,6 +1286,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 		eco.handles_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (size_t)rl.rlim_cur / 8 : 0;
 		r = 0;
 	}
+	eco_sources(&c, &eco);
 	if (r < 0) {
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "setrlimit", r,
 			   "Restore failed in phase namespace: setrlimit RLIMIT_NOFILE to %zu for %zu mounts: %s",
