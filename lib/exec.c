@@ -1127,6 +1127,8 @@ static int plan_direct(struct exec_ctx *c)
 			nested = strchr(mount_relpath(t, tree_child(t, pm, k)), '/') != NULL;
 		/* The children's paths, when one of them has several components. */
 		u64map_release(&paths);
+		if (nested)
+			r = u64map_reserve(&paths, pm->n_children);
 		for (size_t k = 0; nested && k < pm->n_children && r == 0; k++) {
 			const char *rel = mount_relpath(t, tree_child(t, pm, k));
 
@@ -1142,9 +1144,8 @@ static int plan_direct(struct exec_ctx *c)
 
 			if (!*rel || (!plain && strchr(rel, '/')))
 				continue;
-			if ((k > 0 && streq(tree_child(t, pm, k - 1)->mountpoint, m->mountpoint)) ||
-			    (k + 1 < pm->n_children &&
-			     streq(tree_child(t, pm, k + 1)->mountpoint, m->mountpoint)))
+			if ((k > 0 && streq(mount_relpath(t, tree_child(t, pm, k - 1)), rel)) ||
+			    (k + 1 < pm->n_children && streq(mount_relpath(t, tree_child(t, pm, k + 1)), rel)))
 				continue;
 			while (!through && (slash = strchr(q, '/'))) {
 				h = fnv_more(h, q, (size_t)(slash - q));

@@ -114,17 +114,6 @@ bool mount_root_is_valid(const char *fstype, const char *root)
 	return p[0] == ']' && p[1] == 0;
 }
 
-const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m)
-{
-	const char *rel;
-
-	if (m->parent == IDX_NONE)
-		return m->mountpoint + 1;
-	rel = path_relative(m->mountpoint, t->mounts[m->parent].mountpoint);
-	assert(rel);
-	return rel;
-}
-
 /* -------------------------------------------------------------------------- */
 /* Indexing */
 
@@ -247,14 +236,17 @@ static int index_parents(struct mntcr_tree *t)
 	}
 	t->root = t->n_ns ? t->nss[0].root : IDX_NONE;
 
-	/* Every mount must lie below its parent's mountpoint. */
+	/* Every mount must lie below its parent's mountpoint; where, mount_relpath() says. */
 	for (size_t i = 0; i < t->n_mounts; i++) {
 		struct mntcr_mount *m = &t->mounts[i];
+		const char *rel = m->parent == IDX_NONE ? m->mountpoint + 1
+							: path_relative(m->mountpoint, t->mounts[m->parent].mountpoint);
 
-		if (m->parent != IDX_NONE && !path_startswith(m->mountpoint, t->mounts[m->parent].mountpoint))
+		if (!rel)
 			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " (%s) is not below its parent %" PRIu64 " (%s)",
 					       m->id, m->mountpoint, t->mounts[m->parent].id,
 					       t->mounts[m->parent].mountpoint);
+		m->rel_off = (uint32_t)(rel - m->mountpoint);
 	}
 	return 0;
 }

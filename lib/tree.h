@@ -11,6 +11,7 @@
  */
 #pragma once
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -60,6 +61,7 @@ struct mntcr_mount {
 	size_t covered_by;   /* the mount that covers this one directly, or IDX_NONE; a sibling
 			      * cover wins over a root cover (index_covers) */
 	enum mount_cover cover;
+	uint32_t rel_off;    /* mountpoint + rel_off: the path below the parent's (mount_relpath) */
 	bool hidden;         /* no path walk reaches this mount */
 };
 
@@ -169,7 +171,11 @@ bool tree_find(const struct mntcr_tree *t, uint64_t id, size_t *ret_idx);
 bool mount_root_is_valid(const char *fstype, const char *root);
 
 /* The path of mount m relative to its parent's mountpoint ("" for a stacked mount). */
-const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m);
+static inline const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m)
+{
+	assert(t->indexed || m->rel_off > 0);
+	return m->mountpoint + m->rel_off;
+}
 
 /*
  * Pre-order walk from each namespace's root in turn, in attach order. Calls fn for each mount;
