@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -266,5 +267,7 @@ void timing_report(const char *phase, double ms);
  * log (a library's log function is called from the caller's thread only).
  */
 #define PARALLEL_MAX 2
+/* pthread_create(), on another CPU than the caller's when it can: -errno. */
+int thread_start(pthread_t *ret, void *(*fn)(void *), void *arg);
 size_t parallel_shares(size_t n, size_t per_share);
 void parallel_run(void *(*fn)(void *), void *shares, size_t size, size_t k);
