@@ -1464,14 +1464,57 @@ static int mounts_link(struct mntcr_tree *t, const bool *has_ns)
 }
 
 /*
+ * Mounts as they are converted: the parser's, moved into the tree once all
+ * is read, or a second thread's (jsplit), appended to the parser's.
+ */
+struct mount_batch {
+	struct mntcr_mount *m;
+	bool *has_ns; /* per mount: it has "ns" (mounts_link) */
+	size_t n, cap, cap_ns;
+};
+
+static void batch_drop(void *userdata)
+{
+	struct mount_batch *b = userdata;
+
+	for (size_t i = 0; i < b->n; i++)
+		mount_clear(&b->m[i]);
+	free(b->m);
+	free(b->has_ns);
+	*b = (struct mount_batch){ 0 };
+}
+
+/* Mount i of the manifest, converted into b. */
+static int batch_item(void *userdata, size_t i, const struct jval *v)
+{
+	struct mount_batch *b = userdata;
+	struct mntcr_mount m = { 0 };
+	bool has_ns = false;
+	int r;
+
+	if (i >= MOUNTS_MAX)
+		return log_debug_errno(-EBADMSG, "Invalid manifest: more than %d mounts", MOUNTS_MAX);
+	r = mount_from_json(v, i, &m, &has_ns);
+	if (r == 0)
+		r = GROW(b->m, b->cap, b->n + 1);
+	if (r == 0)
+		r = GROW(b->has_ns, b->cap_ns, b->n + 1);
+	if (r < 0) {
+		mount_clear(&m);
+		return r;
+	}
+	b->has_ns[b->n] = has_ns;
+	b->m[b->n++] = m;
+	return 0;
+}
+
+/*
  * The manifest's superblocks and mounts, converted as the parser hands
  * them over (jstream): the document never holds them whole.
  */
 struct manifest_stream {
 	struct mntcr_tree *t;
 	unsigned version;
-	bool *has_ns; /* per mount: it has "ns" (mounts_link) */
-	size_t cap_has_ns;
 };
 
 static int sbs_begin(void *userdata)
@@ -1501,35 +1544,56 @@ static int sbs_item(void *userdata, size_t i, const struct jval *v)
 	return r;
 }
 
-static int mounts_begin(void *userdata)
+static int batch_begin(void *userdata)
 {
-	struct mntcr_tree *t = ((struct manifest_stream *)userdata)->t;
-
-	for (size_t i = 0; i < t->n_mounts; i++)
-		mount_clear(&t->mounts[i]);
-	t->n_mounts = 0;
+	batch_drop(userdata);
 	return 0;
 }
 
-static int mounts_item(void *userdata, size_t i, const struct jval *v)
+/*
+ * A large manifest's mounts are shared with a second thread (jsplit), from
+ * the first mount that starts past the middle as the writer lays the text
+ * out. The parser checks the guess, and takes them only where it meets them.
+ */
+#define SPLIT_MIN ((size_t)1 << 20) /* bytes of manifest per thread: some 2,500 mounts */
+
+static const char *mounts_split_guess(const char *text, size_t len)
 {
-	struct manifest_stream *ms = userdata;
-	struct mntcr_mount m = { 0 };
-	bool has_ns = false;
+	static const char start[] = "\n  \"mounts\": [\n", next[] = "\n    },\n    {\n";
+	const char *mounts, *from, *hit;
+
+	if (parallel_shares(len, SPLIT_MIN) < 2)
+		return NULL;
+	mounts = memmem(text, len, start, sizeof(start) - 1);
+	if (!mounts)
+		return NULL;
+	from = mounts > text + len / 2 ? mounts : text + len / 2;
+	hit = memmem(from, (size_t)(text + len - from), next, sizeof(next) - 1);
+	return hit ? hit + sizeof(next) - 3 : NULL; /* its '{' */
+}
+
+/* The helper's mounts follow the parser's: 0, or 1 to have them parsed again here. */
+static int mounts_join(void *userdata, void *helper_userdata, size_t n)
+{
+	struct mount_batch *b = userdata, *h = helper_userdata;
+	size_t base = b->n;
 	int r;
 
-	if (i >= MOUNTS_MAX)
-		return log_debug_errno(-EBADMSG, "Invalid manifest: more than %d mounts", MOUNTS_MAX);
-	r = mount_from_json(v, i, &m, &has_ns);
+	assert(n == h->n);
+	if (base + n > MOUNTS_MAX)
+		return 1; /* the parse here meets the limit, and says so */
+	r = GROW(b->m, b->cap, base + n);
 	if (r == 0)
-		r = GROW(ms->has_ns, ms->cap_has_ns, i + 1);
-	if (r == 0) {
-		ms->has_ns[i] = has_ns;
-		r = tree_add_mount(ms->t, &m);
-	}
+		r = GROW(b->has_ns, b->cap_ns, base + n);
 	if (r < 0)
-		mount_clear(&m);
-	return r;
+		return r;
+	memcpy(b->m + base, h->m, n * sizeof(*h->m));
+	memcpy(b->has_ns + base, h->has_ns, n * sizeof(*h->has_ns));
+	b->n += n;
+	h->n = 0;
+	batch_drop(h);
+	log_debug("Manifest: mounts %zu to %zu were parsed on a second thread", base, base + n - 1);
+	return 0;
 }
 
 /* Version 3: "namespaces" (at least one, at most one per mount) and "processes". */
@@ -1603,6 +1667,9 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	_cleanup_free_ uint64_t *ns_roots = NULL;
 	struct mntcr_tree *t = NULL;
 	struct manifest_stream ms = { .version = version };
+	struct mount_batch batch = { 0 }, helper = { 0 };
+	const struct jsplit split = { .at = mounts_split_guess(text, len), .item = batch_item,
+				      .join = mounts_join, .drop = batch_drop, .helper_userdata = &helper };
 	struct jdoc doc = { 0 };
 	int r;
 
@@ -1612,8 +1679,8 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	ms.t = t;
 	r = json_parse_streams("manifest", text, len,
 			       (const struct jstream[]){
-				       { "superblocks", sbs_begin, sbs_item, &ms },
-				       { "mounts", mounts_begin, mounts_item, &ms },
+				       { "superblocks", sbs_begin, sbs_item, &ms, NULL },
+				       { "mounts", batch_begin, batch_item, &batch, split.at ? &split : NULL },
 			       },
 			       2, &doc);
 	if (r < 0)
@@ -1654,7 +1721,12 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 				    n_mounts, n_sbs, (size_t)mounts->n, (size_t)sbs->n);
 		goto fail;
 	}
-	assert(mounts->streamed && sbs->streamed && t->n_mounts == n_mounts && t->n_sbs == n_sbs);
+	assert(mounts->streamed && sbs->streamed && batch.n == n_mounts && t->n_sbs == n_sbs);
+	/* the mounts become the tree's */
+	t->mounts = TAKE_PTR(batch.m);
+	t->cap_mounts = batch.cap;
+	t->n_mounts = batch.n;
+	batch.n = 0;
 
 	if ((r = jget_str(root, top, "source", true, STR_TEXT, 32, &source)) < 0)
 		goto fail;
@@ -1680,11 +1752,11 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 		goto fail;
 	if (version >= IMAGE_VERSION_NS && (r = namespaces_from_json(root, n_mounts, t, &ns_roots)) < 0)
 		goto fail;
-	if ((r = mounts_link(t, ms.has_ns)) < 0)
+	if ((r = mounts_link(t, batch.has_ns)) < 0)
 		goto fail;
 	/* The document is done with: free it before indexing (peak memory). */
 	jdoc_release(&doc);
-	free(TAKE_PTR(ms.has_ns));
+	batch_drop(&batch);
 	/* Duplicate ids, missing parents, cycles, several roots: -EBADMSG from tree_index(). */
 	r = tree_index(t);
 	if (r < 0) {
@@ -1724,7 +1796,7 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 fail:
 	mntcr_tree_free(t);
 	jdoc_release(&doc);
-	free(ms.has_ns);
+	batch_drop(&batch);
 	return r;
 }
 

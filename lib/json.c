@@ -3,8 +3,13 @@
  * A small JSON writer and reader for the image manifest (json.h says why
  * and what they accept). Both are linear in the text and allocate nothing
  * per value: the writer appends to one buffer, the reader decodes strings
- * in place and keeps the tree in an arena.
+ * in place and keeps the tree in an arena. A split stream's helper thread
+ * parses a copy of its part of the text, so that the two never write to
+ * the same bytes.
  */
+#include <pthread.h>
+#include <sys/mman.h>
+
 #include "json.h"
 
 /* -------------------------------------------------------------------------- */
@@ -231,6 +236,20 @@ struct parser {
 	int depth;
 	const struct jstream *streams; /* arrays of the top-level object handed over item by item */
 	size_t n_streams;
+	struct helper *helpers; /* per stream: its split's helper thread */
+};
+
+/* A stream's second thread (struct jsplit): a parser of its own, on a copy of the text from at. */
+struct helper {
+	const struct jsplit *split;
+	const char *at;
+	char *copy; /* the text from at to the end */
+	size_t len;
+	pthread_t thread;
+	bool running; /* started and not joined */
+	int r;	      /* 0: it went to the array's end */
+	size_t n;     /* items handed over */
+	size_t used;  /* bytes of the copy parsed, the closing ']' included */
 };
 
 static void *arena_alloc(struct parser *ps, size_t n)
@@ -254,6 +273,16 @@ static void *arena_alloc(struct parser *ps, size_t n)
 	r = (char *)b->data + b->used;
 	b->used += n;
 	return r;
+}
+
+static void arena_free(struct arena_block *b)
+{
+	while (b) {
+		struct arena_block *next = b->next;
+
+		free(b);
+		b = next;
+	}
 }
 
 /* Where the arena is, to come back to (arena_rewind) once a streamed item is handed over. */
@@ -639,12 +668,35 @@ static const struct jstream *stream_for(const struct parser *ps, const char *key
 }
 
 /*
+ * The parse is at h's guess, an item's start: take the items the helper
+ * parsed from there, and skip to the array's end (1); or, if the helper
+ * failed or the consumer declines them, drop them and go on (0).
+ */
+static int helper_join(struct parser *ps, struct helper *h, const struct jstream *s, size_t *n)
+{
+	int r = 1;
+
+	pthread_join(h->thread, NULL);
+	h->running = false;
+	if (h->r == 0 && h->n < UINT32_MAX - *n)
+		r = h->split->join(s->userdata, h->split->helper_userdata, h->n);
+	if (r != 0) {
+		h->split->drop(h->split->helper_userdata);
+		return r < 0 ? r : 0;
+	}
+	*n += h->n;
+	ps->p = (char *)h->at + h->used;
+	return 1;
+}
+
+/*
  * The array at ps->p, a member of the top-level object, handed to s item
  * by item. The arena is rewound after each one: the items are parsed into
  * the same memory, which stays in the cache.
  */
 static int parse_streamed(struct parser *ps, const struct jstream *s, struct jval *v)
 {
+	struct helper *h = ps->helpers ? &ps->helpers[s - ps->streams] : NULL;
 	size_t n = 0;
 	int r;
 
@@ -661,9 +713,18 @@ static int parse_streamed(struct parser *ps, const struct jstream *s, struct jva
 		ps->p++;
 	else
 		do {
-			struct arena_mark mark = arena_mark(ps);
+			struct arena_mark mark;
 			struct jval item;
 
+			skip_ws(ps);
+			if (h && h->running && ps->p == h->at) {
+				r = helper_join(ps, h, s, &n);
+				if (r < 0)
+					return r;
+				if (r > 0)
+					break;
+			}
+			mark = arena_mark(ps);
 			r = parse_value(ps, &item);
 			if (r < 0)
 				return r;
@@ -810,20 +871,97 @@ int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_ms
 	return jdoc_parse_streams(text, len, NULL, 0, ret, ret_err_msg, ret_err_pos);
 }
 
+/*
+ * The helper thread: the items from its guess to the array's end, as
+ * parse_streamed() would parse them there (two levels deep: the top-level
+ * object, the array), on its copy of the text.
+ */
+static void *helper_run(void *arg)
+{
+	struct helper *h = arg;
+	struct parser ps = { .p = h->copy, .end = h->copy + h->len, .start = h->copy, .depth = 2 };
+	int r = arena_alloc(&ps, 1) ? 1 : -ENOMEM;
+
+	log_thread_quiet();
+	while (r > 0) {
+		struct arena_mark mark = arena_mark(&ps);
+		struct jval item;
+
+		r = parse_value(&ps, &item);
+		if (r == 0 && h->n == UINT32_MAX)
+			r = -EBADMSG;
+		if (r == 0)
+			r = h->split->item(h->split->helper_userdata, h->n++, &item);
+		if (r < 0)
+			break;
+		arena_rewind(&ps, mark);
+		r = item_end(&ps, ']');
+	}
+	h->r = r;
+	h->used = (size_t)(ps.p - ps.start);
+	arena_free(ps.arena);
+	free(ps.items);
+	free(ps.members);
+	return NULL;
+}
+
+/* Start the helpers of the streams that have a split, each on its copy of the text. */
+static void helpers_start(struct parser *ps, struct helper *helpers)
+{
+	for (size_t i = 0; i < ps->n_streams; i++) {
+		const struct jsplit *sp = ps->streams[i].split;
+		struct helper *h = &helpers[i];
+
+		*h = (struct helper){ .split = sp };
+		if (!sp || sp->at <= ps->start || sp->at >= ps->end)
+			continue;
+		h->at = sp->at;
+		h->len = (size_t)(ps->end - sp->at);
+		/* populated at once: a fault per page costs twice as much */
+		h->copy = mmap(NULL, h->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+			       -1, 0);
+		if (h->copy == MAP_FAILED) {
+			h->copy = NULL;
+			continue; /* no helper: the parse does all */
+		}
+		memcpy(h->copy, sp->at, h->len);
+		h->running = thread_start(&h->thread, helper_run, h) == 0;
+		ps->helpers = helpers;
+	}
+}
+
+/* The helpers the parse did not join: their items are dropped. */
+static void helpers_finish(struct parser *ps)
+{
+	for (size_t i = 0; ps->helpers && i < ps->n_streams; i++) {
+		struct helper *h = &ps->helpers[i];
+
+		if (h->running) {
+			pthread_join(h->thread, NULL);
+			h->split->drop(h->split->helper_userdata);
+		}
+		if (h->copy)
+			munmap(h->copy, h->len);
+	}
+}
+
 int jdoc_parse_streams(char *text, size_t len, const struct jstream *streams, size_t n_streams,
 		       struct jdoc *ret, const char **ret_err_msg, size_t *ret_err_pos)
 {
 	struct parser ps = { .p = text, .end = text + len, .start = text,
 			     .streams = streams, .n_streams = n_streams };
+	struct helper helpers[n_streams ? n_streams : 1];
 	int r;
 
 	*ret = (struct jdoc){ 0 };
+	helpers_start(&ps, helpers);
 	r = parse_value(&ps, &ret->root);
 	if (r == 0) {
 		skip_ws(&ps);
 		if (ps.p != ps.end)
 			r = fail_at(&ps, ps.p, "trailing data");
 	}
+	helpers_finish(&ps);
 	free(ps.items);
 	free(ps.members);
 	ret->arena = ps.arena;
@@ -843,14 +981,7 @@ int jdoc_parse_streams(char *text, size_t len, const struct jstream *streams, si
 
 void jdoc_release(struct jdoc *d)
 {
-	struct arena_block *b = d->arena;
-
-	while (b) {
-		struct arena_block *next = b->next;
-
-		free(b);
-		b = next;
-	}
+	arena_free(d->arena);
 	*d = (struct jdoc){ 0 };
 }
 

@@ -14,7 +14,9 @@
  * zeros; raw control characters in strings are accepted, UTF-8 is checked
  * for structure only; a lone surrogate escape becomes U+FFFD; integers out
  * of range are clamped to [INT64_MIN, UINT64_MAX]; a repeated key: the last
- * one counts; at most 32 levels of nesting.
+ * one counts; at most 32 levels of nesting. Large arrays of the top-level
+ * object can be handed over item by item instead (jstream), and their
+ * items shared with a second thread (jsplit).
  */
 #pragma once
 
@@ -104,11 +106,34 @@ int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_ms
  * item() with each item. Its value in the document is a JT_ARRAY with
  * streamed set, n its number of items and no items.
  */
+struct jsplit;
+
 struct jstream {
 	const char *key;
 	int (*begin)(void *userdata);
 	int (*item)(void *userdata, size_t idx, const struct jval *v);
 	void *userdata;
+	const struct jsplit *split; /* optional: the items after split->at on a second thread */
+};
+
+/*
+ * A stream's items shared with a second thread. The caller guesses where
+ * one of its items starts, far into the text (at); from there to the
+ * array's end a helper thread parses a copy of the text, handing the
+ * items to item() with helper_userdata and indexes from 0. It must not
+ * log (log_thread_quiet()). When the parse reaches that very place at an
+ * item's start, join() takes the helper's n items (0), or declines (1:
+ * they are dropped and the parse goes on as without a helper), and the
+ * parse skips to the array's end. When the guess was wrong, or the helper
+ * met an error, drop() frees what it made, and the parse does all: the
+ * result, errors included, is the same as without a split.
+ */
+struct jsplit {
+	const char *at;
+	int (*item)(void *helper_userdata, size_t idx, const struct jval *v);
+	int (*join)(void *userdata, void *helper_userdata, size_t n);
+	void (*drop)(void *helper_userdata);
+	void *helper_userdata;
 };
 
 /*

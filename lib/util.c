@@ -18,8 +18,17 @@ static mntcr_log_func_t log_func;
 static void *log_userdata;
 static int log_max_level = -1; /* -1: not yet initialised from MNTCR_DEBUG */
 
+static __thread bool log_quiet;
+
+void log_thread_quiet(void)
+{
+	log_quiet = true;
+}
+
 int log_level_get(void)
 {
+	if (log_quiet)
+		return -1;
 	if (log_max_level < 0) {
 		const char *e = getenv("MNTCR_DEBUG");
 		log_max_level = (e && *e && !streq(e, "0")) ? LOG_LVL_DEBUG : LOG_LVL_ERROR;

@@ -89,6 +89,8 @@ enum log_level {
 
 void log_internal(int level, const char *fmt, ...) _printf_(2, 3);
 int log_level_get(void);
+/* Nothing is logged on the calling thread from now on: a helper whose work is checked by the caller. */
+void log_thread_quiet(void);
 
 /* Every log_*_errno() returns its (negative) error argument. */
 #define log_full_errno(level, r, ...)                                                              \

@@ -881,6 +881,112 @@ TEST(round_trip_pipe)
 	mntcr_tree_free(u);
 }
 
+static bool saw_second_thread;
+
+static void watch_log(int level, const char *msg, void *userdata)
+{
+	(void)level;
+	(void)userdata;
+	if (strstr(msg, "parsed on a second thread"))
+		saw_second_thread = true;
+}
+
+/* Read a manifest text with the reader's threads, and with one thread; both trees in *a and *b. */
+static int read_both_ways(const char *manifest, struct mntcr_tree **a, struct mntcr_tree **b, bool *split)
+{
+	int r;
+
+	saw_second_thread = false;
+	mntcr_set_log_func(watch_log, NULL, MNTCR_LOG_DEBUG);
+	r = read_manifest(manifest, a);
+	*split = saw_second_thread;
+	setenv("MNTCR_THREADS", "1", 1);
+	if (r == 0)
+		r = read_manifest(manifest, b);
+	unsetenv("MNTCR_THREADS");
+	mntcr_set_log_func(NULL, NULL, MNTCR_LOG_ERROR);
+	return r;
+}
+
+/*
+ * A large manifest's mounts are read on two threads, the second one from
+ * a place the reader guesses from the text's layout: the same tree as on
+ * one thread, and when the guess falls inside a string (raw newlines in a
+ * string make it look like a mount's start) the second thread's work is
+ * dropped, and the result is still the same.
+ */
+TEST(manifest_two_threads)
+{
+	static const char fake[] = "a\n    },\n    {\nb";
+	struct mntcr_tree *t = big_tree(8000), *a = NULL, *b = NULL;
+	_cleanup_free_ char *img = NULL, *manifest = NULL;
+	struct strbuf hostile = { 0 };
+	size_t len, mid, p;
+	bool split = false;
+	const char *q;
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	CHECK_INT(image_bytes(t, &img, &len), 0);
+	CHECK_INT(extract_member(img, len, "manifest.json", &manifest), 0);
+	CHECK_INT(read_both_ways(manifest, &a, &b, &split), 0);
+	CHECK(split);
+	CHECK(a && b && trees_equal(t, a, true) && trees_equal(t, b, true));
+	mntcr_tree_free(a);
+	mntcr_tree_free(b);
+	a = b = NULL;
+
+	/* every mount's source from the 2,000th on holds the layout of a mount's start, raw */
+	for (size_t i = 2000; i < t->n_mounts; i++) {
+		free(t->mounts[i].source);
+		t->mounts[i].source = strdup("SPLITME");
+	}
+	free(TAKE_PTR(img));
+	free(TAKE_PTR(manifest));
+	CHECK_INT(image_bytes(t, &img, &len), 0);
+	CHECK_INT(extract_member(img, len, "manifest.json", &manifest), 0);
+	for (q = manifest; *q;) {
+		const char *m = strstr(q, "SPLITME");
+		size_t k = m ? (size_t)(m - q) : strlen(q);
+
+		strbuf_add(&hostile, q, k);
+		if (!m)
+			break;
+		strbuf_add(&hostile, fake, sizeof(fake) - 1);
+		q = m + 7;
+	}
+	/*
+	 * Padding after the last member moves the text's middle to just before a
+	 * fake, which is then the first thing after the middle that looks like a
+	 * mount's start: the reader's guess.
+	 */
+	len = hostile.len;
+	q = strstr(hostile.buf + len / 2, fake);
+	CHECK(q != NULL);
+	if (!q)
+		return;
+	p = (size_t)(q - hostile.buf) + 1; /* the fake's new line */
+	while (len > 0 && hostile.buf[len - 1] != '}')
+		len--;
+	hostile.len = len - 1;
+	mid = 2 * (p - 1); /* the length that puts the middle at p - 1 */
+	CHECK(mid > hostile.len + 20);
+	strbuf_add(&hostile, ", \"pad\": \"", 10);
+	while (hostile.len < mid - 3)
+		strbuf_add(&hostile, "x", 1);
+	strbuf_add(&hostile, "\"}\n", 3);
+	CHECK_INT(hostile.len / 2, p - 1);
+	CHECK_INT(read_both_ways(hostile.buf, &a, &b, &split), 0);
+	CHECK(!split);
+	CHECK(a && b && trees_equal(a, b, true));
+	CHECK(a && streq(a->mounts[a->n_mounts - 1].source, fake));
+	strbuf_release(&hostile);
+	mntcr_tree_free(a);
+	mntcr_tree_free(b);
+	mntcr_tree_free(t);
+}
+
 TEST(round_trip_nonblocking_pipe)
 {
 	struct mntcr_tree *t = big_tree(3000), *u = NULL;
