@@ -35,6 +35,7 @@ MNTCR_EXPORT void mntcr_report_clear(struct mntcr_report *r)
 struct wire_report {
 	int err;
 	uint32_t phase; /* enum plan_phase, or _PHASE_MAX for "namespace" */
+	uint32_t op_type; /* enum plan_op_type of op_index, or UINT32_MAX */
 	uint64_t op_index;
 	uint64_t mount_id;
 	uint32_t msg_len;
@@ -146,6 +147,7 @@ static _Noreturn void child_main(const struct mntcr_plan *p, struct mntcr_image 
 	w.err = r;
 	w.phase = phase_from_name(rep.phase);
 	w.op_index = rep.op_index == MNTCR_NONE ? UINT64_MAX : rep.op_index;
+	w.op_type = rep.op_index < p->n_ops ? (uint32_t)p->ops[rep.op_index].type : UINT32_MAX;
 	w.mount_id = rep.mount_id;
 	w.msg_len = rep.msg ? (uint32_t)strlen(rep.msg) : 0;
 	w.path_len = rep.path ? (uint32_t)strlen(rep.path) : 0;
@@ -260,6 +262,9 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 		image_content_handed_over(img);
 	close(sv[1]);
 	sv[1] = -EBADF;
+	/* The child has its own copy: this one is freed while it works, on another CPU. */
+	plan = mntcr_plan_free(plan);
+	mntcr_tree_free(TAKE_PTR(host));
 
 	r = read_all(sv[0], &w, sizeof(w));
 	timing_mark("child");
@@ -277,8 +282,8 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 			report->err = w.err;
 			report->msg = msg;
 			report->path = rpath;
-			if (report->op_index != MNTCR_NONE && report->op_index < plan->n_ops)
-				report->op = plan_op_name(plan->ops[report->op_index].type);
+			if (report->op_index != MNTCR_NONE && w.op_type != UINT32_MAX)
+				report->op = plan_op_name((enum plan_op_type)w.op_type);
 		} else {
 			free(msg);
 			free(rpath);
