@@ -120,13 +120,14 @@ struct jstream {
  * A stream's items shared with a second thread. The caller guesses where
  * one of its items starts, far into the text (at); from there to the
  * array's end a helper thread parses a copy of the text, handing the
- * items to item() with helper_userdata and indexes from 0. It must not
- * log (log_thread_quiet()). When the parse reaches that very place at an
- * item's start, join() takes the helper's n items (0), or declines (1:
- * they are dropped and the parse goes on as without a helper), and the
- * parse skips to the array's end. When the guess was wrong, or the helper
- * met an error, drop() frees what it made, and the parse does all: the
- * result, errors included, is the same as without a split.
+ * items to item() with helper_userdata and indexes from 0; nothing is
+ * logged on that thread (log_thread_quiet()). When the parse reaches that
+ * very place at an item's start, join() takes the helper's n items (0),
+ * or declines (1: they are dropped and the parse goes on as without a
+ * helper), and the parse skips to the array's end. When the guess was
+ * wrong, or the helper met an error, drop() frees what it made, and the
+ * parse does all: the result, errors included, is the same as without a
+ * split.
  */
 struct jsplit {
 	const char *at;
