@@ -268,20 +268,22 @@ static int flags_to_json(uint64_t attr, struct jw *w)
 struct manifest_extra;
 static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *w);
 
-static int sb_to_json(const struct mntcr_tree *t, size_t i, struct jw *w,
-		      const struct manifest_extra *x)
+static bool sb_fields_ok(const struct mntcr_sb *sb)
+{
+	return text_ok(sb->fstype, FSTYPE_MAX, true) && text_ok(sb->source, TEXT_MAX, false) &&
+	       text_ok(sb->opts, TEXT_MAX, false) && (!sb->ext_path || path_ok(sb->ext_path, true)) &&
+	       (!sb->ext_root || path_ok(sb->ext_root, false));
+}
+
+/* Superblock i as an item of the open "superblocks" array; nothing logged (sb_write_error). */
+static int sb_to_json(const struct mntcr_tree *t, const struct manifest_extra *x, size_t i, struct jw *w)
 {
 	const struct mntcr_sb *sb = &t->sbs[i];
 	char dev[32];
 	int r;
 
-	if (!text_ok(sb->fstype, FSTYPE_MAX, true) || !text_ok(sb->source, TEXT_MAX, false) ||
-	    !text_ok(sb->opts, TEXT_MAX, false) || (sb->ext_path && !path_ok(sb->ext_path, true)) ||
-	    (sb->ext_root && !path_ok(sb->ext_root, false)))
-		return log_debug_errno(-EINVAL,
-				       "Cannot write superblock %zu (%u:%u): a field is missing, "
-				       "too long or not a normalised absolute path",
-				       i, sb->dev_major, sb->dev_minor);
+	if (!sb_fields_ok(sb))
+		return -EINVAL;
 	snprintf(dev, sizeof(dev), "%u:%u", sb->dev_major, sb->dev_minor);
 	jw_object_begin(w, NULL);
 	if ((r = json_add_str(w, "dev", dev)) < 0 ||
@@ -298,6 +300,19 @@ static int sb_to_json(const struct mntcr_tree *t, size_t i, struct jw *w,
 	return 0;
 }
 
+/* Why sb_to_json() refused superblock i with r, logged from the caller's thread. */
+static int sb_write_error(const struct mntcr_tree *t, size_t i, int r)
+{
+	const struct mntcr_sb *sb = &t->sbs[i];
+
+	if (r != -EINVAL)
+		return r;
+	return log_debug_errno(r,
+			       "Cannot write superblock %zu (%u:%u): a field is missing, "
+			       "too long or not a normalised absolute path",
+			       i, sb->dev_major, sb->dev_minor);
+}
+
 static bool mount_fields_ok(const struct mntcr_tree *t, const struct mntcr_mount *m)
 {
 	return m->sb < t->n_sbs && path_ok(m->root, false) && path_ok(m->mountpoint, true) &&
@@ -310,7 +325,8 @@ static bool mount_fields_ok(const struct mntcr_tree *t, const struct mntcr_mount
  * (the items may be written on other threads): on -EINVAL, mount_write_error()
  * says why.
  */
-static int mount_to_json(const struct mntcr_tree *t, size_t i, struct jw *w)
+static int mount_to_json(const struct mntcr_tree *t, const struct manifest_extra *x, size_t i,
+			 struct jw *w)
 {
 	const struct mntcr_mount *m = &t->mounts[i];
 	int r;
@@ -360,27 +376,43 @@ static int mount_write_error(const struct mntcr_tree *t, size_t i, int r)
 }
 
 /*
- * The mounts are most of the manifest. Many are written on several threads,
+ * How the items of one of the manifest's arrays are written: write() puts
+ * item i, logging nothing (the items may be written on other threads);
+ * on failure, why() logs the reason from the caller's thread.
+ */
+struct item_kind {
+	int (*write)(const struct mntcr_tree *t, const struct manifest_extra *x, size_t i, struct jw *w);
+	int (*why)(const struct mntcr_tree *t, size_t i, int r);
+};
+
+static const struct item_kind sb_items = { sb_to_json, sb_write_error };
+static const struct item_kind mount_items = { mount_to_json, mount_write_error };
+
+/*
+ * The mounts are most of the manifest, and with a tmpfs each the
+ * superblocks are a third of it. Many are written on several threads,
  * each share into a buffer of its own, with a copy of the writer's state
  * inside the array; the buffers are joined in order, into the same text
  * one thread writes.
  */
-struct mounts_share {
+struct items_share {
 	const struct mntcr_tree *t;
+	const struct manifest_extra *x;
+	const struct item_kind *kind;
 	struct jw w;
 	struct strbuf b;
 	size_t lo, hi, failed;
 	int r;
 };
 
-#define MOUNTS_SHARE_MIN 2048
+#define ITEMS_SHARE_MIN 2048
 
-static void *mounts_share_run(void *arg)
+static void *items_share_run(void *arg)
 {
-	struct mounts_share *s = arg;
+	struct items_share *s = arg;
 
 	for (size_t i = s->lo; i < s->hi && s->r == 0; i++) {
-		s->r = mount_to_json(s->t, i, &s->w);
+		s->r = s->kind->write(s->t, s->x, i, &s->w);
 		s->failed = i;
 	}
 	if (s->r == 0)
@@ -388,15 +420,17 @@ static void *mounts_share_run(void *arg)
 	return NULL;
 }
 
-static int mounts_to_json(const struct mntcr_tree *t, struct jw *w, size_t reserve)
+/* The n items of an open array; reserve: the bytes they may take. */
+static int items_to_json(const struct mntcr_tree *t, const struct manifest_extra *x,
+			 const struct item_kind *kind, size_t n, struct jw *w, size_t reserve)
 {
-	struct mounts_share share[PARALLEL_MAX];
-	size_t k = parallel_shares(t->n_mounts, MOUNTS_SHARE_MIN), n = t->n_mounts;
+	struct items_share share[PARALLEL_MAX];
+	size_t k = parallel_shares(n, ITEMS_SHARE_MIN);
 	int r = 0;
 
 	for (size_t j = 0; j < k; j++) {
-		share[j] = (struct mounts_share){ .t = t, .w = *w, .lo = n * j / k,
-						  .hi = n * (j + 1) / k };
+		share[j] = (struct items_share){ .t = t, .x = x, .kind = kind, .w = *w, .lo = n * j / k,
+						 .hi = n * (j + 1) / k };
 		/* share 0 writes on; the others into buffers of their own, after an item */
 		if (j > 0) {
 			share[j].w.out = &share[j].b;
@@ -405,11 +439,11 @@ static int mounts_to_json(const struct mntcr_tree *t, struct jw *w, size_t reser
 				share[j].r = -ENOMEM;
 		}
 	}
-	parallel_run(mounts_share_run, share, sizeof(share[0]), k);
+	parallel_run(items_share_run, share, sizeof(share[0]), k);
 	*w = share[0].w;
 	for (size_t j = 0; j < k; j++) {
 		if (r == 0 && share[j].r < 0)
-			r = mount_write_error(t, share[j].failed, share[j].r);
+			r = kind->why(t, share[j].failed, share[j].r);
 		if (r == 0 && j > 0 && strbuf_add(w->out, share[j].b.buf, share[j].b.len) < 0)
 			r = -ENOMEM;
 		if (j > 0)
@@ -532,12 +566,11 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 	jw_u64(&w, "superblocks", t->n_sbs);
 	jw_object_end(&w);
 	jw_array_begin(&w, "superblocks");
-	for (size_t i = 0; i < t->n_sbs; i++)
-		if ((r = sb_to_json(t, i, &w, x)) < 0)
-			goto fail;
+	if ((r = items_to_json(t, x, &sb_items, t->n_sbs, &w, t->n_sbs * 300)) < 0)
+		goto fail;
 	jw_array_end(&w);
 	jw_array_begin(&w, "mounts");
-	if ((r = mounts_to_json(t, &w, b.cap - b.len)) < 0)
+	if ((r = items_to_json(t, x, &mount_items, t->n_mounts, &w, b.cap - b.len)) < 0)
 		goto fail;
 	jw_array_end(&w);
 	if (x && x->version >= IMAGE_VERSION_NS && (r = namespaces_to_json(t, &w)) < 0)
