@@ -546,10 +546,16 @@ static int plan_sources(struct planner *pl)
 /* -------------------------------------------------------------------------- */
 /* Directories, files, clones */
 
+/*
+ * path (and, with parents, each directory above it first) in template
+ * tmpl. The executor makes missing parents itself, but only after a
+ * failed attempt; in a filesystem with no content of the image, nothing
+ * but these ops makes directories, so the plan can say which come first.
+ */
 static int mkpath(struct planner *pl, size_t tmpl, const char *path, enum node_type node, size_t like,
-		  size_t mount)
+		  size_t mount, bool parents)
 {
-	const char *op_path;
+	const char *op_path, *slash;
 	int r;
 
 	if (!*path)
@@ -557,6 +563,15 @@ static int mkpath(struct planner *pl, size_t tmpl, const char *path, enum node_t
 	assert(tmpl < pl->n_made);
 	if (strmap_get(&pl->made[tmpl], path, NULL))
 		return 0;
+	if (parents && (slash = strrchr(path, '/')) && slash > path) {
+		_cleanup_free_ char *parent = strndup(path, (size_t)(slash - path));
+
+		if (!parent)
+			return -ENOMEM;
+		r = mkpath(pl, tmpl, parent, NODE_DIR, IDX_NONE, mount, true);
+		if (r < 0)
+			return r;
+	}
 	r = emit(pl, &(struct plan_op){ .type = OP_MKPATH, .phase = PHASE_CREATE, .mount = mount,
 					.sb = IDX_NONE, .slot = tmpl, .src = tmpl, .path = strdup(path),
 					.node = node, .like_slot = like });
@@ -581,7 +596,8 @@ static int plan_create(struct planner *pl)
 		if (!t->sbs[m->sb].owned)
 			continue;
 		r = mkpath(pl, pl->src_slot[mi], pl->src_rel[mi],
-			   m->type == NODE_FILE ? NODE_FILE : NODE_DIR, IDX_NONE, mi);
+			   m->type == NODE_FILE ? NODE_FILE : NODE_DIR, IDX_NONE, mi,
+			   t->sbs[m->sb].n_content_roots == 0);
 		if (r < 0)
 			return r;
 	}
@@ -633,7 +649,8 @@ static int plan_create(struct planner *pl)
 		if (!path)
 			return -ENOMEM;
 		r = mkpath(pl, pl->p->sb_slot[p->sb], path + 1, m->type,
-			   m->type == NODE_UNKNOWN ? pl->p->mount_slot[mi] : IDX_NONE, mi);
+			   m->type == NODE_UNKNOWN ? pl->p->mount_slot[mi] : IDX_NONE, mi,
+			   t->sbs[p->sb].n_content_roots == 0);
 		if (r < 0)
 			return r;
 	}
