@@ -51,6 +51,16 @@ TEST(propagation)
 	golden("propagation", "", NULL);
 }
 
+/*
+ * Mountpoints and bind roots several directories deep in filesystems of
+ * ours without content: each parent directory is made once, before what
+ * lies in it.
+ */
+TEST(nested_paths)
+{
+	golden("nested", "", NULL);
+}
+
 TEST(external)
 {
 	golden("external", "", NULL);
