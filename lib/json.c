@@ -690,10 +690,43 @@ static int helper_join(struct parser *ps, struct helper *h, const struct jstream
 }
 
 /*
- * The array at ps->p, a member of the top-level object, handed to s item
- * by item. The arena is rewound after each one: the items are parsed into
- * the same memory, which stays in the cache.
+ * The items of a streamed array, from ps->p to its closing ']' included,
+ * each handed to item(userdata, *n, ...) with *n counting them. The arena
+ * is rewound after each one: the items are parsed into the same memory,
+ * which stays in the cache. With h, at h's guess the helper's items are
+ * taken instead, up to the array's end (s: the stream they are for).
  */
+static int stream_items(struct parser *ps, int (*item)(void *userdata, size_t idx, const struct jval *v),
+			void *userdata, size_t *n, struct helper *h, const struct jstream *s)
+{
+	int r;
+
+	do {
+		struct arena_mark mark;
+		struct jval v;
+
+		skip_ws(ps);
+		if (h && h->running && ps->p == h->at) {
+			r = helper_join(ps, h, s, n);
+			if (r != 0)
+				return r < 0 ? r : 0;
+		}
+		mark = arena_mark(ps);
+		r = parse_value(ps, &v);
+		if (r < 0)
+			return r;
+		if (*n == UINT32_MAX)
+			return fail_at(ps, ps->p, "too many items");
+		r = item(userdata, (*n)++, &v);
+		if (r < 0)
+			return r;
+		arena_rewind(ps, mark);
+		r = item_end(ps, ']');
+	} while (r > 0);
+	return r;
+}
+
+/* The array at ps->p, a member of the top-level object, handed to s item by item. */
 static int parse_streamed(struct parser *ps, const struct jstream *s, struct jval *v)
 {
 	struct helper *h = ps->helpers ? &ps->helpers[s - ps->streams] : NULL;
@@ -711,33 +744,8 @@ static int parse_streamed(struct parser *ps, const struct jstream *s, struct jva
 	skip_ws(ps);
 	if (ps->p < ps->end && *ps->p == ']')
 		ps->p++;
-	else
-		do {
-			struct arena_mark mark;
-			struct jval item;
-
-			skip_ws(ps);
-			if (h && h->running && ps->p == h->at) {
-				r = helper_join(ps, h, s, &n);
-				if (r < 0)
-					return r;
-				if (r > 0)
-					break;
-			}
-			mark = arena_mark(ps);
-			r = parse_value(ps, &item);
-			if (r < 0)
-				return r;
-			if (n == UINT32_MAX)
-				return fail_at(ps, ps->p, "too many items");
-			r = s->item(s->userdata, n++, &item);
-			if (r < 0)
-				return r;
-			arena_rewind(ps, mark);
-			r = item_end(ps, ']');
-			if (r < 0)
-				return r;
-		} while (r > 0);
+	else if ((r = stream_items(ps, s->item, s->userdata, &n, h, s)) < 0)
+		return r;
 	*v = (struct jval){ .type = JT_ARRAY, .streamed = true, .n = (uint32_t)n };
 	ps->depth--;
 	return 0;
@@ -880,24 +888,11 @@ static void *helper_run(void *arg)
 {
 	struct helper *h = arg;
 	struct parser ps = { .p = h->copy, .end = h->copy + h->len, .start = h->copy, .depth = 2 };
-	int r = arena_alloc(&ps, 1) ? 1 : -ENOMEM;
 
 	log_thread_quiet();
-	while (r > 0) {
-		struct arena_mark mark = arena_mark(&ps);
-		struct jval item;
-
-		r = parse_value(&ps, &item);
-		if (r == 0 && h->n == UINT32_MAX)
-			r = -EBADMSG;
-		if (r == 0)
-			r = h->split->item(h->split->helper_userdata, h->n++, &item);
-		if (r < 0)
-			break;
-		arena_rewind(&ps, mark);
-		r = item_end(&ps, ']');
-	}
-	h->r = r;
+	h->r = -ENOMEM;
+	if (arena_alloc(&ps, 1))
+		h->r = stream_items(&ps, h->split->item, h->split->helper_userdata, &h->n, NULL, NULL);
 	h->used = (size_t)(ps.p - ps.start);
 	arena_free(ps.arena);
 	free(ps.items);
