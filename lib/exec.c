@@ -1067,29 +1067,9 @@ int unshare_newer(void)
 }
 
 /*
- * Which mounts are attached by name, with one move_mount relative to their
- * parent's fd and no openat2 (RESOLVE_BENEATH | NO_SYMLINKS | NO_XDEV)
- * first: those whose path in their parent is a single name that an
- * OP_MKPATH of the plan made, or found to be, a directory or a file, in a
- * superblock this restore creates and into which no image content is
- * written (no OP_CONTENT), and whose siblings are not on the same path.
- * One name in a directory of our own cannot be a symlink, nor lead out of
- * it, nor have anything mounted on it, so openat2 could not refuse it; a
- * sibling on the same path is still left to openat2 (EXDEV, as before).
- */
-/* FNV-1a, carried on: the hash of a longer string from the hash of its prefix. */
-static uint64_t fnv_more(uint64_t h, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-	return h;
-}
-
-#define FNV_START 0xcbf29ce484222325ull
-
-/*
  * Which mounts can be attached by name below their parent's fd, without
- * opening the mountpoint with openat2 first. The parent's superblock is
+ * opening the mountpoint with openat2 (RESOLVE_BENEATH | NO_SYMLINKS |
+ * NO_XDEV) first. The parent's superblock is
  * one we made and hold no content in, and no other child of the parent
  * sits on the same path (a stack). A name of one component: move_mount
  * follows no symlink in it. A longer path only in a tmpfs or ramfs (one
@@ -1132,14 +1112,14 @@ static int plan_direct(struct exec_ctx *c)
 		for (size_t k = 0; nested && k < pm->n_children && r == 0; k++) {
 			const char *rel = mount_relpath(t, tree_child(t, pm, k));
 
-			r = u64map_put(&paths, fnv_more(FNV_START, rel, strlen(rel)), k);
+			r = u64map_put(&paths, fnv1a(FNV1A_START, rel, strlen(rel)), k);
 		}
 		/* children in attach order: the same paths are next to each other */
 		for (size_t k = 0; k < pm->n_children && r == 0; k++) {
 			size_t ci = tree_child_idx(t, pm, k), any;
 			const struct mntcr_mount *m = &t->mounts[ci];
 			const char *rel = mount_relpath(t, m), *q = rel, *slash;
-			uint64_t h = FNV_START;
+			uint64_t h = FNV1A_START;
 			bool through = false;
 
 			if (!*rel || (!plain && strchr(rel, '/')))
@@ -1148,9 +1128,9 @@ static int plan_direct(struct exec_ctx *c)
 			    (k + 1 < pm->n_children && streq(mount_relpath(t, tree_child(t, pm, k + 1)), rel)))
 				continue;
 			while (!through && (slash = strchr(q, '/'))) {
-				h = fnv_more(h, q, (size_t)(slash - q));
+				h = fnv1a(h, q, (size_t)(slash - q));
 				through = u64map_get(&paths, h, &any);
-				h = fnv_more(h, "/", 1);
+				h = fnv1a(h, "/", 1);
 				q = slash + 1;
 			}
 			if (!through)

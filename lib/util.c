@@ -162,16 +162,20 @@ uint64_t hash_u64(uint64_t x)
 	return x;
 }
 
-uint64_t hash_bytes(const void *data, size_t n, uint64_t seed)
+uint64_t fnv1a(uint64_t h, const void *data, size_t n)
 {
 	const unsigned char *p = data;
-	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
 
 	for (size_t i = 0; i < n; i++) {
 		h ^= p[i];
 		h *= 0x100000001b3ULL;
 	}
-	return hash_u64(h);
+	return h;
+}
+
+uint64_t hash_bytes(const void *data, size_t n, uint64_t seed)
+{
+	return hash_u64(fnv1a(FNV1A_START ^ seed, data, n));
 }
 
 /* -------------------------------------------------------------------------- */

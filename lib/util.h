@@ -8,8 +8,8 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -156,6 +156,9 @@ void strmap_release(struct strmap *m);
 
 uint64_t hash_bytes(const void *data, size_t n, uint64_t seed);
 uint64_t hash_u64(uint64_t x);
+/* FNV-1a of data, carried on from h (FNV1A_START): the hash of a longer string from its prefix's. */
+#define FNV1A_START 0xcbf29ce484222325ULL
+uint64_t fnv1a(uint64_t h, const void *data, size_t n);
 
 /* -------------------------------------------------------------------------- */
 /* Paths (absolute, '/'-separated, no trailing slash except "/"). */
