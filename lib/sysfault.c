@@ -3,14 +3,16 @@
  * Test-only fault injection: with MNTCR_FAULT_AT=k in the environment, the
  * k-th mount-changing syscall of the executor (counting from 1) fails with
  * MNTCR_FAULT_ERRNO (a number or a name: EPERM, ENOMEM, EBUSY, ENOSPC;
- * default EPERM) without being made.
+ * default EPERM) without being made. The calls of the executor's second
+ * thread (superblocks made ahead) count too, in whatever order they come.
  */
 #include "sys.h"
 #include "util.h"
 
-static long fault_at = -1;
+static long fault_at;
 static int fault_errno = EPERM;
-static long fault_count;
+static _Atomic long fault_count; /* the executor may make superblocks on a second thread */
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
 
 static int errno_from_name(const char *s)
 {
@@ -29,17 +31,20 @@ static int errno_from_name(const char *s)
 	return EPERM;
 }
 
+static void fault_init(void)
+{
+	const char *at = getenv("MNTCR_FAULT_AT"), *e = getenv("MNTCR_FAULT_ERRNO");
+	uint64_t v;
+
+	fault_at = (at && safe_atou64(at, &v) == 0) ? (long)v : 0;
+	if (e)
+		fault_errno = errno_from_name(e);
+}
+
 /* Returns -errno when this call is the one to fail, 0 otherwise. */
 int sys_fault_check(void)
 {
-	if (fault_at < 0) {
-		const char *at = getenv("MNTCR_FAULT_AT"), *e = getenv("MNTCR_FAULT_ERRNO");
-		uint64_t v;
-
-		fault_at = (at && safe_atou64(at, &v) == 0) ? (long)v : 0;
-		if (e)
-			fault_errno = errno_from_name(e);
-	}
+	(void)pthread_once(&fault_once, fault_init);
 	if (fault_at == 0)
 		return 0;
 	if (++fault_count == fault_at)

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # Fault injection: for several topologies (over-mounts, propagation,
-# content, several namespaces), make the k-th mount-changing
+# content, several namespaces, superblocks made on a second thread),
+# make the k-th mount-changing
 # syscall of a restore fail, for every k until the restore gets past the
 # last one (tests/ns/restore-faults.c), with EPERM, ENOMEM, EBUSY and
 # ENOSPC. Each time: the injected error comes back with a report naming the
@@ -47,7 +48,15 @@ ns_start content '
 	for i in 1 2 3; do echo "file $i" >$D/d/sub/f$i; done; ln -s f1 $D/d/sub/l; mkfifo $D/d/p
 	echo hidden >$D/o/under; mount -t tmpfs O $D/o; echo top >$D/o/top'
 mntcr_dump "$(ns_pid content)" "$NS_TMP/content.img"
-topologies=(overmount propagation content)
+# Enough superblocks for the executor to make them on a second thread
+# (exec.c, "ahead"): its failures come back the same way.
+ns_start many '
+	mount -t tmpfs M $D
+	for i in $(seq 1 24); do mkdir $D/m$i; mount -t tmpfs m$i $D/m$i; done
+	mkdir $D/m1/deep; mount -t tmpfs deep $D/m1/deep; echo file >$D/m2/f
+	echo hidden >$D/m3/under; mount -t tmpfs over $D/m3'
+mntcr_dump "$(ns_pid many)" "$NS_TMP/many.img"
+topologies=(overmount propagation content many)
 # Several namespaces (mount-api engine only): a child's copy sharing a group with its parent.
 if [[ ${MNTCR_ENGINE:-} != compat ]]; then
 	ns_start mpar 'mount -t tmpfs P $D; mkdir -p $D/sh $D/a; mount -t tmpfs SH $D/sh; mount --make-shared $D/sh'
