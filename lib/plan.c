@@ -692,6 +692,20 @@ static int plan_assemble(struct planner *pl)
 	return 0;
 }
 
+static int plan_set_roots(struct planner *pl)
+{
+	const struct mntcr_tree *t = pl->t;
+	int r = 0;
+
+	for (size_t k = t->n_ns; k > 0 && r == 0; k--) {
+		size_t root = t->nss[k - 1].root;
+
+		r = emit(pl, &(struct plan_op){ .type = OP_SET_ROOT, .phase = PHASE_ROOT, .mount = root,
+						.sb = IDX_NONE, .slot = pl->p->mount_slot[root], .src = IDX_NONE });
+	}
+	return r;
+}
+
 static int plan_flags(struct planner *pl)
 {
 	const struct mntcr_tree *t = pl->t;
@@ -1281,16 +1295,19 @@ MNTCR_EXPORT int mntcr_plan_build(const struct mntcr_tree *image, const struct m
 	r = plan_flags(&pl);
 	if (r < 0)
 		goto fail;
-	r = plan_assemble(&pl);
-	if (r < 0)
-		goto fail;
-	/* Each namespace's tree becomes its root (in any order: the namespaces exist already). */
-	for (size_t k = image->n_ns; k > 0 && r == 0; k--) {
-		size_t root = image->nss[k - 1].root;
-
-		r = emit(&pl, &(struct plan_op){ .type = OP_SET_ROOT, .phase = PHASE_ROOT, .mount = root,
-						 .sb = IDX_NONE, .slot = p->mount_slot[root], .src = IDX_NONE });
-	}
+	/*
+	 * Each namespace's tree becomes its root (in any order: the namespaces
+	 * exist already). A single namespace's root mount does so before the
+	 * rest is attached to it: moving a finished tree into a namespace walks
+	 * every mount of it again (2.5 ms for 10,000). Several trees are built
+	 * detached: a mount of another namespace cannot be attached to.
+	 */
+	if (image->n_ns == 1)
+		r = plan_set_roots(&pl);
+	if (r == 0)
+		r = plan_assemble(&pl);
+	if (r == 0 && image->n_ns > 1)
+		r = plan_set_roots(&pl);
 	if (r < 0)
 		goto fail;
 	r = plan_propagation(&pl, &prop);

@@ -18,7 +18,8 @@ enum plan_phase {
 	PHASE_CREATE,      /* superblocks and templates, directories, detached clones */
 	PHASE_FLAGS,       /* per-mount flags on the detached clones, superblock ro */
 	PHASE_ASSEMBLE,    /* move_mount children into parents, covered before covering */
-	PHASE_ROOT,        /* the tree becomes the namespace's root */
+	PHASE_ROOT,        /* the tree becomes the namespace's root: with one namespace its
+			    * root mount alone, before the assemble phase */
 	PHASE_PROPAGATION, /* peer groups, slaves, unbindable */
 	_PHASE_MAX,
 };
