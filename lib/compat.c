@@ -1034,7 +1034,7 @@ static int expect_reach(struct cplanner *pl, const char *path, size_t sm, const 
 static int sm_bind(struct cplanner *pl, size_t src, const char *dentry, size_t img, bool yard,
 		   size_t *ret)
 {
-	size_t n;
+	size_t n = IDX_NONE;
 	int r;
 
 	assert(!pl->m[src].unbindable);

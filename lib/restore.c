@@ -178,10 +178,6 @@ static char *read_str(int fd, uint32_t len)
 
 /*
  * image: the mount table; img: the image stream its content comes from,
- * NULL for none (a tree alone restores no content).
- */
-/*
- * image: the mount table; img: the image stream its content comes from,
  * NULL for none (a tree alone restores no content). ret_nsfds: one fd per
  * namespace of the image.
  */

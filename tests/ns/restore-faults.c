@@ -9,7 +9,9 @@
  *
  *	restore-faults IMAGE ERRNO-NAME
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
