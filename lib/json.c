@@ -216,17 +216,9 @@ void jw_null(struct jw *w, const char *key)
 /* Reader */
 
 #define JSON_MAX_DEPTH 32
-#define ARENA_BLOCK ((size_t)256 << 10)
-
-struct arena_block {
-	struct arena_block *next;
-	size_t used, size;
-	max_align_t data[];
-};
-
 struct parser {
 	char *p, *end, *start;
-	struct arena_block *arena;
+	struct arena arena;
 	struct jval *items; /* pending array items of every open array */
 	size_t n_items, cap_items;
 	struct jmember *members; /* pending members of every open object */
@@ -251,62 +243,6 @@ struct helper {
 	size_t n;     /* items handed over */
 	size_t used;  /* bytes of the copy parsed, the closing ']' included */
 };
-
-static void *arena_alloc(struct parser *ps, size_t n)
-{
-	struct arena_block *b = ps->arena;
-	void *r;
-
-	n = (n + 15) & ~(size_t)15;
-	if (!b || b->size - b->used < n) {
-		size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-
-		b = malloc(sizeof(*b) + size);
-		if (!b)
-			return NULL;
-		memory_prefault(b->data, size); /* it is filled next */
-		b->size = size;
-		b->used = 0;
-		b->next = ps->arena;
-		ps->arena = b;
-	}
-	r = (char *)b->data + b->used;
-	b->used += n;
-	return r;
-}
-
-static void arena_free(struct arena_block *b)
-{
-	while (b) {
-		struct arena_block *next = b->next;
-
-		free(b);
-		b = next;
-	}
-}
-
-/* Where the arena is, to come back to (arena_rewind) once a streamed item is handed over. */
-struct arena_mark {
-	struct arena_block *block;
-	size_t used;
-};
-
-static struct arena_mark arena_mark(struct parser *ps)
-{
-	return (struct arena_mark){ ps->arena, ps->arena ? ps->arena->used : 0 };
-}
-
-static void arena_rewind(struct parser *ps, struct arena_mark m)
-{
-	while (ps->arena != m.block) {
-		struct arena_block *b = ps->arena;
-
-		ps->arena = b->next;
-		free(b);
-	}
-	if (ps->arena)
-		ps->arena->used = m.used;
-}
 
 static int fail_at(struct parser *ps, char *at, const char *msg)
 {
@@ -711,7 +647,7 @@ static int stream_items(struct parser *ps, int (*item)(void *userdata, size_t id
 			if (r != 0)
 				return r < 0 ? r : 0;
 		}
-		mark = arena_mark(ps);
+		mark = arena_mark(&ps->arena);
 		r = parse_value(ps, &v);
 		if (r < 0)
 			return r;
@@ -720,7 +656,7 @@ static int stream_items(struct parser *ps, int (*item)(void *userdata, size_t id
 		r = item(userdata, (*n)++, &v);
 		if (r < 0)
 			return r;
-		arena_rewind(ps, mark);
+		arena_rewind(&ps->arena, mark);
 		r = item_end(ps, ']');
 	} while (r > 0);
 	return r;
@@ -738,7 +674,7 @@ static int parse_streamed(struct parser *ps, const struct jstream *s, struct jva
 	if (s->begin && (r = s->begin(s->userdata)) < 0)
 		return r;
 	/* a block to come back to, not one allocated and freed per item */
-	if (!ps->arena && !arena_alloc(ps, 1))
+	if (!ps->arena.head && !arena_alloc(&ps->arena, 1))
 		return -ENOMEM;
 	ps->p++;
 	skip_ws(ps);
@@ -813,7 +749,7 @@ static int parse_container(struct parser *ps, struct jval *v, bool object)
 	*v = (struct jval){ .type = object ? JT_OBJECT : JT_ARRAY, .n = (uint32_t)n };
 	if (n > 0) {
 		size_t size = n * (object ? sizeof(struct jmember) : sizeof(struct jval));
-		void *a = arena_alloc(ps, size);
+		void *a = arena_alloc(&ps->arena, size);
 
 		if (!a)
 			return -ENOMEM;
@@ -891,10 +827,10 @@ static void *helper_run(void *arg)
 
 	log_thread_quiet();
 	h->r = -ENOMEM;
-	if (arena_alloc(&ps, 1))
+	if (arena_alloc(&ps.arena, 1))
 		h->r = stream_items(&ps, h->split->item, h->split->helper_userdata, &h->n, NULL, NULL);
 	h->used = (size_t)(ps.p - ps.start);
-	arena_free(ps.arena);
+	arena_release(&ps.arena);
 	free(ps.items);
 	free(ps.members);
 	return NULL;
@@ -976,7 +912,7 @@ int jdoc_parse_streams(char *text, size_t len, const struct jstream *streams, si
 
 void jdoc_release(struct jdoc *d)
 {
-	arena_free(d->arena);
+	arena_release(&d->arena);
 	*d = (struct jdoc){ 0 };
 }
 

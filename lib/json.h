@@ -88,7 +88,7 @@ struct jmember {
 
 struct jdoc {
 	struct jval root;
-	void *arena; /* chain of blocks */
+	struct arena arena;
 };
 
 /*

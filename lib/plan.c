@@ -129,6 +129,12 @@ struct planner {
 	size_t n_made;
 };
 
+/* A copy of s in the plan's arena (NULL: out of memory, which emit() after it reports). */
+static char *plan_str(struct planner *pl, const char *s)
+{
+	return arena_strdup(&pl->p->strings, s);
+}
+
 static int emit(struct planner *pl, const struct plan_op *op)
 {
 	struct mntcr_plan *p = pl->p;
@@ -510,7 +516,7 @@ static int plan_sources(struct planner *pl)
 		else
 			r = emit(pl, &(struct plan_op){ .type = OP_TEMPLATE_BIND, .phase = PHASE_CREATE,
 							.mount = IDX_NONE, .sb = s->tmpl[k].sb, .slot = slot[k],
-							.src = IDX_NONE, .path = strdup(s->tmpl[k].path) });
+							.src = IDX_NONE, .path = plan_str(pl, s->tmpl[k].path) });
 		if (r < 0)
 			return r;
 		if (s->tmpl[k].path && !pl->p->ops[pl->p->n_ops - 1].path)
@@ -573,7 +579,7 @@ static int mkpath(struct planner *pl, size_t tmpl, const char *path, enum node_t
 			return r;
 	}
 	r = emit(pl, &(struct plan_op){ .type = OP_MKPATH, .phase = PHASE_CREATE, .mount = mount,
-					.sb = IDX_NONE, .slot = tmpl, .src = tmpl, .path = strdup(path),
+					.sb = IDX_NONE, .slot = tmpl, .src = tmpl, .path = plan_str(pl, path),
 					.node = node, .like_slot = like });
 	if (r < 0)
 		return r;
@@ -623,7 +629,7 @@ static int plan_create(struct planner *pl)
 		pl->p->mount_slot[mi] = new_slot(pl);
 		r = emit(pl, &(struct plan_op){ .type = OP_CLONE, .phase = PHASE_CREATE, .mount = mi,
 						.sb = t->mounts[mi].sb, .slot = pl->p->mount_slot[mi],
-						.src = pl->src_slot[mi], .path = strdup(pl->src_rel[mi]) });
+						.src = pl->src_slot[mi], .path = plan_str(pl, pl->src_rel[mi]) });
 		if (r == 0 && !pl->p->ops[pl->p->n_ops - 1].path)
 			r = -ENOMEM;
 	}
@@ -680,7 +686,7 @@ static int plan_assemble(struct planner *pl)
 							    .mount = ci, .sb = IDX_NONE,
 							    .slot = pl->p->mount_slot[ci],
 							    .src = pl->p->mount_slot[mi],
-							    .path = strdup(mount_relpath(t, &t->mounts[ci])) });
+							    .path = plan_str(pl, mount_relpath(t, &t->mounts[ci])) });
 			if (r < 0)
 				return r;
 			if (!pl->p->ops[pl->p->n_ops - 1].path)
@@ -869,7 +875,7 @@ static int host_peer(struct planner *pl, struct propagation *pr, uint64_t group,
 			slot = new_slot(pl);
 			r = emit(pl, &(struct plan_op){ .type = OP_PEER_BIND, .phase = PHASE_CREATE,
 							.mount = IDX_NONE, .sb = IDX_NONE, .slot = slot,
-							.src = IDX_NONE, .path = strdup(h->mounts[hi_idx].mountpoint) });
+							.src = IDX_NONE, .path = plan_str(pl, h->mounts[hi_idx].mountpoint) });
 			if (r < 0)
 				return r;
 			if (!pl->p->ops[pl->p->n_ops - 1].path)
@@ -1069,7 +1075,7 @@ static int group_temp(struct planner *pl, struct pgroup *g, size_t m0)
 	g->temp = new_slot(pl);
 	r = emit(pl, &(struct plan_op){ .type = OP_CLONE, .phase = PHASE_CREATE, .mount = IDX_NONE,
 					.sb = g->sb, .slot = g->temp, .src = pl->src_slot[m0],
-					.path = strdup(rel) });
+					.path = plan_str(pl, rel) });
 	if (r < 0)
 		return r;
 	return pl->p->ops[pl->p->n_ops - 1].path ? 0 : -ENOMEM;
@@ -1336,8 +1342,7 @@ MNTCR_EXPORT struct mntcr_plan *mntcr_plan_free(struct mntcr_plan *p)
 	if (!p)
 		return NULL;
 	compat_plan_free(p->compat);
-	for (size_t i = 0; i < p->n_ops; i++)
-		free(p->ops[i].path);
+	arena_release(&p->strings);
 	free(p->ops);
 	free(p->mount_slot);
 	free(p->sb_slot);

@@ -62,6 +62,7 @@ struct mntcr_plan {
 	struct compat_plan *compat;    /* MNTCR_ENGINE_COMPAT: the mount(2) engine's plan (compat.c) */
 	struct plan_op *ops;
 	size_t n_ops, cap_ops;
+	struct arena strings; /* the ops' paths */
 	size_t n_slots;
 	size_t *mount_slot; /* image mount index -> slot */
 	size_t *sb_slot;    /* image sb index -> template slot */

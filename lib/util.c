@@ -469,6 +469,76 @@ void memory_prefault(void *p, size_t n)
 		(void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
 }
 
+/* -------------------------------------------------------------------------- */
+/* Arena */
+
+#define ARENA_BLOCK ((size_t)256 << 10)
+
+struct arena_block {
+	struct arena_block *next;
+	size_t used, size;
+	max_align_t data[];
+};
+
+/* n bytes at a multiple of align (a power of 2, at most 16) */
+static void *arena_take(struct arena *a, size_t n, size_t align)
+{
+	struct arena_block *b = a->head;
+	size_t at = b ? (b->used + align - 1) & ~(align - 1) : 0;
+	void *r;
+
+	if (!b || at > b->size || b->size - at < n) {
+		size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+
+		b = malloc(sizeof(*b) + size);
+		if (!b)
+			return NULL;
+		memory_prefault(b->data, size); /* it is filled next */
+		b->size = size;
+		b->used = at = 0;
+		b->next = a->head;
+		a->head = b;
+	}
+	r = (char *)b->data + at;
+	b->used = at + n;
+	return r;
+}
+
+void *arena_alloc(struct arena *a, size_t n)
+{
+	return arena_take(a, n, 16);
+}
+
+char *arena_strdup(struct arena *a, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *r = arena_take(a, n, 1);
+
+	return r ? memcpy(r, s, n) : NULL;
+}
+
+struct arena_mark arena_mark(const struct arena *a)
+{
+	return (struct arena_mark){ a->head, a->head ? a->head->used : 0 };
+}
+
+void arena_rewind(struct arena *a, struct arena_mark m)
+{
+	while (a->head != m.block) {
+		struct arena_block *b = a->head;
+
+		a->head = b->next;
+		free(b);
+	}
+	if (a->head)
+		a->head->used = m.used;
+}
+
+void arena_release(struct arena *a)
+{
+	arena_rewind(a, (struct arena_mark){ NULL, 0 });
+}
+
 int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max)
 {
 	struct strbuf sb = { 0 };

@@ -213,6 +213,26 @@ int read_full_fd(int fd, char **ret_buf, size_t *ret_len, size_t max);
  */
 void memory_prefault(void *p, size_t n);
 
+/*
+ * An arena: many small allocations, freed together (a JSON document's
+ * tree, a plan's paths). Blocks of 256 KiB (or one as large as a bigger
+ * request), faulted in at once; allocations are 16-byte aligned and never
+ * move. A mark taken, the arena can go back to it (arena_rewind).
+ */
+struct arena_block;
+struct arena {
+	struct arena_block *head;
+};
+struct arena_mark {
+	struct arena_block *block;
+	size_t used;
+};
+void *arena_alloc(struct arena *a, size_t n); /* NULL: out of memory */
+char *arena_strdup(struct arena *a, const char *s);
+struct arena_mark arena_mark(const struct arena *a);
+void arena_rewind(struct arena *a, struct arena_mark m);
+void arena_release(struct arena *a);
+
 /* File descriptors over a unix socket (SCM_RIGHTS), at most this many per message. */
 #define SOCK_FDS_MAX 200
 /* Send len bytes of buf (len > 0) and n fds in one message. EINTR is retried. 0 or -errno. */
