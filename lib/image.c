@@ -69,6 +69,8 @@
 #define FLAGS_MAX 64		   /* names in one mount's "flags" */
 #define TRAILER_DRAIN_MAX ((size_t)1 << 20)
 #define IO_BUF_SIZE ((size_t)64 << 10)
+#define IMAGE_RECORD 10240		/* tar's record: an uncompressed image is a multiple of it */
+#define IMAGE_BLOCK (25 * IMAGE_RECORD) /* what the writer hands write(2) at a time */
 #ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #endif
@@ -641,6 +643,21 @@ struct image_writer {
  * targets and attribute names are bytes, stored as they are whatever the
  * locale. Optionally compressed; the reader accepts every filter.
  */
+/*
+ * An image written into a pipe: the pipe made as large as an unprivileged
+ * process may (fs.pipe-max-size, 1 MiB by default). With the default 64
+ * KiB, the writer filled it in a few writes of each 256 KiB of content it
+ * read, and the scheduler then ran writer and reader in turn on one CPU:
+ * `mntcr dump -o - | cat` took 1.2 s a GiB, against 0.5 s for `tar -cf - | cat`.
+ */
+static void pipe_widen(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		(void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+}
+
 static int writer_new(struct image_writer *w, unsigned version, unsigned flags)
 {
 	struct archive *a = archive_write_new();
@@ -661,12 +678,17 @@ static int writer_new(struct image_writer *w, unsigned version, unsigned flags)
 		else
 			r = archive_write_add_filter_none(a) != ARCHIVE_OK;
 		/*
-		 * No zeros after a compressed stream: libarchive pads the last
-		 * block of its output, and zstd (unlike gzip) takes the padding
-		 * for a broken frame ("Unknown frame descriptor").
+		 * Written 25 records (256,000 bytes) at a time: into a pipe, 10240-byte
+		 * writes kept writer and reader contending for the pipe's lock (content
+		 * dump of 1 GiB into `| cat`: 0.67 -> 0.56 s). The last block is padded to
+		 * a whole record as before, so the image stays a multiple of 10240 bytes;
+		 * a compressed stream is not padded at all: zstd (unlike gzip) takes the
+		 * padding for a broken frame ("Unknown frame descriptor").
 		 */
-		if (!r && (flags & (MNTCR_IMAGE_ZSTD | MNTCR_IMAGE_GZIP)))
-			r = archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK;
+		if (!r)
+			r = archive_write_set_bytes_per_block(a, IMAGE_BLOCK) != ARCHIVE_OK ||
+			    archive_write_set_bytes_in_last_block(
+				    a, (flags & (MNTCR_IMAGE_ZSTD | MNTCR_IMAGE_GZIP)) ? 1 : IMAGE_RECORD) != ARCHIVE_OK;
 	}
 	if (r || archive_write_open(a, &w->io, NULL, io_write, NULL) != ARCHIVE_OK) {
 		r = log_debug_errno(archive_failure(a, &w->io, -EIO),
@@ -965,6 +987,7 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 	if (!w)
 		return -ENOMEM;
 	w->io.fd = fd;
+	pipe_widen(fd);
 	w->version = x.version;
 	w->manifest_digest = XXH3_64bits(manifest, manifest_len);
 	w->content = xxh3_new();
