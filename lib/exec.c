@@ -1068,6 +1068,15 @@ static int ahead_order(const struct exec_ctx *c, struct ahead *a)
 	return 0;
 }
 
+/*
+ * Entry k's state, changed under a->lock, and read without it only by an
+ * executor that waits for one being made to be made (ahead_take()).
+ */
+static void ahead_set(struct ahead *a, size_t k, enum ahead_state st)
+{
+	__atomic_store_n(&a->state[k], (uint8_t)st, __ATOMIC_RELEASE);
+}
+
 /* Room for the thread: how many more it may make now. Under a->lock. */
 static size_t ahead_room(const struct ahead *a)
 {
@@ -1089,7 +1098,7 @@ static void ahead_make(struct ahead *a, struct exec_ctx *x, size_t k)
 	const struct plan_op *op = &x->p->ops[a->order[k]];
 	int fd;
 
-	a->state[k] = AHEAD_RUNNING;
+	ahead_set(a, k, AHEAD_RUNNING);
 	pthread_mutex_unlock(&a->lock);
 	fd = sb_create(x, &x->p->tree->sbs[op->sb]);
 	pthread_mutex_lock(&a->lock);
@@ -1101,7 +1110,7 @@ static void ahead_make(struct ahead *a, struct exec_ctx *x, size_t k)
 		memcpy(a->fail_kmsg, x->kmsg, sizeof(a->fail_kmsg));
 		a->stop = true;
 	}
-	__atomic_store_n(&a->state[k], fd >= 0 ? AHEAD_MADE : AHEAD_FAILED, __ATOMIC_RELEASE);
+	ahead_set(a, k, fd >= 0 ? AHEAD_MADE : AHEAD_FAILED);
 }
 
 static void *ahead_run(void *arg)
@@ -1139,7 +1148,7 @@ static int ahead_take(struct exec_ctx *c, const struct plan_op *op)
 	if (a->reached < k + 1)
 		a->reached = k + 1;
 	if (a->state[k] == AHEAD_QUEUED) {
-		a->state[k] = AHEAD_TAKEN;
+		ahead_set(a, k, AHEAD_TAKEN);
 		pthread_mutex_unlock(&a->lock);
 		return sb_create(c, &c->p->tree->sbs[op->sb]);
 	}
@@ -1169,7 +1178,7 @@ static int ahead_take(struct exec_ctx *c, const struct plan_op *op)
 		c->syscall = a->fail_syscall;
 		memcpy(c->kmsg, a->fail_kmsg, sizeof(c->kmsg));
 	}
-	a->state[k] = AHEAD_TAKEN;
+	ahead_set(a, k, AHEAD_TAKEN);
 	/* Woken when half the window is free, not at every mount taken. */
 	if (a->worker_waits && ahead_room(a) >= a->window / 2)
 		pthread_cond_signal(&a->wake_worker);
