@@ -651,14 +651,6 @@ struct image_writer {
 };
 
 /*
- * Version 1: pax restricted, plain ustar headers unless a member needs
- * more (a long or non-ASCII name, a large size), then a pax extended
- * header. Version 2: full pax, so that every content member keeps its
- * atime and its times' nanoseconds, with hdrcharset=BINARY: names, link
- * targets and attribute names are bytes, stored as they are whatever the
- * locale. Optionally compressed; the reader accepts every filter.
- */
-/*
  * An image written into a pipe: the pipe made as large as an unprivileged
  * process may (fs.pipe-max-size, 1 MiB by default). With the default 64
  * KiB, the writer filled it in a few writes of each 256 KiB of content it
@@ -673,6 +665,14 @@ static void pipe_widen(int fd)
 		(void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
 }
 
+/*
+ * Version 1: pax restricted, plain ustar headers unless a member needs
+ * more (a long or non-ASCII name, a large size), then a pax extended
+ * header. Version 2: full pax, so that every content member keeps its
+ * atime and its times' nanoseconds, with hdrcharset=BINARY: names, link
+ * targets and attribute names are bytes, stored as they are whatever the
+ * locale. Optionally compressed; the reader accepts every filter.
+ */
 static int writer_new(struct image_writer *w, unsigned version, unsigned flags)
 {
 	struct archive *a = archive_write_new();

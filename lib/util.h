@@ -216,8 +216,9 @@ void memory_prefault(void *p, size_t n);
 /*
  * An arena: many small allocations, freed together (a JSON document's
  * tree, a plan's paths). Blocks of 256 KiB (or one as large as a bigger
- * request), faulted in at once; allocations are 16-byte aligned and never
- * move. A mark taken, the arena can go back to it (arena_rewind).
+ * request), faulted in at once; allocations never move. arena_alloc()'s
+ * are 16-byte aligned, arena_strdup()'s strings packed end to end. A mark
+ * taken, the arena can go back to it (arena_rewind).
  */
 struct arena_block;
 struct arena {
