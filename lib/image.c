@@ -5,7 +5,7 @@
  * added later without a format change. Members, in this order:
  *
  *   mntcr-image        magic and format version: "mntcr-image\nversion N\n"
- *   manifest.json      the mount table as JSON, pretty printed
+ *   manifest.json      the mount table as JSON, one mount per line
  *   manifest.checksum  (version 2) XXH3-64 of the manifest, checked before it is used
  *   content/<sb>/...   (version 2) the files of owned tmpfs/ramfs superblock <sb>
  *   checksum           XXH3-64 of the manifest and of the content, member count
@@ -227,7 +227,7 @@ static const char *archive_message(struct archive *a)
 }
 
 /* -------------------------------------------------------------------------- */
-/* Writer: JSON (json.c prints what json-c prints with PRETTY | SPACED) */
+/* Writer: JSON (json.c prints what json-c prints with PRETTY | SPACED, items flat) */
 
 /* A string, escaped to valid UTF-8 (utf8_escape_bytes); NULL becomes null. */
 static int json_add_str(struct jw *w, const char *key, const char *s)
@@ -530,12 +530,15 @@ static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *
 	return 0;
 }
 
-/* The manifest text: pretty-printed JSON and a final newline. */
+/*
+ * The manifest text: JSON indented as json-c prints it, but each item of its
+ * arrays on one line (flat_depth), and a final newline.
+ */
 static int manifest_build(const struct mntcr_tree *t, const struct manifest_extra *x, char **ret,
 			  size_t *ret_len)
 {
 	struct strbuf b = { 0 };
-	struct jw w = { .out = &b };
+	struct jw w = { .out = &b, .flat_depth = 2 };
 	size_t raw = 0;
 	int r;
 
@@ -562,7 +565,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 				"Cannot write an image: the manifest would exceed %zu bytes",
 				MANIFEST_MAX);
 	}
-	/* About 400 bytes of keys and indents per mount and 200 per superblock: one allocation. */
+	/* Keys, numbers and flags take some 350 bytes a mount, 200 a superblock: one allocation. */
 	r = strbuf_reserve(&b, raw + t->n_mounts * 420 + t->n_sbs * 200 + 4096);
 	if (r < 0)
 		return r;
@@ -1624,20 +1627,32 @@ static int batch_begin(void *userdata)
 /*
  * A large manifest's mounts are shared with a second thread (jsplit), from
  * the first mount that starts past the middle as the writer lays the text
- * out. The parser checks the guess, and takes them only where it meets them.
+ * out: one mount per line, or (images written before that) one key per
+ * line. The parser checks the guess, and takes them only where it meets them.
  */
-#define SPLIT_MIN ((size_t)1 << 20) /* bytes of manifest per thread: some 2,500 mounts */
+#define SPLIT_MIN ((size_t)1 << 20) /* bytes of manifest per thread: some 3,500 mounts */
 
 static const char *mounts_split_guess(const char *text, size_t len)
 {
-	static const char next[] = "\n    },\n    {\n";
-	const char *hit;
+	static const struct {
+		const char *next; /* from the end of a mount to the start of the next */
+		size_t brace;	  /* where in it the next one's '{' is */
+	} layouts[] = {
+		{ " },\n    { \"", 8 },
+		{ "\n    },\n    {\n", 12 },
+	};
 
 	/* Past the middle, the mounts: they are most of the text (else the guess fails, and costs little). */
 	if (parallel_shares(len, SPLIT_MIN) < 2)
 		return NULL;
-	hit = memmem(text + len / 2, len - len / 2, next, sizeof(next) - 1);
-	return hit ? hit + sizeof(next) - 3 : NULL; /* its '{' */
+	for (size_t k = 0; k < ARRAY_SIZE(layouts); k++) {
+		const char *hit = memmem(text + len / 2, len - len / 2, layouts[k].next,
+					 strlen(layouts[k].next));
+
+		if (hit)
+			return hit + layouts[k].brace;
+	}
+	return NULL;
 }
 
 /* The helper's mounts follow the parser's: 0, or 1 to have them parsed again here. */

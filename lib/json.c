@@ -93,6 +93,17 @@ static void jw_prefix(struct jw *w, const char *key)
 
 	if (w->depth == 0)
 		return;
+	if (w->flat_depth && w->depth > w->flat_depth) {
+		/* in a container on one line: json-c's SPACED without PRETTY */
+		jw_puts(w, w->has_children[w->depth - 1] ? ", " : " ", w->has_children[w->depth - 1] ? 2 : 1);
+		w->has_children[w->depth - 1] = true;
+		if (key) {
+			jw_puts(w, "\"", 1);
+			jw_escaped(w, key, strlen(key));
+			jw_puts(w, "\": ", 3);
+		}
+		return;
+	}
 	if (key)
 		for (; key[klen]; klen++)
 			plain &= !(escape_class[(unsigned char)key[klen]] & stop);
@@ -138,7 +149,10 @@ static void jw_open(struct jw *w, const char *key, char c)
 	w->has_children[w->depth++] = false;
 }
 
-/* json-c ends every container, empty or not, with a new line and the outer indent. */
+/*
+ * json-c ends every container, empty or not, with a new line and the outer
+ * indent; one on one line with a space.
+ */
 static void jw_close(struct jw *w, char c)
 {
 	if (w->depth == 0) {
@@ -147,6 +161,12 @@ static void jw_close(struct jw *w, char c)
 		return;
 	}
 	w->depth--;
+	if (w->flat_depth && w->depth >= w->flat_depth) {
+		const char end[2] = { ' ', c };
+
+		jw_puts(w, end, 2);
+		return;
+	}
 	jw_puts(w, "\n", 1);
 	jw_indent(w, w->depth);
 	jw_puts(w, &c, 1);

@@ -78,7 +78,8 @@ forge() {
 	"$MNTCR_FORGE" 1 "$NS_TMP/forged.json" "$FORGED"
 }
 root_id=$(sed -n 's/^  "root_id": \([0-9]*\),$/\1/p' "$NS_TMP/forge.json")
-b_id=$(grep -B5 "\"mountpoint\": \"$B\"" "$NS_TMP/forge.json" | sed -n 's/^ *"id": \([0-9]*\),$/\1/p' | head -n1)
+# one mount per line: the bind's line
+b_id=$(grep "\"mountpoint\": \"$B\"" "$NS_TMP/forge.json" | sed -n 's/^ *{ "id": \([0-9]*\),.*/\1/p' | head -n1)
 check "forge: the manifest names the root and the bind" test -n "$root_id" -a -n "$b_id"
 forge "forge: the manifest as dumped" ''
 check_exit 0 "forge: the manifest as dumped, forged, restores (the forger is right)" \
@@ -86,13 +87,13 @@ check_exit 0 "forge: the manifest as dumped, forged, restores (the forger is rig
 umount "$NS_TMP/forged.ns" 2>/dev/null
 forge "a mountpoint with .." "s|\"mountpoint\": \"$B\"|\"mountpoint\": \"$B/../../../../etc\"|"
 refused 4 "a mountpoint with .." "not a valid mntcr image" --image "$FORGED"
-forge "a bind root escaping its filesystem" "/\"id\": $b_id,/,/\"mountpoint\"/s|\"root\": \"/\"|\"root\": \"/../../etc\"|"
+forge "a bind root escaping its filesystem" "/\"id\": $b_id,/s|\"root\": \"/\"|\"root\": \"/../../etc\"|"
 refused 4 "a bind root escaping its filesystem" "unsafe path" --image "$FORGED"
-forge "a cycle in parent ids" "/\"id\": $root_id,/{n;s|\"parent_id\": [0-9]*|\"parent_id\": $b_id|}"
+forge "a cycle in parent ids" "/\"id\": $root_id,/s|\"parent_id\": [0-9]*|\"parent_id\": $b_id|"
 refused 4 "a cycle in parent ids" "not a valid mntcr image" --image "$FORGED"
 forge "a duplicate id" "s|\"id\": $b_id,|\"id\": $root_id,|"
 refused 4 "a duplicate id" "not a valid mntcr image" --image "$FORGED"
-forge "a missing parent" "/\"id\": $b_id,/{n;s|\"parent_id\": [0-9]*|\"parent_id\": 999999999|}"
+forge "a missing parent" "/\"id\": $b_id,/s|\"parent_id\": [0-9]*|\"parent_id\": 999999999|"
 refused 4 "a missing parent" "not a valid mntcr image" --image "$FORGED"
 forge "absurd counts" 's|^    "mounts": [0-9]*|    "mounts": 4000000000|'
 refused 4 "absurd counts" "not a valid mntcr image" --image "$FORGED"

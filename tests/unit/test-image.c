@@ -632,9 +632,36 @@ TEST(round_trip_memfd)
 		CHECK_INT(image_bytes(u, &again, &len2), 0);
 		CHECK(len == len2 && again && memcmp(img, again, len) == 0);
 	}
-	/* The manifest is for people too: pretty printed, paths unescaped where possible. */
+	/* The manifest is for people too: indented, paths unescaped where possible. */
 	CHECK_INT(extract_member(img, len, "manifest.json", &manifest), 0);
 	CHECK(manifest && strstr(manifest, "\n  \"mounts\": [") != NULL);
+	/* one line per superblock and per mount, each as json-c prints it with SPACED alone */
+	{
+		struct json_object *root = manifest ? json_tokener_parse(manifest) : NULL;
+		static const char *const arrays[] = { "superblocks", "mounts" };
+		size_t lines = 0, items = 0;
+
+		CHECK(root != NULL);
+		for (size_t k = 0; root && k < ARRAY_SIZE(arrays); k++) {
+			struct json_object *a = json_object_object_get(root, arrays[k]);
+
+			for (size_t i = 0; i < json_object_array_length(a); i++) {
+				_cleanup_free_ char *line = NULL;
+
+				items++;
+				if (asprintf(&line, "\n    %s%s\n",
+					     json_object_to_json_string_ext(json_object_array_get_idx(a, i),
+									    JSON_C_TO_STRING_SPACED |
+										    JSON_C_TO_STRING_NOSLASHESCAPE),
+					     i + 1 < json_object_array_length(a) ? "," : "") > 0 &&
+				    strstr(manifest, line))
+					lines++;
+			}
+		}
+		CHECK(items > 2);
+		CHECK_INT(lines, items);
+		json_object_put(root);
+	}
 	CHECK(manifest && strstr(manifest, "\"flags\": [") != NULL);
 	CHECK(manifest &&
 	      strstr(manifest, "\"mountpoint\": \"/mnt/\xc3\xa9t\\\\xe9\\\\xff\"") != NULL);
@@ -910,14 +937,15 @@ static int read_both_ways(const char *manifest, struct mntcr_tree **a, struct mn
 
 /*
  * A large manifest's mounts are read on two threads, the second one from
- * a place the reader guesses from the text's layout: the same tree as on
- * one thread, and when the guess falls inside a string (raw newlines in a
- * string make it look like a mount's start) the second thread's work is
- * dropped, and the result is still the same.
+ * a place the reader guesses from the text's layout (one mount per line,
+ * or one key per line as json-c prints it): the same tree as on one
+ * thread, and when the guess falls inside a string (a raw newline in a
+ * string makes its end look like a mount's start) the second thread's
+ * work is dropped, and the result is still the same.
  */
 TEST(manifest_two_threads)
 {
-	static const char fake[] = "a\n    },\n    {\nb";
+	static const char fake[] = "a },\n    { ";
 	struct mntcr_tree *t = big_tree(8000), *a = NULL, *b = NULL;
 	_cleanup_free_ char *img = NULL, *manifest = NULL;
 	struct strbuf hostile = { 0 };
@@ -930,12 +958,31 @@ TEST(manifest_two_threads)
 		return;
 	CHECK_INT(image_bytes(t, &img, &len), 0);
 	CHECK_INT(extract_member(img, len, "manifest.json", &manifest), 0);
+	CHECK(strstr(manifest, "\n    { \"id\": ") != NULL); /* one mount per line */
 	CHECK_INT(read_both_ways(manifest, &a, &b, &split), 0);
 	CHECK(split);
 	CHECK(a && b && trees_equal(t, a, true) && trees_equal(t, b, true));
 	mntcr_tree_free(a);
 	mntcr_tree_free(b);
 	a = b = NULL;
+
+	/* the same manifest laid out one key per line, as json-c prints it (older images) */
+	{
+		struct json_object *o = json_tokener_parse(manifest);
+		const char *pretty = o ? json_object_to_json_string_ext(
+						 o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+							    JSON_C_TO_STRING_NOSLASHESCAPE)
+				       : NULL;
+
+		CHECK(pretty && strstr(pretty, "\n    {\n      \"id\": ") != NULL);
+		CHECK_INT(pretty ? read_both_ways(pretty, &a, &b, &split) : -EINVAL, 0);
+		CHECK(split);
+		CHECK(a && b && trees_equal(t, a, true) && trees_equal(t, b, true));
+		json_object_put(o);
+		mntcr_tree_free(a);
+		mntcr_tree_free(b);
+		a = b = NULL;
+	}
 
 	/* every mount's source from the 2,000th on holds the layout of a mount's start, raw */
 	for (size_t i = 2000; i < t->n_mounts; i++) {
@@ -966,7 +1013,7 @@ TEST(manifest_two_threads)
 	CHECK(q != NULL);
 	if (!q)
 		return;
-	p = (size_t)(q - hostile.buf) + 1; /* the fake's new line */
+	p = (size_t)(q - hostile.buf) + 1; /* just after the fake's first byte */
 	while (len > 0 && hostile.buf[len - 1] != '}')
 		len--;
 	hostile.len = len - 1;
