@@ -1225,11 +1225,14 @@ enum str_kind {
 	STR_MOUNTPOINT, /* absolute and normalised */
 };
 
-/* A JSON string value v, decoded (utf8_unescape_bytes) into a new string; ctx.key names it. */
-static int jval_str(const struct jval *v, const struct jctx *ctx, const char *key,
-		    enum str_kind kind, size_t max, char **ret)
+/*
+ * A JSON string value v, decoded (utf8_unescape_bytes) into out, which has
+ * room for v->n + 1 bytes, and checked; ctx.key names it. A value of
+ * another type, or too long, is refused before out is used (it may be NULL).
+ */
+static int jval_str_into(const struct jval *v, const struct jctx *ctx, const char *key,
+			 enum str_kind kind, size_t max, char *out)
 {
-	_cleanup_free_ char *d = NULL;
 	char buf[64];
 	size_t len;
 	bool ok;
@@ -1242,7 +1245,7 @@ static int jval_str(const struct jval *v, const struct jctx *ctx, const char *ke
 	if ((size_t)v->n / 4 > max)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is longer than %zu bytes",
 				       ctx_str(ctx, buf), key, max);
-	r = utf8_unescape_bytes_full(v->s, v->n, &d, &len);
+	r = utf8_unescape_bytes_into(v->s, v->n, out, &len);
 	if (r == -EINVAL)
 		return log_debug_errno(-EBADMSG,
 				       "Invalid image: %s.%s has a bad escape or a NUL byte",
@@ -1257,13 +1260,13 @@ static int jval_str(const struct jval *v, const struct jctx *ctx, const char *ke
 		ok = true;
 		break;
 	case STR_NONEMPTY:
-		ok = d[0] != 0;
+		ok = out[0] != 0;
 		break;
 	case STR_PATH:
-		ok = path_ok(d, false);
+		ok = path_ok(out, false);
 		break;
 	case STR_MOUNTPOINT:
-		ok = path_ok(d, true);
+		ok = path_ok(out, true);
 		break;
 	default:
 		ok = false;
@@ -1274,6 +1277,24 @@ static int jval_str(const struct jval *v, const struct jctx *ctx, const char *ke
 				       kind == STR_NONEMPTY	? "empty"
 				       : kind == STR_MOUNTPOINT ? "not a normalised absolute path"
 								: "not an absolute path");
+	return 0;
+}
+
+/* The same into a new string. */
+static int jval_str(const struct jval *v, const struct jctx *ctx, const char *key,
+		    enum str_kind kind, size_t max, char **ret)
+{
+	_cleanup_free_ char *d = NULL;
+	int r;
+
+	if (v->type == JT_STRING && (size_t)v->n / 4 <= max) { /* else refused before any use of d */
+		d = malloc((size_t)v->n + 1);
+		if (!d)
+			return -ENOMEM;
+	}
+	r = jval_str_into(v, ctx, key, kind, max, d);
+	if (r < 0)
+		return r;
 	*ret = TAKE_PTR(d);
 	return 0;
 }
@@ -1452,10 +1473,24 @@ static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct
  * are numbers checked by mounts_link() once all is read: the superblocks
  * and namespaces may come later in the text. *ret_has_ns: it has "ns".
  */
+/* A mount's strings in the manifest: key, what they must be, longest. */
+static const struct {
+	const char *key;
+	enum str_kind kind;
+	size_t max;
+} mount_strs[_MOUNT_STR_MAX] = {
+	[MOUNT_STR_ROOT] = { "root", STR_PATH, IMAGE_PATH_MAX },
+	[MOUNT_STR_MOUNTPOINT] = { "mountpoint", STR_MOUNTPOINT, IMAGE_PATH_MAX },
+	[MOUNT_STR_FSTYPE] = { "fstype", STR_NONEMPTY, FSTYPE_MAX },
+	[MOUNT_STR_SOURCE] = { "source", STR_TEXT, TEXT_MAX },
+	[MOUNT_STR_SB_OPTS] = { "sb_options", STR_TEXT, TEXT_MAX },
+};
+
 static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m, bool *ret_has_ns)
 {
 	struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
-	const struct jval *flags, *type;
+	const struct jval *flags, *type, *str[_MOUNT_STR_MAX];
+	size_t room[_MOUNT_STR_MAX];
 	uint64_t old_id, sb;
 	char buf[64];
 	int r;
@@ -1470,15 +1505,35 @@ static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m
 		return r;
 	m->old_id = (uint32_t)old_id;
 	m->sb = (size_t)sb;
-	if ((r = jget_str(o, ctx, "root", false, STR_PATH, IMAGE_PATH_MAX, &m->root)) < 0 ||
-	    (r = jget_str(o, ctx, "mountpoint", false, STR_MOUNTPOINT, IMAGE_PATH_MAX,
-			  &m->mountpoint)) < 0 ||
+	/* looked up in the order the writer puts them (jctx's hint) */
+	if ((r = jget(o, ctx, "root", JT_STRING, false, &str[MOUNT_STR_ROOT])) < 0 ||
+	    (r = jget(o, ctx, "mountpoint", JT_STRING, false, &str[MOUNT_STR_MOUNTPOINT])) < 0 ||
 	    (r = jget(o, ctx, "flags", JT_ARRAY, false, &flags)) < 0 ||
 	    (r = flags_from_json(flags, ctx, &m->attr)) < 0 ||
-	    (r = jget_str(o, ctx, "fstype", false, STR_NONEMPTY, FSTYPE_MAX, &m->fstype)) < 0 ||
-	    (r = jget_str(o, ctx, "source", true, STR_TEXT, TEXT_MAX, &m->source)) < 0 ||
-	    (r = jget_str(o, ctx, "sb_options", true, STR_TEXT, TEXT_MAX, &m->sb_opts)) < 0 ||
-	    (r = jget_u64(o, ctx, "shared", UINT64_MAX, &m->shared)) < 0 ||
+	    (r = jget(o, ctx, "fstype", JT_STRING, false, &str[MOUNT_STR_FSTYPE])) < 0 ||
+	    (r = jget(o, ctx, "source", JT_STRING, true, &str[MOUNT_STR_SOURCE])) < 0 ||
+	    (r = jget(o, ctx, "sb_options", JT_STRING, true, &str[MOUNT_STR_SB_OPTS])) < 0)
+		return r;
+	/* The strings in one allocation (mount_strings_alloc), each decoded into its room. */
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
+		room[k] = str[k] ? str[k]->n : MOUNT_STR_NULL;
+		if (str[k] && room[k] / 4 > mount_strs[k].max) /* too long: said before any allocation */
+			return jval_str_into(str[k], ctx, mount_strs[k].key, mount_strs[k].kind,
+					     mount_strs[k].max, NULL);
+	}
+	r = mount_strings_alloc(m, room);
+	if (r < 0)
+		return r;
+	{
+		char *const out[_MOUNT_STR_MAX] = { m->root, m->mountpoint, m->fstype, m->source,
+						    m->sb_opts };
+
+		for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
+			if (str[k] && (r = jval_str_into(str[k], ctx, mount_strs[k].key, mount_strs[k].kind,
+							 mount_strs[k].max, out[k])) < 0)
+				return r;
+	}
+	if ((r = jget_u64(o, ctx, "shared", UINT64_MAX, &m->shared)) < 0 ||
 	    (r = jget_u64(o, ctx, "master", UINT64_MAX, &m->master)) < 0 ||
 	    (r = jget_u64(o, ctx, "propagate_from", UINT64_MAX, &m->propagate_from)) < 0 ||
 	    (r = jget_bool(o, ctx, "unbindable", &m->unbindable)) < 0 ||

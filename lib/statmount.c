@@ -88,43 +88,54 @@ static int stat_one(uint64_t ns_id, uint64_t id, struct mntcr_statmount **buf, s
 	}
 }
 
-static int dup_str(const struct mntcr_statmount *sm, uint64_t bit, uint32_t off, const char *dflt,
-		   char **ret)
+/* A string of sm, or dflt when the kernel did not give it. */
+static const char *sm_str(const struct mntcr_statmount *sm, uint64_t bit, uint32_t off, const char *dflt)
 {
-	const char *s = (sm->mask & bit) ? sm->str + off : dflt;
-
-	*ret = s ? strdup(s) : NULL;
-	return (s && !*ret) ? -ENOMEM : 0;
+	return (sm->mask & bit) ? sm->str + off : dflt;
 }
 
-/* Superblock options as mountinfo prints them: "rw" or "ro", sb flags, fs options. */
-static int sb_options(const struct mntcr_statmount *sm, char **ret)
+/* The "rw" or "ro" and superblock flags mountinfo prints before the fs options; returns the length. */
+static size_t sb_flags_text(uint32_t flags, char buf[static 64])
 {
-	struct strbuf b = { 0 };
-	int r;
+	static const struct {
+		uint32_t flag;
+		const char *name;
+	} names[] = {
+		{ SB_SYNCHRONOUS, ",sync" },
+		{ SB_DIRSYNC, ",dirsync" },
+		{ SB_MANDLOCK, ",mand" },
+		{ SB_LAZYTIME, ",lazytime" },
+	};
+	size_t n = 2;
 
-	r = strbuf_puts(&b, (sm->sb_flags & SB_RDONLY) ? "ro" : "rw");
-	if (r == 0 && (sm->sb_flags & SB_SYNCHRONOUS))
-		r = strbuf_puts(&b, ",sync");
-	if (r == 0 && (sm->sb_flags & SB_DIRSYNC))
-		r = strbuf_puts(&b, ",dirsync");
-	if (r == 0 && (sm->sb_flags & SB_MANDLOCK))
-		r = strbuf_puts(&b, ",mand");
-	if (r == 0 && (sm->sb_flags & SB_LAZYTIME))
-		r = strbuf_puts(&b, ",lazytime");
-	if (r == 0 && (sm->mask & MNTCR_STATMOUNT_MNT_OPTS) && sm->str[sm->mnt_opts] &&
-	    (r = strbuf_puts(&b, ",")) == 0)
-		r = strbuf_puts(&b, sm->str + sm->mnt_opts);
-	if (r < 0) {
-		strbuf_release(&b);
-		return r;
-	}
-	*ret = strbuf_detach(&b);
-	return *ret ? 0 : -ENOMEM;
+	memcpy(buf, (flags & SB_RDONLY) ? "ro" : "rw", 2);
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (flags & names[i].flag) {
+			size_t k = strlen(names[i].name);
+
+			memcpy(buf + n, names[i].name, k);
+			n += k;
+		}
+	buf[n] = 0;
+	return n;
 }
 
+/*
+ * Mount sm as the tree keeps it. Its strings go into one allocation:
+ * fstype as "type" or "type.subtype", the superblock options as mountinfo
+ * prints them ("rw" or "ro", superblock flags, the filesystem's options),
+ * "none" for a missing source.
+ */
 static int fill_mount(const struct mntcr_statmount *sm, struct mntcr_mount *m)
 {
+	const char *root = sm_str(sm, MNTCR_STATMOUNT_MNT_ROOT, sm->mnt_root, NULL),
+		   *point = sm_str(sm, MNTCR_STATMOUNT_MNT_POINT, sm->mnt_point, NULL),
+		   *type = sm_str(sm, MNTCR_STATMOUNT_FS_TYPE, sm->fs_type, NULL),
+		   *subtype = sm_str(sm, MNTCR_STATMOUNT_FS_SUBTYPE, sm->fs_subtype, ""),
+		   *source = sm_str(sm, MNTCR_STATMOUNT_SB_SOURCE, sm->sb_source, "none"),
+		   *opts = sm_str(sm, MNTCR_STATMOUNT_MNT_OPTS, sm->mnt_opts, "");
+	size_t len[_MOUNT_STR_MAX], flags_len;
+	char flags[64];
 	int r;
 
 	*m = (struct mntcr_mount){
@@ -144,27 +155,29 @@ static int fill_mount(const struct mntcr_statmount *sm, struct mntcr_mount *m)
 		if (sm->propagate_from != sm->mnt_master)
 			m->propagate_from = sm->propagate_from;
 	}
-	if ((r = dup_str(sm, MNTCR_STATMOUNT_MNT_ROOT, sm->mnt_root, NULL, &m->root)) < 0 ||
-	    (r = dup_str(sm, MNTCR_STATMOUNT_MNT_POINT, sm->mnt_point, NULL, &m->mountpoint)) < 0 ||
-	    (r = dup_str(sm, MNTCR_STATMOUNT_SB_SOURCE, sm->sb_source, "none", &m->source)) < 0 ||
-	    (r = sb_options(sm, &m->sb_opts)) < 0)
-		goto fail;
-	if (!(sm->mask & MNTCR_STATMOUNT_FS_TYPE) || !m->root || !m->mountpoint) {
-		r = -EBADMSG;
-		goto fail;
-	}
-	if ((sm->mask & MNTCR_STATMOUNT_FS_SUBTYPE) && sm->str[sm->fs_subtype])
-		r = asprintf(&m->fstype, "%s.%s", sm->str + sm->fs_type, sm->str + sm->fs_subtype) < 0
-			    ? -ENOMEM
-			    : 0;
-	else
-		r = dup_str(sm, MNTCR_STATMOUNT_FS_TYPE, sm->fs_type, NULL, &m->fstype);
+	if (!root || !point || !type)
+		return -EBADMSG;
+	flags_len = sb_flags_text(sm->sb_flags, flags);
+	len[MOUNT_STR_ROOT] = strlen(root);
+	len[MOUNT_STR_MOUNTPOINT] = strlen(point);
+	len[MOUNT_STR_FSTYPE] = strlen(type) + (*subtype ? 1 + strlen(subtype) : 0);
+	len[MOUNT_STR_SOURCE] = strlen(source);
+	len[MOUNT_STR_SB_OPTS] = flags_len + (*opts ? 1 + strlen(opts) : 0);
+	r = mount_strings_alloc(m, len);
 	if (r < 0)
-		goto fail;
+		return r;
+	memcpy(m->root, root, len[MOUNT_STR_ROOT] + 1);
+	memcpy(m->mountpoint, point, len[MOUNT_STR_MOUNTPOINT] + 1);
+	memcpy(m->source, source, len[MOUNT_STR_SOURCE] + 1);
+	if (*subtype)
+		snprintf(m->fstype, len[MOUNT_STR_FSTYPE] + 1, "%s.%s", type, subtype);
+	else
+		memcpy(m->fstype, type, len[MOUNT_STR_FSTYPE] + 1);
+	if (*opts)
+		snprintf(m->sb_opts, len[MOUNT_STR_SB_OPTS] + 1, "%s,%s", flags, opts);
+	else
+		memcpy(m->sb_opts, flags, flags_len + 1);
 	return 0;
-fail:
-	mount_clear(m);
-	return r;
 }
 
 int statmount_ns_id_of_pid(pid_t pid, uint64_t *ret_ns_id)

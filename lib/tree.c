@@ -16,12 +16,49 @@ int tree_new(struct mntcr_tree **ret)
 
 void mount_clear(struct mntcr_mount *m)
 {
-	free(m->root);
-	free(m->mountpoint);
-	free(m->fstype);
-	free(m->source);
-	free(m->sb_opts);
+	if (m->strings) {
+		free(m->strings);
+	} else {
+		free(m->root);
+		free(m->mountpoint);
+		free(m->fstype);
+		free(m->source);
+		free(m->sb_opts);
+	}
 	*m = (struct mntcr_mount){ 0 };
+}
+
+int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX])
+{
+	char **const field[_MOUNT_STR_MAX] = {
+		[MOUNT_STR_ROOT] = &m->root,	 [MOUNT_STR_MOUNTPOINT] = &m->mountpoint,
+		[MOUNT_STR_FSTYPE] = &m->fstype, [MOUNT_STR_SOURCE] = &m->source,
+		[MOUNT_STR_SB_OPTS] = &m->sb_opts,
+	};
+	size_t total = 0;
+	char *p;
+
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
+		if (room[k] == MOUNT_STR_NULL)
+			continue;
+		if (room[k] >= SIZE_MAX / 2 - total)
+			return -ENOMEM;
+		total += room[k] + 1;
+	}
+	p = malloc(total ? total : 1);
+	if (!p)
+		return -ENOMEM;
+	m->strings = p;
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
+		if (room[k] == MOUNT_STR_NULL) {
+			*field[k] = NULL;
+			continue;
+		}
+		*field[k] = p;
+		*p = 0;
+		p += room[k] + 1;
+	}
+	return 0;
 }
 
 void sb_clear(struct mntcr_sb *sb)

@@ -657,24 +657,18 @@ static int hex_digit(char c)
 	return -1;
 }
 
-int utf8_unescape_bytes_full(const char *s, size_t n, char **ret, size_t *ret_len)
+int utf8_unescape_bytes_into(const char *s, size_t n, char *out, size_t *ret_len)
 {
-	char *d, *o;
+	char *o = out;
 
-	if (n == SIZE_MAX)
-		return -ENOMEM;
-	d = malloc(n + 1);
-	if (!d)
-		return -ENOMEM;
-	o = d;
 	for (size_t i = 0; i < n;) {
 		/* The bytes up to the next escape, as they are: no NUL among them. */
 		const char *esc = memchr(s + i, '\\', n - i);
 		size_t run = esc ? (size_t)(esc - (s + i)) : n - i;
 
 		if (memchr(s + i, 0, run))
-			goto bad;
-		memcpy(o, s + i, run);
+			return -EINVAL;
+		memmove(o, s + i, run);
 		o += run;
 		i += run;
 		if (i == n)
@@ -689,21 +683,36 @@ int utf8_unescape_bytes_full(const char *s, size_t n, char **ret, size_t *ret_le
 			int v = hex_digit(s[i + 2]) << 4 | hex_digit(s[i + 3]);
 
 			if (v == 0)
-				goto bad;
+				return -EINVAL;
 			*o++ = (char)v;
 			i += 4;
 			continue;
 		}
-		goto bad;
+		return -EINVAL;
 	}
 	*o = 0;
-	*ret = d;
 	if (ret_len)
-		*ret_len = (size_t)(o - d);
+		*ret_len = (size_t)(o - out);
 	return 0;
-bad:
-	free(d);
-	return -EINVAL;
+}
+
+int utf8_unescape_bytes_full(const char *s, size_t n, char **ret, size_t *ret_len)
+{
+	char *d;
+	int r;
+
+	if (n == SIZE_MAX)
+		return -ENOMEM;
+	d = malloc(n + 1);
+	if (!d)
+		return -ENOMEM;
+	r = utf8_unescape_bytes_into(s, n, d, ret_len);
+	if (r < 0) {
+		free(d);
+		return r;
+	}
+	*ret = d;
+	return 0;
 }
 
 int utf8_unescape_bytes(const char *s, size_t n, char **ret)

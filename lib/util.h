@@ -264,6 +264,8 @@ int utf8_escape_bytes(const char *s, char **ret);
 int utf8_unescape_bytes(const char *s, size_t n, char **ret);
 /* The same, with the length of *ret in *ret_len (when not NULL). */
 int utf8_unescape_bytes_full(const char *s, size_t n, char **ret, size_t *ret_len);
+/* The same into out, which has room for n + 1 bytes (decoding never lengthens). */
+int utf8_unescape_bytes_into(const char *s, size_t n, char *out, size_t *ret_len);
 
 /* -------------------------------------------------------------------------- */
 /*

@@ -522,6 +522,47 @@ TEST(built_by_hand)
 	CHECK(mntcr_tree_free(NULL) == NULL);
 }
 
+/* A mount's strings in one allocation (the readers'), next to mounts with a string each. */
+TEST(strings_in_one_block)
+{
+	struct mntcr_tree *t = NULL;
+	struct mntcr_mount m = { .id = 2, .parent_id = 1, .dev_minor = 7 };
+	const size_t room[_MOUNT_STR_MAX] = {
+		[MOUNT_STR_ROOT] = 4,	/* "/sub" */
+		[MOUNT_STR_MOUNTPOINT] = 9, /* room for more than "/a" */
+		[MOUNT_STR_FSTYPE] = 5,
+		[MOUNT_STR_SOURCE] = MOUNT_STR_NULL,
+		[MOUNT_STR_SB_OPTS] = 0,
+	};
+	struct mntcr_mount root = {
+		.id = 1, .root = strdup("/"), .mountpoint = strdup("/"), .fstype = strdup("ext4"),
+	};
+	size_t i = 0;
+
+	CHECK_INT(tree_new(&t), 0);
+	if (!t)
+		return;
+	CHECK_INT(mount_strings_alloc(&m, room), 0);
+	CHECK(m.strings == m.root && m.source == NULL);
+	CHECK(m.mountpoint == m.root + 5 && m.fstype == m.mountpoint + 10 && m.sb_opts == m.fstype + 6);
+	CHECK(m.sb_opts && *m.sb_opts == 0 && *m.mountpoint == 0);
+	if (!m.strings)
+		return;
+	memcpy(m.root, "/sub", 5);
+	memcpy(m.mountpoint, "/a", 3);
+	memcpy(m.fstype, "tmpfs", 6);
+	CHECK_INT(tree_add_mount(t, &root), 0);
+	CHECK_INT(tree_add_mount(t, &m), 0);
+	CHECK(m.strings == NULL); /* ownership moved */
+	CHECK_INT(tree_index(t), 0);
+	CHECK(tree_find(t, 2, &i));
+	CHECK_STREQ(t->mounts[i].mountpoint, "/a");
+	CHECK_STREQ(t->mounts[i].root, "/sub");
+	CHECK_STREQ(t->sbs[t->mounts[i].sb].fstype, "tmpfs");
+	CHECK_STREQ(t->sbs[t->mounts[i].sb].opts, "");
+	mntcr_tree_free(t); /* one free for m's strings, one each for root's: no leak, no double free */
+}
+
 TEST(nsfs_root_by_hand)
 {
 	/* statmount gives the same "mnt:[N]" root for a namespace file bind; tree_index takes it */
