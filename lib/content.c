@@ -328,6 +328,8 @@ struct helper_reply {
 	char msg[480];
 };
 
+#define NEAR_MAX 64 /* ancestors resolve_near() keeps, each an fd */
+
 struct helper {
 	const struct mntcr_tree *t;
 	char **const *roots;
@@ -343,6 +345,16 @@ struct helper {
 	struct u64map sb_of_dev; /* device number -> superblock, of those with content roots */
 	struct u64map done;      /* root_key(): a clone kept for it (save_cover), or SERVED */
 	size_t n_kept;
+	/*
+	 * Mounts of namespace near_ns reached by a path walk (reach_root),
+	 * each an ancestor of the next, with an fd on each: the next mount's
+	 * path is walked from the nearest of its ancestors among them, not
+	 * from "/" (resolve_near).
+	 */
+	size_t near_idx[NEAR_MAX];
+	int near_fd[NEAR_MAX];
+	size_t n_near, near_ns;
+	bool *near_on; /* per mount: it is among them */
 };
 
 #define SERVED SIZE_MAX
@@ -471,6 +483,73 @@ static int resolve(const char *path)
 		fd = root < 0 ? -1 : walk_open(root, path, O_PATH, false);
 	}
 	return fd;
+}
+
+static void near_drop(struct helper *h, size_t k)
+{
+	h->near_on[h->near_idx[k]] = false;
+	close(h->near_fd[k]);
+}
+
+/*
+ * Where a path walk to m's mountpoint lands, in the target namespace m is
+ * in (the helper is there): the same walk as resolve()'s, but from the
+ * nearest ancestor of m that an earlier walk reached, which lands where a
+ * walk from "/" would, one component later for a child. A chain of 10,000
+ * nested mounts has paths of thousands of components: walked from "/"
+ * each time, that was most of its dump.
+ */
+static int resolve_near(struct helper *h, const struct mntcr_mount *m)
+{
+	const struct mntcr_tree *t = h->t;
+	struct mntcr_open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	size_t a = m->parent, plen;
+	const char *rel;
+	int fd;
+
+	if (!h->near_on || h->near_ns != m->ns)
+		while (h->n_near > 0)
+			near_drop(h, --h->n_near);
+	h->near_ns = m->ns;
+	while (a != IDX_NONE && !(h->near_on && h->near_on[a]))
+		a = t->mounts[a].parent;
+	/* the ones after a are not m's ancestors (after none, none is) */
+	while (h->n_near > 0 && h->near_idx[h->n_near - 1] != a)
+		near_drop(h, --h->n_near);
+	if (a == IDX_NONE)
+		return resolve(m->mountpoint);
+	plen = strlen(t->mounts[a].mountpoint);
+	rel = m->mountpoint + (plen > 1 ? plen : 0);
+	while (*rel == '/')
+		rel++;
+	if (!*rel) /* on a's own path: a walk from "/" goes up a's stack */
+		return resolve(m->mountpoint);
+	fd = sys_openat2(h->near_fd[h->n_near - 1], rel, &how);
+	if (fd < 0 && errno == ENOSYS)
+		fd = walk_open(h->near_fd[h->n_near - 1], rel, O_PATH, false);
+	return fd;
+}
+
+/* m, reached by resolve_near() at fd: the nearest ancestor of the mounts that follow. */
+static void near_keep(struct helper *h, const struct mntcr_mount *m, int fd)
+{
+	size_t idx = (size_t)(m - h->t->mounts);
+	int dup = h->near_on ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
+
+	if (dup < 0)
+		return;
+	if (h->n_near == NEAR_MAX) { /* the farthest goes */
+		near_drop(h, 0);
+		memmove(h->near_idx, h->near_idx + 1, (NEAR_MAX - 1) * sizeof(h->near_idx[0]));
+		memmove(h->near_fd, h->near_fd + 1, (NEAR_MAX - 1) * sizeof(h->near_fd[0]));
+		h->n_near--;
+	}
+	h->near_idx[h->n_near] = idx;
+	h->near_fd[h->n_near++] = dup;
+	h->near_on[idx] = true;
 }
 
 /* The id of the mount fd lies in, consistent within one namespace; whether fd is its root. */
@@ -814,9 +893,10 @@ static int reach_root(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 			continue;
 		if ((h->in_copy || h->cur != m->ns) && (r = enter_target(h, m->ns)) < 0)
 			return r;
-		fd = resolve(m->mountpoint);
+		fd = resolve_near(h, m);
 		if (fd < 0 || !lands_on(t, fd, m))
 			continue;
+		near_keep(h, m, fd);
 		log_debug("Content of superblock %zu root %s: through mount %" PRIu64 " at %s", sb,
 			  root, m->id, m->mountpoint);
 		r = clone_private(h, fd, m->mountpoint, ret_fd);
@@ -939,6 +1019,7 @@ static _Noreturn void helper_main(const struct mntcr_tree *t, char **const *root
 	/* Without them, each hidden root gets a fresh copy, as it did before. */
 	h.procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	h.copies = malloc(t->n_ns * sizeof(int));
+	h.near_on = calloc(t->n_mounts + 1, sizeof(bool)); /* without it, every walk is from "/" */
 	for (size_t k = 0; h.copies && k < t->n_ns; k++)
 		h.copies[k] = -EBADF;
 	for (size_t sb = 0; sb < t->n_sbs; sb++)

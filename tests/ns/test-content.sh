@@ -154,6 +154,21 @@ fi
 RPID=
 done_with manyfs
 
+# A chain of 150 nested tmpfs, a file in each, and a branch of 3 beside it at depth 100: each
+# root is reached from the nearest ancestor reached before it (more than the 64 kept), and
+# the branch's walks start from the chain's depth 99.
+ns_start chain '
+	p=$D
+	for i in $(seq 150); do
+		mkdir -p $p/c; mount -t tmpfs c$i $p/c; p=$p/c; echo $i >$p/f
+		if [ $i = 99 ]; then q=$p; fi
+	done
+	for k in 1 2 3; do mkdir -p $q/b$k; mount -t tmpfs b$k $q/b$k; echo b$k >$q/b$k/f; done
+	$T $D >$NS_TMP/chain.all'
+restore_check chain
+same_tree chain all "$S/chain"
+done_with chain
+
 # A sibling mounted on a shorter path covers X: X's path does not even exist in it.
 ns_start sibling '
 	mount -t tmpfs P $D; mkdir -p $D/p/q; mount -t tmpfs X $D/p/q; echo x >$D/p/q/x_file
