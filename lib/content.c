@@ -1387,44 +1387,45 @@ static void strv_free_n(char **v, size_t n)
 	free(v);
 }
 
-/* The names in a directory, sorted: the image is a function of the tree. */
-static int list_dir(int dirfd, char ***ret, size_t *ret_n)
+/*
+ * The names in the directory dirfd (opened by dump_node(), its offset at the
+ * start, which this moves), sorted: the image is a function of the tree.
+ * Read with getdents64 into buf: no second open, no DIR (fdopendir's fstat
+ * and fcntls), 5 system calls a directory fewer.
+ */
+static int list_dir(int dirfd, char *buf, size_t size, char ***ret, size_t *ret_n)
 {
-	DIR *dir;
-	struct dirent *de;
 	char **v = NULL;
 	size_t n = 0, cap = 0;
-	int fd, r = 0;
+	int r = 0;
 
-	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
 	for (;;) {
-		errno = 0;
-		de = readdir(dir);
-		if (!de) {
-			r = -errno;
+		ssize_t got = getdents64(dirfd, buf, size);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			r = got < 0 ? -errno : 0;
 			break;
 		}
-		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-			continue;
-		r = GROW(v, cap, n + 1);
+		for (size_t off = 0; off < (size_t)got && r == 0;) {
+			const struct dirent64 *de = (const struct dirent64 *)(buf + off);
+
+			off += de->d_reclen;
+			if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+				continue;
+			r = GROW(v, cap, n + 1);
+			if (r < 0)
+				break;
+			v[n] = strdup(de->d_name);
+			if (!v[n])
+				r = -ENOMEM;
+			else
+				n++;
+		}
 		if (r < 0)
 			break;
-		v[n] = strdup(de->d_name);
-		if (!v[n]) {
-			r = -ENOMEM;
-			break;
-		}
-		n++;
 	}
-	closedir(dir);
 	if (r < 0) {
 		strv_free_n(v, n);
 		return r;
@@ -1444,7 +1445,7 @@ static int dump_dir(struct dump *d, int dirfd, unsigned depth)
 
 	if (depth > CONTENT_NAME_MAX / 2)
 		return -ELOOP;
-	r = list_dir(dirfd, &names, &n);
+	r = list_dir(dirfd, d->buf, DATA_BUF_SIZE, &names, &n);
 	if (r < 0)
 		return log_debug_errno(r, "Failed to read directory %s", d->name.buf);
 	for (size_t i = 0; i < n && r >= 0; i++) {
