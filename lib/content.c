@@ -494,10 +494,11 @@ static void near_drop(struct helper *h, size_t k)
 /*
  * Where a path walk to m's mountpoint lands, in the target namespace m is
  * in (the helper is there): the same walk as resolve()'s, but from the
- * nearest ancestor of m that an earlier walk reached, which lands where a
- * walk from "/" would, one component later for a child. A chain of 10,000
- * nested mounts has paths of thousands of components: walked from "/"
- * each time, that was most of its dump.
+ * nearest ancestor of m that an earlier walk reached. The walk to that
+ * ancestor's mountpoint ended on it, so going on from there with the rest
+ * of m's path lands where a walk from "/" would; for a child, the rest is
+ * one component. A chain of 10,000 nested mounts has paths of thousands of
+ * components: walked from "/" each time, that was most of its dump.
  */
 static int resolve_near(struct helper *h, const struct mntcr_mount *m)
 {
