@@ -95,7 +95,9 @@ static void jw_prefix(struct jw *w, const char *key)
 		return;
 	if (w->flat_depth && w->depth > w->flat_depth) {
 		/* in a container on one line: json-c's SPACED without PRETTY */
-		jw_puts(w, w->has_children[w->depth - 1] ? ", " : " ", w->has_children[w->depth - 1] ? 2 : 1);
+		bool more = w->has_children[w->depth - 1];
+
+		jw_puts(w, more ? ", " : " ", more ? 2 : 1);
 		w->has_children[w->depth - 1] = true;
 		if (key) {
 			jw_puts(w, "\"", 1);
@@ -151,7 +153,7 @@ static void jw_open(struct jw *w, const char *key, char c)
 
 /*
  * json-c ends every container, empty or not, with a new line and the outer
- * indent; one on one line with a space.
+ * indent; a container on one line (flat_depth), with a space.
  */
 static void jw_close(struct jw *w, char c)
 {
