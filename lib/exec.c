@@ -582,6 +582,17 @@ struct economy {
 	int yard;	     /* mounts parked before their fd is closed */
 };
 
+/* Op i at the end of slot s's queue (the economy's, or ahead_order()'s dry copy). */
+static void eco_enqueue(size_t *head, size_t *tail, size_t *next, size_t s, size_t i)
+{
+	next[i] = IDX_NONE;
+	if (tail[s] == IDX_NONE)
+		head[s] = i;
+	else
+		next[tail[s]] = i;
+	tail[s] = i;
+}
+
 static bool eco_queued(const struct economy *e, const struct plan_op *op)
 {
 	switch (op->type) {
@@ -1052,12 +1063,7 @@ static int ahead_order(const struct exec_ctx *c, struct ahead *a)
 		if (op->type == OP_PEER_BIND)
 			continue;
 		if (eco_queued(c->eco, op)) {
-			next[i] = IDX_NONE;
-			if (tail[op->slot] == IDX_NONE)
-				head[op->slot] = i;
-			else
-				next[tail[op->slot]] = i;
-			tail[op->slot] = i;
+			eco_enqueue(head, tail, next, op->slot, i);
 			continue;
 		}
 		for (size_t k = 0, n = eco_needed(c, c->eco, op, refs); k < n; k++)
@@ -1284,14 +1290,7 @@ static int run_ops(struct exec_ctx *c, bool peers)
 		if (!peers && c->op > 0 && op->phase != p->ops[c->op - 1].phase)
 			timing_mark(plan_phase_name(p->ops[c->op - 1].phase));
 		if (eco_queued(c->eco, op)) { /* runs when its slot is needed */
-			size_t s = op->slot;
-
-			c->eco->next[c->op] = IDX_NONE;
-			if (c->eco->tail[s] == IDX_NONE)
-				c->eco->head[s] = c->op;
-			else
-				c->eco->next[c->eco->tail[s]] = c->op;
-			c->eco->tail[s] = c->op;
+			eco_enqueue(c->eco->head, c->eco->tail, c->eco->next, op->slot, c->op);
 			continue;
 		}
 		r = eco_needs(c, c->eco, op);
