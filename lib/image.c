@@ -1226,6 +1226,15 @@ enum str_kind {
 };
 
 /*
+ * Whether the JSON string v can decode to at most max bytes: decoding never
+ * makes a string longer, and an escape takes at most 4 characters per byte.
+ */
+static bool jstr_may_fit(const struct jval *v, size_t max)
+{
+	return (size_t)v->n / 4 <= max;
+}
+
+/*
  * A JSON string value v, decoded (utf8_unescape_bytes) into out, which has
  * room for v->n + 1 bytes, and checked; ctx.key names it. A value of
  * another type, or too long, is refused before out is used (it may be NULL).
@@ -1241,8 +1250,7 @@ static int jval_str_into(const struct jval *v, const struct jctx *ctx, const cha
 	if (v->type != JT_STRING)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is not of type string",
 				       ctx_str(ctx, buf), key);
-	/* Decoding never makes a string longer; an escape takes at most 4 characters per byte. */
-	if ((size_t)v->n / 4 > max)
+	if (!jstr_may_fit(v, max))
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.%s is longer than %zu bytes",
 				       ctx_str(ctx, buf), key, max);
 	r = utf8_unescape_bytes_into(v->s, v->n, out, &len);
@@ -1287,7 +1295,7 @@ static int jval_str(const struct jval *v, const struct jctx *ctx, const char *ke
 	_cleanup_free_ char *d = NULL;
 	int r;
 
-	if (v->type == JT_STRING && (size_t)v->n / 4 <= max) { /* else refused before any use of d */
+	if (v->type == JT_STRING && jstr_may_fit(v, max)) { /* else refused before any use of d */
 		d = malloc((size_t)v->n + 1);
 		if (!d)
 			return -ENOMEM;
@@ -1517,22 +1525,17 @@ static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m
 	/* The strings in one allocation (mount_strings_alloc), each decoded into its room. */
 	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
 		room[k] = str[k] ? str[k]->n : MOUNT_STR_NULL;
-		if (str[k] && room[k] / 4 > mount_strs[k].max) /* too long: said before any allocation */
+		if (str[k] && !jstr_may_fit(str[k], mount_strs[k].max)) /* said before any allocation */
 			return jval_str_into(str[k], ctx, mount_strs[k].key, mount_strs[k].kind,
 					     mount_strs[k].max, NULL);
 	}
 	r = mount_strings_alloc(m, room);
 	if (r < 0)
 		return r;
-	{
-		char *const out[_MOUNT_STR_MAX] = { m->root, m->mountpoint, m->fstype, m->source,
-						    m->sb_opts };
-
-		for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
-			if (str[k] && (r = jval_str_into(str[k], ctx, mount_strs[k].key, mount_strs[k].kind,
-							 mount_strs[k].max, out[k])) < 0)
-				return r;
-	}
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
+		if (str[k] && (r = jval_str_into(str[k], ctx, mount_strs[k].key, mount_strs[k].kind,
+						 mount_strs[k].max, *mount_str(m, k))) < 0)
+			return r;
 	if ((r = jget_u64(o, ctx, "shared", UINT64_MAX, &m->shared)) < 0 ||
 	    (r = jget_u64(o, ctx, "master", UINT64_MAX, &m->master)) < 0 ||
 	    (r = jget_u64(o, ctx, "propagate_from", UINT64_MAX, &m->propagate_from)) < 0 ||

@@ -28,13 +28,25 @@ void mount_clear(struct mntcr_mount *m)
 	*m = (struct mntcr_mount){ 0 };
 }
 
+char **mount_str(struct mntcr_mount *m, size_t k)
+{
+	switch (k) {
+	case MOUNT_STR_ROOT:
+		return &m->root;
+	case MOUNT_STR_MOUNTPOINT:
+		return &m->mountpoint;
+	case MOUNT_STR_FSTYPE:
+		return &m->fstype;
+	case MOUNT_STR_SOURCE:
+		return &m->source;
+	default:
+		assert(k == MOUNT_STR_SB_OPTS);
+		return &m->sb_opts;
+	}
+}
+
 int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX])
 {
-	char **const field[_MOUNT_STR_MAX] = {
-		[MOUNT_STR_ROOT] = &m->root,	 [MOUNT_STR_MOUNTPOINT] = &m->mountpoint,
-		[MOUNT_STR_FSTYPE] = &m->fstype, [MOUNT_STR_SOURCE] = &m->source,
-		[MOUNT_STR_SB_OPTS] = &m->sb_opts,
-	};
 	size_t total = 0;
 	char *p;
 
@@ -51,10 +63,10 @@ int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX]
 	m->strings = p;
 	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
 		if (room[k] == MOUNT_STR_NULL) {
-			*field[k] = NULL;
+			*mount_str(m, k) = NULL;
 			continue;
 		}
-		*field[k] = p;
+		*mount_str(m, k) = p;
 		*p = 0;
 		p += room[k] + 1;
 	}

@@ -163,6 +163,8 @@ enum {
  * it: one malloc and one free a mount instead of five.
  */
 int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX]);
+/* Where m's string k (MOUNT_STR_*) is kept. */
+char **mount_str(struct mntcr_mount *m, size_t k);
 void sb_clear(struct mntcr_sb *sb);
 
 static inline struct mntcr_mount *tree_child(const struct mntcr_tree *t, const struct mntcr_mount *m,
