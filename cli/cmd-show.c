@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "utf8.h"
 
 enum show_format {
 	FORMAT_TREE,
@@ -241,11 +242,47 @@ static int cmp_kid(const void *x, const void *y)
 /* -------------------------------------------------------------------------- */
 /* Table and JSON */
 
-static int set_cell(struct libscols_line *ln, int col, const int *colmap, const char *data)
+/*
+ * s as util-linux's tables show it, in valid UTF-8 (json: the table shows
+ * it so itself): bytes that are not UTF-8 as \xHH and a backslash before
+ * an "x" as \x5c. libsmartcols passes such bytes through into JSON.
+ */
+static int display_text(char **s, bool json)
 {
+	char *e = NULL;
+	int r;
+
+	if (!json || (utf8_valid(*s) && !strstr(*s, "\\x")))
+		return 0;
+	r = utf8_escape(*s, UTF8_DISPLAY, &e);
+	if (r < 0)
+		return r;
+	free(*s);
+	*s = e;
+	return 0;
+}
+
+/* Cell col takes s (freed here on failure). */
+static int cell_take(struct libscols_line *ln, size_t col, char *s, bool json)
+{
+	int r = display_text(&s, json);
+
+	/* refer: the line frees it */
+	if (r < 0 || scols_line_refer_data(ln, col, s) < 0) {
+		free(s);
+		return r < 0 ? r : -ENOMEM;
+	}
+	return 0;
+}
+
+static int set_cell(struct libscols_line *ln, int col, const int *colmap, const char *data, bool json)
+{
+	char *s;
+
 	if (colmap[col] < 0 || !data)
 		return 0;
-	return scols_line_set_data(ln, (size_t)colmap[col], data) < 0 ? -ENOMEM : 0;
+	s = strdup(data);
+	return s ? cell_take(ln, (size_t)colmap[col], s, json) : -ENOMEM;
 }
 
 static int fill_line(const struct mntcr_tree *t, size_t idx, struct libscols_line *ln,
@@ -296,36 +333,36 @@ static int fill_line(const struct mntcr_tree *t, size_t idx, struct libscols_lin
 		goto out;
 	format_key(t, m, key, sizeof(key));
 
-	if ((r = set_cell(ln, COL_TARGET, colmap, target)) < 0 ||
-	    (r = set_cell(ln, COL_SOURCE, colmap, source)) < 0 ||
-	    (r = set_cell(ln, COL_FSTYPE, colmap, mntcr_mount_fstype(m))) < 0 ||
-	    (r = set_cell(ln, COL_OPTIONS, colmap, options)) < 0 ||
-	    (r = set_cell(ln, COL_PROPAGATION, colmap, prop)) < 0 ||
-	    (r = set_cell(ln, COL_KEY, colmap, key[0] ? key : NULL)) < 0 ||
-	    (r = set_cell(ln, COL_COVERED_BY, colmap, cov_path)) < 0 ||
-	    (r = set_cell(ln, COL_HIDDEN, colmap, mntcr_mount_hidden(m) ? "1" : "0")) < 0)
+	if ((r = set_cell(ln, COL_TARGET, colmap, target, json)) < 0 ||
+	    (r = set_cell(ln, COL_SOURCE, colmap, source, json)) < 0 ||
+	    (r = set_cell(ln, COL_FSTYPE, colmap, mntcr_mount_fstype(m), json)) < 0 ||
+	    (r = set_cell(ln, COL_OPTIONS, colmap, options, json)) < 0 ||
+	    (r = set_cell(ln, COL_PROPAGATION, colmap, prop, json)) < 0 ||
+	    (r = set_cell(ln, COL_KEY, colmap, key[0] ? key : NULL, json)) < 0 ||
+	    (r = set_cell(ln, COL_COVERED_BY, colmap, cov_path, json)) < 0 ||
+	    (r = set_cell(ln, COL_HIDDEN, colmap, mntcr_mount_hidden(m) ? "1" : "0", json)) < 0)
 		goto out;
 	snprintf(ns, sizeof(ns), "%zu", mntcr_mount_ns(m));
-	if ((r = set_cell(ln, COL_NAMESPACE, colmap, ns)) < 0)
+	if ((r = set_cell(ln, COL_NAMESPACE, colmap, ns, json)) < 0)
 		goto out;
 
 	snprintf(num, sizeof(num), "%" PRIu64, mntcr_mount_id(m));
-	if ((r = set_cell(ln, COL_ID, colmap, num)) < 0)
+	if ((r = set_cell(ln, COL_ID, colmap, num, json)) < 0)
 		goto out;
 	if (parent != MNTCR_NONE)
 		snprintf(num, sizeof(num), "%" PRIu64, mntcr_mount_id(mntcr_tree_mount(t, parent)));
 	else
 		snprintf(num, sizeof(num), "%" PRIu64, mntcr_mount_parent_id(m));
-	if ((r = set_cell(ln, COL_PARENT, colmap, num)) < 0)
+	if ((r = set_cell(ln, COL_PARENT, colmap, num, json)) < 0)
 		goto out;
 	mntcr_mount_dev(m, &maj, &min);
 	snprintf(majmin, sizeof(majmin), "%u:%u", maj, min);
 	node = mntcr_mount_type(m);
 	node_name = node == 'd' ? "dir" : node == 'f' ? "file" : NULL;
-	if ((r = set_cell(ln, COL_MAJMIN, colmap, majmin)) < 0 ||
-	    (r = set_cell(ln, COL_FSROOT, colmap, root)) < 0 ||
-	    (r = set_cell(ln, COL_SB, colmap, key[0] ? "external" : "owned")) < 0 ||
-	    (r = set_cell(ln, COL_NODE, colmap, node_name)) < 0)
+	if ((r = set_cell(ln, COL_MAJMIN, colmap, majmin, json)) < 0 ||
+	    (r = set_cell(ln, COL_FSROOT, colmap, root, json)) < 0 ||
+	    (r = set_cell(ln, COL_SB, colmap, key[0] ? "external" : "owned", json)) < 0 ||
+	    (r = set_cell(ln, COL_NODE, colmap, node_name, json)) < 0)
 		goto out;
 	r = 0;
 out:
@@ -487,8 +524,13 @@ static void print_processes(const struct mntcr_tree *t, size_t ns)
 	}
 }
 
+/* s as a JSON string, in valid UTF-8 as the table's cells (display_text). */
 static void put_json_string(FILE *f, const char *s)
 {
+	_cleanup_free_ char *esc = s ? strdup(s) : NULL;
+
+	if (esc && display_text(&esc, true) == 0)
+		s = esc;
 	fputc('"', f);
 	for (; s && *s; s++) {
 		unsigned char c = (unsigned char)*s;
@@ -704,9 +746,9 @@ static int print_mountinfo(const struct mntcr_tree *t)
 /* -------------------------------------------------------------------------- */
 /* --content: what an image holds of each superblock's files */
 
-static int content_cell(struct libscols_line *ln, size_t col, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int content_cell(struct libscols_line *ln, size_t col, const char *fmt, ...)
+static int content_cell(struct libscols_line *ln, bool json, size_t col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int content_cell(struct libscols_line *ln, bool json, size_t col, const char *fmt, ...)
 {
 	char *s = NULL;
 	va_list ap;
@@ -717,12 +759,7 @@ static int content_cell(struct libscols_line *ln, size_t col, const char *fmt, .
 	va_end(ap);
 	if (r < 0)
 		return -ENOMEM;
-	/* refer: the line frees it */
-	if (scols_line_refer_data(ln, col, s) < 0) {
-		free(s);
-		return -ENOMEM;
-	}
-	return 0;
+	return cell_take(ln, col, s, json);
 }
 
 static int print_content(const struct mntcr_image *img, bool json)
@@ -784,14 +821,14 @@ static int print_content(const struct mntcr_image *img, bool json)
 			fprintf(f, "%s%s", k ? " " : "", mntcr_image_content_root(img, s, k));
 		fclose(f);
 		mntcr_sb_dev(sb, &maj, &min);
-		if ((r = content_cell(ln, 0, "%zu", s)) < 0 ||
-		    (r = content_cell(ln, 1, "%u:%u", maj, min)) < 0 ||
-		    (r = content_cell(ln, 2, "%s", mntcr_sb_fstype(sb))) < 0 ||
-		    (r = content_cell(ln, 3, "%s",
+		if ((r = content_cell(ln, json, 0, "%zu", s)) < 0 ||
+		    (r = content_cell(ln, json, 1, "%u:%u", maj, min)) < 0 ||
+		    (r = content_cell(ln, json, 2, "%s", mntcr_sb_fstype(sb))) < 0 ||
+		    (r = content_cell(ln, json, 3, "%s",
 				      mntcr_sb_source(sb) ? mntcr_sb_source(sb) : "none")) < 0 ||
-		    (r = content_cell(ln, 4, "%" PRIu64, files)) < 0 ||
-		    (r = content_cell(ln, 5, "%" PRIu64, bytes)) < 0 ||
-		    (r = content_cell(ln, 6, "%s", roots ? roots : "")) < 0) {
+		    (r = content_cell(ln, json, 4, "%" PRIu64, files)) < 0 ||
+		    (r = content_cell(ln, json, 5, "%" PRIu64, bytes)) < 0 ||
+		    (r = content_cell(ln, json, 6, "%s", roots ? roots : "")) < 0) {
 			free(roots);
 			break;
 		}

@@ -229,7 +229,7 @@ static const char *archive_message(struct archive *a)
 /* -------------------------------------------------------------------------- */
 /* Writer: JSON (json.c prints what json-c prints with PRETTY | SPACED, items flat) */
 
-/* A string, escaped to valid UTF-8 (utf8_escape_bytes); NULL becomes null. */
+/* A string, escaped to valid UTF-8 (utf8_escape); NULL becomes null. */
 static int json_add_str(struct jw *w, const char *key, const char *s)
 {
 	_cleanup_free_ char *esc = NULL;
@@ -249,7 +249,7 @@ static int json_add_str(struct jw *w, const char *key, const char *s)
 		jw_string_len(w, key, s, (size_t)(p - s));
 		return 0;
 	}
-	r = utf8_escape_bytes(s, &esc);
+	r = utf8_escape(s, UTF8_IMAGE, &esc);
 	if (r < 0)
 		return r;
 	if (strlen(esc) > INT_MAX)

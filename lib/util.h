@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 #define MNTCR_EXPORT __attribute__((visibility("default")))
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -245,27 +247,6 @@ int sock_send_fds(int sock, const void *buf, size_t len, const int *fds, size_t 
  * -errno.
  */
 ssize_t sock_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max, size_t *ret_n);
-
-/* -------------------------------------------------------------------------- */
-/* Bytes <-> UTF-8 text, reversibly (the image manifest stores paths as JSON strings). */
-
-/* Length of the well-formed UTF-8 sequence (RFC 3629) at s[0..n), 0 if there is none. */
-size_t utf8_sequence_len(const unsigned char *s, size_t n);
-/*
- * Escape a byte string into valid UTF-8: well-formed sequences are copied,
- * a backslash becomes "\\" and each byte of an ill-formed sequence becomes
- * "\xHH" (lowercase hex). *ret is a new string.
- */
-int utf8_escape_bytes(const char *s, char **ret);
-/*
- * The inverse of utf8_escape_bytes() for the n bytes at s. -EINVAL on any
- * other backslash sequence, on a decoded or literal NUL byte. *ret is new.
- */
-int utf8_unescape_bytes(const char *s, size_t n, char **ret);
-/* The same, with the length of *ret in *ret_len (when not NULL). */
-int utf8_unescape_bytes_full(const char *s, size_t n, char **ret, size_t *ret_len);
-/* The same into out, which has room for n + 1 bytes (decoding never lengthens). */
-int utf8_unescape_bytes_into(const char *s, size_t n, char *out, size_t *ret_len);
 
 /* -------------------------------------------------------------------------- */
 /*

@@ -19,7 +19,8 @@
 # In the test script (the inner copy):
 #	$S		the scratch tmpfs (a mkdtemp dir on the host, mounted here only)
 #	$NS_TMP		the mkdtemp dir itself, on the host's filesystem: logs, images
-#	$MNTCR		the mntcr binary; $MNTCR_INSPECT the model printer
+#	$MNTCR		the mntcr binary; $MNTCR_INSPECT the model printer; $JSON_CHECK
+#			checks that its standard input is valid JSON
 #
 #	ok DESC / not_ok DESC [DIAG...] / skip DESC REASON / diag MSG...
 #				(these and is/check/check_exit return 0 either way: the script's
@@ -55,7 +56,8 @@ NS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${MNTCR_TESTS:=$(dirname "$NS_LIB_DIR")}"
 : "${MNTCR:=$(dirname "$MNTCR_TESTS")/build/cli/mntcr}"
 : "${MNTCR_INSPECT:=$(dirname "$MNTCR")/../tests/mntcr-inspect}"
-export MNTCR MNTCR_INSPECT MNTCR_TESTS
+: "${JSON_CHECK:=$(dirname "$MNTCR_INSPECT")/json-check}"
+export MNTCR MNTCR_INSPECT MNTCR_TESTS JSON_CHECK
 
 # ------------------------------------------------------------------------------------------------
 # Outer copy: host namespace.

@@ -54,6 +54,10 @@ expect_dump() {
 		check_exit 0 "$name: show --image reads the image" "$MNTCR" show --image "$img"
 		is "$(<"$OUT")" "$("$MNTCR" show --pid "$pid" 2>&1)" \
 			"$name: show of the image is show of the live namespace"
+		check_exit 0 "$name: show --image --json reads the image" "$MNTCR" show --image "$img" --json
+		check "$name: show --json prints valid JSON" "$JSON_CHECK" <"$OUT"
+		is "$(<"$OUT")" "$("$MNTCR" show --pid "$pid" --json 2>&1)" \
+			"$name: show --json of the image is show --json of the live namespace"
 		if cli_has diff; then
 			check_exit 0 "$name: diff image pid:$name finds no difference" \
 				"$MNTCR" diff "$img" "pid:$pid"
@@ -136,6 +140,28 @@ topology nested '
 /a root=/ fs=tmpfs src=A opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
 /a/b root=/ fs=tmpfs src=B opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
 /a/b/c\\040with\\040space root=/ fs=tmpfs src=C\\040source opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
+
+# Paths and sources that are bytes, not UTF-8, and a literal "\x": the image keeps them,
+# show --json shows them in valid UTF-8 as its table does (a\xffb, c\x5cx41).
+topology bytes '
+	mount -t tmpfs base "$D"
+	a=$(printf "a\377b") c="c\\x41"
+	mkdir "$D/$a" "$D/$c"
+	mount -t tmpfs "$(printf "s\376")" "$D/$a"
+	mount -t tmpfs t "$D/$c"
+' "\
+/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/a"$'\xff'"b root=/ fs=tmpfs src=s"$'\xfe'" opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+/c\\134x41 root=/ fs=tmpfs src=t opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
+
+out=$(mntcr_show --image "$NS_TMP/bytes.img" --json)
+check "bytes: show --json has a\\xffb, s\\xfe and c\\x5cx41 as text" \
+	grep -qF -e '/bytes/a\\xffb",' -e '"source": "s\\xfe",' -e '/bytes/c\\x5cx41",' <<<"$out"
+is "$(grep -c -F -e '/bytes/a\\xffb",' -e '"source": "s\\xfe",' -e '/bytes/c\\x5cx41",' <<<"$out")" 3 \
+	"bytes: show --json: each of them once"
+out=$(mntcr_show --image "$NS_TMP/bytes.img")
+check "bytes: the table shows a\\xffb and s\\xfe so too" grep -qE '/bytes/a\\xffb +s\\xfe ' <<<"$out"
+check "bytes: the table shows c\\x5cx41 so too" grep -qE '/bytes/c\\x5cx41 +t ' <<<"$out"
 
 # KERNEL-FACTS 2(a): L at a, B at a/b, T over a (T's parent is L); and S over c hides C at c/x/y.
 # Hidden leaves have no type, no path reaches them, unless the root of a

@@ -391,20 +391,6 @@ static void random_bytes(char *buf, size_t n)
 	buf[n] = 0;
 }
 
-static bool all_valid_utf8(const char *s)
-{
-	size_t n = strlen(s);
-
-	for (size_t i = 0; i < n;) {
-		size_t l = utf8_sequence_len((const unsigned char *)s + i, n - i);
-
-		if (l == 0)
-			return false;
-		i += l;
-	}
-	return true;
-}
-
 TEST(utf8_sequence_len)
 {
 	CHECK_INT(utf8_sequence_len((const unsigned char *)"a", 1), 1);
@@ -418,6 +404,32 @@ TEST(utf8_sequence_len)
 	CHECK_INT(utf8_sequence_len((const unsigned char *)"\xf0\x9f\x98\x80", 4), 4);
 	CHECK_INT(utf8_sequence_len((const unsigned char *)"\xff", 1), 0);
 	CHECK_INT(utf8_sequence_len((const unsigned char *)"\x80", 1), 0);
+}
+
+/* The display form (mntcr show --json): ill-formed bytes as \xHH, "\x" as "\x5cx", as libsmartcols shows them. */
+TEST(escape_display)
+{
+	static const struct {
+		const char *in, *out;
+		bool valid;
+	} cases[] = {
+		{ "", "", true },
+		{ "/caf\xc3\xa9", "/caf\xc3\xa9", true },
+		{ "a\\b", "a\\b", true },
+		{ "a\\x41", "a\\x5cx41", true },
+		{ "a\xff" "b", "a\\xffb", false },
+		{ "c\\d\xc3", "c\\d\\xc3", false },
+		{ "\xed\xa0\x80\\", "\\xed\\xa0\\x80\\", false },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *e = NULL;
+
+		CHECK(utf8_valid(cases[i].in) == cases[i].valid);
+		CHECK_INT(utf8_escape(cases[i].in, UTF8_DISPLAY, &e), 0);
+		CHECK_STREQ(e, cases[i].out);
+		CHECK(utf8_valid(e));
+	}
 }
 
 TEST(escape_examples)
@@ -441,7 +453,7 @@ TEST(escape_examples)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		_cleanup_free_ char *e = NULL, *d = NULL;
 
-		CHECK_INT(utf8_escape_bytes(cases[i].in, &e), 0);
+		CHECK_INT(utf8_escape(cases[i].in, UTF8_IMAGE, &e), 0);
 		CHECK_STREQ(e, cases[i].out);
 		CHECK_INT(utf8_unescape_bytes(e, strlen(e), &d), 0);
 		CHECK_STREQ(d, cases[i].in);
@@ -473,7 +485,7 @@ TEST(escape_random_round_trip)
 		struct json_object *js, *back;
 
 		random_bytes(buf, n);
-		if (utf8_escape_bytes(buf, &e) < 0 || !all_valid_utf8(e) ||
+		if (utf8_escape(buf, UTF8_IMAGE, &e) < 0 || !utf8_valid(e) ||
 		    utf8_unescape_bytes(e, strlen(e), &d) < 0 || !streq(d, buf)) {
 			bad++;
 			continue;

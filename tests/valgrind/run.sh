@@ -27,6 +27,7 @@ logs=$(mktemp -d /tmp/mntcr-vg.XXXXXX)
 export MNTCR_VG_LOGS=$logs MNTCR_REAL=$build/cli/mntcr MNTCR=$root/tests/valgrind/mntcr
 export MNTCR_ENGINE=compat MNTCR_INSPECT=$build/tests/mntcr-inspect MNTCR_TREESUM=$build/tests/mntcr-treesum
 export MNTCR_FORGE=$build/tests/mntcr-forge MNTCR_FAULTS=$build/tests/restore-faults NONEWAPI=$build/tests/nonewapi
+export JSON_CHECK=$build/tests/json-check
 export MNTCR_TESTS=$root/tests MNTCR_BUILD=$build
 pass=0 fail=0
 for s in "${suites[@]}"; do
