@@ -373,7 +373,7 @@ static int do_setattr(struct exec_ctx *c, const struct plan_op *op)
 {
 	struct mount_attr attr = { .attr_set = op->attr_set, .attr_clr = op->attr_clr };
 
-	log_debug("mount_setattr #%zu set 0x%" PRIx64 " clear 0x%" PRIx64, op->slot, op->attr_set,
+	log_debug("mount_setattr #%zu set 0x%" PRIx32 " clear 0x%" PRIx32, op->slot, op->attr_set,
 		  op->attr_clr);
 	if (FAULT_OR(mount_setattr(c->fds[op->slot], "", AT_EMPTY_PATH, &attr, sizeof(attr))) < 0)
 		return sys_fail(c, "mount_setattr");
@@ -409,7 +409,7 @@ static int do_propagation(struct exec_ctx *c, const struct plan_op *op)
 			return r;
 	}
 
-	log_debug("mount_setattr #%zu propagation 0x%" PRIx64, op->slot, op->propagation);
+	log_debug("mount_setattr #%zu propagation 0x%" PRIx32, op->slot, op->propagation);
 	if (FAULT_OR(mount_setattr(c->fds[op->slot], "", AT_EMPTY_PATH, &attr, sizeof(attr))) < 0)
 		return sys_fail(c, "mount_setattr propagation");
 	return 0;

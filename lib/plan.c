@@ -135,6 +135,9 @@ static char *plan_str(struct planner *pl, const char *s)
 	return arena_strdup(&pl->p->strings, s);
 }
 
+_Static_assert(MNTCR_ATTR_KNOWN <= UINT32_MAX && (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE) <= UINT32_MAX,
+	       "a plan op's flags fit its 32 bits");
+
 static int emit(struct planner *pl, const struct plan_op *op)
 {
 	struct mntcr_plan *p = pl->p;
@@ -925,7 +928,7 @@ static int visit_group(struct propagation *pr, size_t gi)
 	return 0;
 }
 
-static int emit_prop(struct planner *pl, size_t slot, size_t mount, uint64_t prop)
+static int emit_prop(struct planner *pl, size_t slot, size_t mount, uint32_t prop)
 {
 	return emit(pl, &(struct plan_op){ .type = OP_SET_PROPAGATION, .phase = PHASE_PROPAGATION,
 					   .mount = mount, .sb = IDX_NONE, .slot = slot, .src = IDX_NONE,
@@ -1391,7 +1394,7 @@ int plan_op_format(const struct mntcr_plan *p, size_t i, struct strbuf *out)
 		break;
 	case OP_SETATTR:
 		if (mntcr_attr_format(op->attr_set, attr, sizeof(attr)) < 0)
-			snprintf(attr, sizeof(attr), "0x%" PRIx64, op->attr_set);
+			snprintf(attr, sizeof(attr), "0x%" PRIx32, op->attr_set);
 		r = strbuf_printf(out, "#%zu %s", op->slot, attr);
 		break;
 	case OP_SB_RDONLY:

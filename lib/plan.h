@@ -39,19 +39,24 @@ enum plan_op_type {
 	OP_SET_ROOT,       /* attach slot on /, pivot_root into it, drop the old root */
 };
 
+/*
+ * One cache line: a plan has about three ops per mount, and building it
+ * is mostly writing them.
+ */
 struct plan_op {
-	enum plan_op_type type;
-	enum plan_phase phase;
-	size_t mount; /* image mount index, or IDX_NONE */
-	size_t sb;    /* image superblock index, or IDX_NONE */
-	size_t slot;  /* the slot this op creates or acts on */
-	size_t src;   /* the slot it reads from (template, parent), or IDX_NONE */
-	char *path;   /* relative path inside src, or a path in our namespace */
-	enum node_type node; /* OP_MKPATH: what to create; UNKNOWN = like the mount in slot */
-	size_t like_slot;    /* OP_MKPATH with NODE_UNKNOWN: the mount whose root to match */
-	uint64_t attr_set, attr_clr;
-	uint64_t propagation; /* MS_PRIVATE / MS_SHARED / MS_SLAVE / MS_UNBINDABLE */
+	uint8_t type;	      /* enum plan_op_type */
+	uint8_t phase;	      /* enum plan_phase */
+	uint8_t node;	      /* OP_MKPATH: what to create (enum node_type); UNKNOWN = like the mount in slot */
+	uint32_t propagation; /* MS_PRIVATE / MS_SHARED / MS_SLAVE / MS_UNBINDABLE */
+	size_t mount;	      /* image mount index, or IDX_NONE */
+	size_t sb;	      /* image superblock index, or IDX_NONE */
+	size_t slot;	      /* the slot this op creates or acts on */
+	size_t src;	      /* the slot it reads from (template, parent), or IDX_NONE */
+	char *path;	      /* relative path inside src, or a path in our namespace */
+	size_t like_slot;     /* OP_MKPATH with NODE_UNKNOWN: the mount whose root to match */
+	uint32_t attr_set, attr_clr; /* MOUNT_ATTR_* (all below bit 32) */
 };
+_Static_assert(sizeof(struct plan_op) <= 64, "a plan op is one cache line");
 
 struct compat_plan;
 struct mntcr_image;
