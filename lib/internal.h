@@ -12,7 +12,12 @@ int mountinfo_parse_line(char *line, struct mntcr_mount *m);
 
 /* statmount.c */
 int statmount_ns_id_of_pid(pid_t pid, uint64_t *ret_ns_id);
-int statmount_read(uint64_t ns_id, struct mntcr_tree **ret_tree);
+/*
+ * events_fd: /proc/PID/mountinfo of a process in the namespace, opened
+ * before the call, which tells whether the namespace changed while it was
+ * read; negative when there is none (a namespace file).
+ */
+int statmount_read(uint64_t ns_id, int events_fd, struct mntcr_tree **ret_tree);
 /* MNTCR_TIMING: how long the last statmount_read took to read the mounts (statmount and copies) */
 extern double statmount_read_ms;
 

@@ -29,6 +29,26 @@ static int read_mountinfo_pid(pid_t pid, struct mntcr_tree **ret)
 	return mntcr_tree_parse_mountinfo(f, ret);
 }
 
+/*
+ * /proc/PID/mountinfo, to learn whether namespace ns_id changes while it
+ * is read (statmount_read()); negative if it cannot be had, or if the
+ * process is in another namespace by the time it is open.
+ */
+static int open_mount_events(pid_t pid, uint64_t ns_id)
+{
+	char path[64];
+	uint64_t now = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && (statmount_ns_id_of_pid(pid, &now) < 0 || now != ns_id)) {
+		close(fd);
+		fd = -EBADF;
+	}
+	return fd;
+}
+
 static int read_raw(pid_t pid, unsigned flags, struct mntcr_tree **ret)
 {
 	struct mntcr_features feat;
@@ -41,9 +61,10 @@ static int read_raw(pid_t pid, unsigned flags, struct mntcr_tree **ret)
 		return r;
 
 	if (!(flags & MNTCR_READ_MOUNTINFO) && feat.statmount && feat.listmount && ns_id) {
+		_cleanup_close_ int events_fd = open_mount_events(pid, ns_id);
 		struct mntcr_tree *t = NULL;
 
-		r = statmount_read(ns_id, &t);
+		r = statmount_read(ns_id, events_fd, &t);
 		if (r == 0) {
 			r = tree_index(t);
 			if (r < 0) {
@@ -508,7 +529,7 @@ MNTCR_EXPORT int mntcr_tree_read_nsfiles(const char *const *nsfiles, size_t n_fi
 			seen = seen || parts[k]->ns_id == id;
 		if (seen)
 			continue; /* each namespace once */
-		r = statmount_read(id, &parts[n]);
+		r = statmount_read(id, -EBADF, &parts[n]);
 		if (r < 0)
 			goto out;
 		parts[n++]->ns_id = id;
