@@ -263,6 +263,6 @@ int cmd_dump(int argc, char **argv)
 			unlink(tmp_path);
 	}
 	free(tmp);
-	mntcr_tree_free(t);
+	cli_leave_to_exit(t);
 	return ret;
 }

@@ -329,7 +329,7 @@ out:
 			close(nsfds[k]);
 	free(nsfds);
 	mntcr_report_clear(&rep);
-	mntcr_image_free(img);
+	cli_leave_to_exit(img);
 	if (fd > STDIN_FILENO)
 		close(fd);
 	free(a.externals);
