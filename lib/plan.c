@@ -637,11 +637,43 @@ static int mkpath_mountpoint(struct planner *pl, enum plan_phase phase, const st
 		      t->sbs[p->sb].n_content_roots == 0);
 }
 
+/*
+ * Room in each template's set of paths made (pl->made) for the roots and
+ * mountpoints to be made in it, so that 10,000 mountpoints in one tmpfs
+ * do not grow the set and hash every path again at each doubling.
+ */
+static int made_reserve(struct planner *pl)
+{
+	const struct mntcr_tree *t = pl->t;
+	_cleanup_free_ size_t *n = calloc(pl->n_made + 1, sizeof(size_t));
+	int r = 0;
+
+	if (!n)
+		return -ENOMEM;
+	for (size_t mi = 0; mi < t->n_mounts; mi++) {
+		const struct mntcr_mount *m = &t->mounts[mi];
+		size_t s;
+
+		if (t->sbs[m->sb].owned && (s = pl->src_slot[mi]) < pl->n_made)
+			n[s]++;
+		if (m->parent != IDX_NONE && t->sbs[t->mounts[m->parent].sb].owned &&
+		    (s = pl->p->sb_slot[t->mounts[m->parent].sb]) < pl->n_made)
+			n[s]++;
+	}
+	for (size_t s = 0; s < pl->n_made && r == 0; s++)
+		if (n[s] > 0)
+			r = strmap_reserve(&pl->made[s], n[s]);
+	return r;
+}
+
 static int plan_create(struct planner *pl)
 {
 	const struct mntcr_tree *t = pl->t;
 	size_t *taker;
-	int r = 0;
+	int r = made_reserve(pl);
+
+	if (r < 0)
+		return r;
 
 	/* Roots of every mount of an owned superblock must exist in it. */
 	for (size_t mi = 0; mi < t->n_mounts; mi++) {

@@ -201,16 +201,29 @@ static int u64map_resize(struct u64map *m, size_t cap)
 	return 0;
 }
 
-int u64map_reserve(struct u64map *m, size_t n)
+/*
+ * The capacity a map of capacity cap grows to, by doublings from 64, for n
+ * keys at most 3/4 full (what its put would reach key by key); 0 when too
+ * large.
+ */
+static size_t map_cap_for(size_t cap, size_t n)
 {
-	size_t cap = m->cap ? m->cap : 64;
-
-	/* the capacity u64map_put() would grow to for n keys, in one step */
+	if (cap == 0)
+		cap = 64;
 	while ((n + 1) * 4 > cap * 3) {
 		if (cap > SIZE_MAX / 8)
-			return -ENOMEM;
+			return 0;
 		cap *= 2;
 	}
+	return cap;
+}
+
+int u64map_reserve(struct u64map *m, size_t n)
+{
+	size_t cap = map_cap_for(m->cap, n);
+
+	if (cap == 0)
+		return -ENOMEM;
 	return cap == m->cap ? 0 : u64map_resize(m, cap);
 }
 
@@ -264,11 +277,10 @@ void u64map_release(struct u64map *m)
 /* -------------------------------------------------------------------------- */
 /* strmap */
 
-static int strmap_grow(struct strmap *m)
+static int strmap_resize(struct strmap *m, size_t cap)
 {
-	struct strmap n = { 0 };
+	struct strmap n = { .cap = cap };
 
-	n.cap = m->cap ? m->cap * 2 : 64;
 	n.keys = calloc(n.cap, sizeof(*n.keys));
 	n.vals = calloc(n.cap, sizeof(*n.vals));
 	if (!n.keys || !n.vals) {
@@ -283,10 +295,19 @@ static int strmap_grow(struct strmap *m)
 	return 0;
 }
 
+int strmap_reserve(struct strmap *m, size_t n)
+{
+	size_t cap = map_cap_for(m->cap, n);
+
+	if (cap == 0)
+		return -ENOMEM;
+	return cap == m->cap ? 0 : strmap_resize(m, cap);
+}
+
 int strmap_put(struct strmap *m, const char *key, size_t val)
 {
 	if ((m->n + 1) * 4 > m->cap * 3) {
-		int r = strmap_grow(m);
+		int r = strmap_resize(m, m->cap ? m->cap * 2 : 64);
 		if (r < 0)
 			return r;
 	}
