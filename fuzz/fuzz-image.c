@@ -8,11 +8,17 @@
  * of that version (1 to 3) with every digest right (tests/forge.h), so that
  * mutations get past the checksums to the manifest's own checks
  * (namespaces, processes, superblocks, the table's consistency) and on to
- * the planner.
+ * the planner. Each image is read twice, its mount lines taken as the
+ * writer lays them out and then through the general JSON parser: the two
+ * must agree.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -46,12 +52,62 @@ static int wrap(int fd, const uint8_t *manifest, size_t n, unsigned version)
 	return r;
 }
 
+/* What the image writer makes of t, in a memfd's bytes (NULL: it refused, or out of memory). */
+static char *written(const struct mntcr_tree *t, size_t *ret_len)
+{
+	int fd = memfd_create("fuzz-written", MFD_CLOEXEC);
+	char *buf = NULL;
+	off_t len;
+
+	if (fd < 0)
+		return NULL;
+	if (mntcr_image_write(fd, t, 0) == 0 && (len = lseek(fd, 0, SEEK_END)) > 0 &&
+	    (buf = malloc((size_t)len)) && pread(fd, buf, (size_t)len, 0) == len)
+		*ret_len = (size_t)len;
+	else {
+		free(buf);
+		buf = NULL;
+	}
+	close(fd);
+	return buf;
+}
+
+/*
+ * The image at fd read again with every mount through the general JSON
+ * parser (MNTCR_MANIFEST_RAW=0) instead of from its line: the same result
+ * (r, and t written out byte for byte), or the fuzzer stops here.
+ */
+static void same_when_parsed(int fd, int r, const struct mntcr_tree *t)
+{
+	struct mntcr_tree *u = NULL;
+	char *a, *b;
+	size_t na = 0, nb = 0;
+	int r2;
+
+	if (lseek(fd, 0, SEEK_SET) != 0)
+		return;
+	setenv("MNTCR_MANIFEST_RAW", "0", 1);
+	r2 = mntcr_image_read(fd, &u);
+	unsetenv("MNTCR_MANIFEST_RAW");
+	if (r2 != r)
+		abort();
+	if (r == 0) {
+		a = written(t, &na);
+		b = written(u, &nb);
+		if (!a != !b || (a && (na != nb || memcmp(a, b, na) != 0)))
+			abort();
+		free(a);
+		free(b);
+	}
+	mntcr_tree_free(u);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mntcr_tree *t = NULL;
 	struct mntcr_plan *p = NULL;
 	struct mntcr_report rep = { .op_index = MNTCR_NONE };
-	int fd = memfd_create("fuzz-image", MFD_CLOEXEC);
+	int fd = memfd_create("fuzz-image", MFD_CLOEXEC), r;
 
 	if (fd < 0)
 		return 0;
@@ -66,7 +122,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		close(fd);
 		return 0;
 	}
-	if (mntcr_image_read(fd, &t) == 0) {
+	r = mntcr_image_read(fd, &t);
+	same_when_parsed(fd, r, t);
+	if (r == 0) {
 		if (mntcr_plan_build(t, NULL, NULL, &p, &rep) == 0) {
 			FILE *null = fopen("/dev/null", "we");
 			if (null) {

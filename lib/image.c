@@ -1603,6 +1603,7 @@ struct mount_batch {
 	struct mntcr_mount *m;
 	bool *has_ns; /* per mount: it has "ns" (mounts_link) */
 	size_t n, cap, cap_ns;
+	size_t raw;   /* of them, taken from their lines (mount_raw) */
 };
 
 static void batch_drop(void *userdata)
@@ -1638,6 +1639,180 @@ static int batch_item(void *userdata, size_t i, const struct jval *v)
 	b->has_ns[b->n] = has_ns;
 	b->m[b->n++] = m;
 	return 0;
+}
+
+/*
+ * A mount as the writer lays it out (mount_to_json(), one per line), taken
+ * from the text without the general parser (jstream's raw): its keys in
+ * the writer's order, numbers of at most 19 digits and no leading zero,
+ * strings of printable ASCII without escapes. Its values go into an object
+ * like the one the parser builds of that text, and batch_item() makes of
+ * it what it makes of the parsed one, errors included. Anything else (the
+ * older layout, other strings, a hostile text) is left to the parser.
+ */
+struct scan {
+	const char *p, *end;
+};
+
+static bool scan_lit(struct scan *c, const char *s, size_t n)
+{
+	if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n) != 0)
+		return false;
+	c->p += n;
+	return true;
+}
+#define SCAN_LIT(c, s) scan_lit(c, s, sizeof(s) - 1)
+
+static bool scan_u64(struct scan *c, struct jval *v)
+{
+	const char *q = c->p;
+	uint64_t u = 0;
+
+	while (q < c->end && *q >= '0' && *q <= '9' && q - c->p < 19)
+		u = u * 10 + (uint64_t)(*q++ - '0');
+	if (q == c->p || (q < c->end && *q >= '0' && *q <= '9') || (*c->p == '0' && q - c->p > 1))
+		return false; /* none, 20 digits or more, or a leading zero */
+	*v = (struct jval){ .type = JT_INT, .i = u };
+	c->p = q;
+	return true;
+}
+
+/* A string, or null. */
+static bool scan_str(struct scan *c, struct jval *v)
+{
+	const char *q;
+
+	if (SCAN_LIT(c, "null")) {
+		*v = (struct jval){ .type = JT_NULL };
+		return true;
+	}
+	if (c->p >= c->end || *c->p != '"')
+		return false;
+	for (q = c->p + 1; q < c->end && *q != '"'; q++)
+		if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f || *q == '\\')
+			return false;
+	if (q >= c->end || q - (c->p + 1) > UINT32_MAX)
+		return false;
+	*v = (struct jval){ .type = JT_STRING, .n = (uint32_t)(q - (c->p + 1)), .s = c->p + 1 };
+	c->p = q + 1;
+	return true;
+}
+
+static bool scan_bool(struct scan *c, struct jval *v)
+{
+	if (SCAN_LIT(c, "true"))
+		*v = (struct jval){ .type = JT_BOOLEAN, .b = true };
+	else if (SCAN_LIT(c, "false"))
+		*v = (struct jval){ .type = JT_BOOLEAN, .b = false };
+	else
+		return false;
+	return true;
+}
+
+#define FLAG_NAME_MAX 31
+
+/* [ "name", ... ]: the names copied into names (NUL-terminated, as flags_from_json() reads them). */
+static bool scan_flags(struct scan *c, struct jval *v, struct jval items[static FLAGS_MAX],
+		       char names[static FLAGS_MAX][FLAG_NAME_MAX + 1])
+{
+	uint32_t n = 0;
+
+	if (!SCAN_LIT(c, "[ "))
+		return false;
+	if (!SCAN_LIT(c, "]"))
+		do {
+			struct jval *it = &items[n];
+
+			if (n == FLAGS_MAX || !scan_str(c, it) || it->type != JT_STRING || it->n > FLAG_NAME_MAX)
+				return false;
+			memcpy(names[n], it->s, it->n);
+			names[n][it->n] = 0;
+			it->s = names[n++];
+		} while (SCAN_LIT(c, ", "));
+	if (n > 0 && !SCAN_LIT(c, " ]"))
+		return false;
+	*v = (struct jval){ .type = JT_ARRAY, .n = n, .items = items };
+	return true;
+}
+
+/* MNTCR_MANIFEST_RAW=0 (the tests): every mount through the general parser. */
+static bool raw_enabled(void)
+{
+	const char *e = getenv("MNTCR_MANIFEST_RAW");
+
+	return !e || !streq(e, "0");
+}
+
+static int mount_raw(void *userdata, size_t i, const char *p, const char *end, const char **ret_end)
+{
+	enum { U64, STR, FLAGS, BOOL };
+	static const struct {
+		const char *lead; /* from the previous value to this one */
+		size_t lead_len;
+		const char *key;
+		int kind;
+	} fields[] = {
+#define F(lead, key, kind) { lead, sizeof(lead) - 1, key, kind }
+		F("{ \"id\": ", "id", U64),
+		F(", \"parent_id\": ", "parent_id", U64),
+		F(", \"old_id\": ", "old_id", U64),
+		F(", \"sb\": ", "sb", U64),
+		F(", \"root\": ", "root", STR),
+		F(", \"mountpoint\": ", "mountpoint", STR),
+		F(", \"flags\": ", "flags", FLAGS),
+		F(", \"fstype\": ", "fstype", STR),
+		F(", \"source\": ", "source", STR),
+		F(", \"sb_options\": ", "sb_options", STR),
+		F(", \"shared\": ", "shared", U64),
+		F(", \"master\": ", "master", U64),
+		F(", \"propagate_from\": ", "propagate_from", U64),
+		F(", \"unbindable\": ", "unbindable", BOOL),
+		F(", \"type\": ", "type", STR),
+		F(", \"ns\": ", "ns", U64), /* only with namespaces or processes */
+#undef F
+	};
+	struct jmember members[ARRAY_SIZE(fields)];
+	struct jval flag_items[FLAGS_MAX];
+	char flag_names[FLAGS_MAX][FLAG_NAME_MAX + 1];
+	struct scan c = { p, end };
+	size_t n = 0;
+	int r;
+
+	for (; n < ARRAY_SIZE(fields); n++) {
+		struct jval *v = &members[n].v;
+		bool ok;
+
+		if (!scan_lit(&c, fields[n].lead, fields[n].lead_len)) {
+			if (n == ARRAY_SIZE(fields) - 1) /* no "ns" */
+				break;
+			return 0;
+		}
+		members[n].key = fields[n].key;
+		switch (fields[n].kind) {
+		case U64:
+			ok = scan_u64(&c, v);
+			break;
+		case STR:
+			ok = scan_str(&c, v);
+			break;
+		case FLAGS:
+			ok = scan_flags(&c, v, flag_items, flag_names);
+			break;
+		default:
+			ok = scan_bool(&c, v);
+			break;
+		}
+		if (!ok)
+			return 0;
+	}
+	if (!SCAN_LIT(&c, " }"))
+		return 0;
+	r = batch_item(userdata, i, &(const struct jval){ .type = JT_OBJECT, .n = (uint32_t)n, .members = members });
+	if (r < 0)
+		return r;
+	((struct mount_batch *)userdata)->raw++;
+	*ret_end = c.p;
+	return 1;
 }
 
 /*
@@ -1731,6 +1906,7 @@ static int mounts_join(void *userdata, void *helper_userdata, size_t n)
 	memcpy(b->m + base, h->m, n * sizeof(*h->m));
 	memcpy(b->has_ns + base, h->has_ns, n * sizeof(*h->has_ns));
 	b->n += n;
+	b->raw += h->raw;
 	h->n = 0;
 	batch_drop(h);
 	log_debug("Manifest: mounts %zu to %zu were parsed on a second thread", base, base + n - 1);
@@ -1821,9 +1997,12 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	r = json_parse_streams("manifest", text, len,
 			       (const struct jstream[]){
 				       { "superblocks", sbs_begin, sbs_item, &ms, NULL },
-				       { "mounts", batch_begin, batch_item, &batch, split.at ? &split : NULL },
+				       { "mounts", batch_begin, batch_item, &batch, split.at ? &split : NULL,
+					 raw_enabled() ? mount_raw : NULL },
 			       },
 			       2, &doc);
+	log_debug("Manifest: %zu of %zu mounts read from their lines as the writer lays them out",
+		  batch.raw, batch.n);
 	if (r < 0)
 		goto fail;
 	root = &doc.root;

@@ -7,6 +7,7 @@
  * parses a copy of its part of the text, so that the two never write to
  * the same bytes.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <sys/mman.h>
 
@@ -256,6 +257,7 @@ struct parser {
 /* A stream's second thread (struct jsplit): a parser of its own, on a copy of the text from at. */
 struct helper {
 	const struct jsplit *split;
+	jstream_raw_fn raw; /* the stream's */
 	const char *at;
 	char *copy; /* the text from at to the end */
 	size_t len;
@@ -655,12 +657,13 @@ static int helper_join(struct parser *ps, struct helper *h, const struct jstream
  * taken instead, up to the array's end (s: the stream they are for).
  */
 static int stream_items(struct parser *ps, int (*item)(void *userdata, size_t idx, const struct jval *v),
-			void *userdata, size_t *n, struct helper *h, const struct jstream *s)
+			jstream_raw_fn raw, void *userdata, size_t *n, struct helper *h, const struct jstream *s)
 {
 	int r;
 
 	do {
 		struct arena_mark mark;
+		const char *after;
 		struct jval v;
 
 		skip_ws(ps);
@@ -668,6 +671,15 @@ static int stream_items(struct parser *ps, int (*item)(void *userdata, size_t id
 			r = helper_join(ps, h, s, n);
 			if (r != 0)
 				return r < 0 ? r : 0;
+		}
+		if (raw && *n < UINT32_MAX && (r = raw(userdata, *n, ps->p, ps->end, &after)) != 0) {
+			if (r < 0)
+				return r;
+			assert(after > ps->p && after <= ps->end);
+			ps->p = (char *)after;
+			(*n)++;
+			r = item_end(ps, ']');
+			continue;
 		}
 		mark = arena_mark(&ps->arena);
 		r = parse_value(ps, &v);
@@ -702,7 +714,7 @@ static int parse_streamed(struct parser *ps, const struct jstream *s, struct jva
 	skip_ws(ps);
 	if (ps->p < ps->end && *ps->p == ']')
 		ps->p++;
-	else if ((r = stream_items(ps, s->item, s->userdata, &n, h, s)) < 0)
+	else if ((r = stream_items(ps, s->item, s->raw, s->userdata, &n, h, s)) < 0)
 		return r;
 	*v = (struct jval){ .type = JT_ARRAY, .streamed = true, .n = (uint32_t)n };
 	ps->depth--;
@@ -850,7 +862,7 @@ static void *helper_run(void *arg)
 	log_thread_quiet();
 	h->r = -ENOMEM;
 	if (arena_alloc(&ps.arena, 1))
-		h->r = stream_items(&ps, h->split->item, h->split->helper_userdata, &h->n, NULL, NULL);
+		h->r = stream_items(&ps, h->split->item, h->raw, h->split->helper_userdata, &h->n, NULL, NULL);
 	h->used = (size_t)(ps.p - ps.start);
 	arena_release(&ps.arena);
 	free(ps.items);
@@ -865,7 +877,7 @@ static void helpers_start(struct parser *ps, struct helper *helpers)
 		const struct jsplit *sp = ps->streams[i].split;
 		struct helper *h = &helpers[i];
 
-		*h = (struct helper){ .split = sp };
+		*h = (struct helper){ .split = sp, .raw = ps->streams[i].raw };
 		if (!sp || sp->at <= ps->start || sp->at >= ps->end)
 			continue;
 		h->at = sp->at;

@@ -112,12 +112,24 @@ int jdoc_parse(char *text, size_t len, struct jdoc *ret, const char **ret_err_ms
  */
 struct jsplit;
 
+/*
+ * Optional, before an item is parsed: the item taken from the text as it
+ * is, by a reader that knows the layout its writer gives it (the
+ * manifest's mounts, one per line). 1 when it took the item (*ret_end just
+ * after it), 0 to have it parsed and handed to item(), or a negative
+ * errno. It may take only text that parses as a JSON value, and must make
+ * of it just what item() makes of that value, errors included.
+ */
+typedef int (*jstream_raw_fn)(void *userdata, size_t idx, const char *p, const char *end,
+			      const char **ret_end);
+
 struct jstream {
 	const char *key;
 	int (*begin)(void *userdata);
 	int (*item)(void *userdata, size_t idx, const struct jval *v);
 	void *userdata;
 	const struct jsplit *split; /* optional: the items after split->at on a second thread */
+	jstream_raw_fn raw;	   /* optional: see above (with userdata, or the split's helper_userdata) */
 };
 
 /*

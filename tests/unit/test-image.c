@@ -753,12 +753,11 @@ TEST(several_namespaces)
 	mntcr_tree_free(u);
 }
 
-/* Version 3 (version 2's layout) around an edited manifest. */
-static int read_v3(struct json_object *root)
+/* An image of version 2 or 3 (the same layout) around this manifest text, read. */
+static int read_manifest_vn(const char *text, unsigned version, struct mntcr_tree **ret)
 {
-	const char *text = json_object_to_json_string_ext(
-		root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-	_cleanup_free_ char *msum = NULL, *sum = NULL, *tar = NULL;
+	_cleanup_free_ char *msum = NULL, *sum = NULL, *tar = NULL, *magic = NULL;
+	struct mntcr_tree *t = NULL;
 	size_t len;
 	int r;
 
@@ -766,24 +765,32 @@ static int read_v3(struct json_object *root)
 		     XXH3_64bits(text, strlen(text))) < 0)
 		return -ENOMEM;
 	sum = checksum_json(text, XXH3_64bits(NULL, 0), 3);
+	if (asprintf(&magic, "mntcr-image\nversion %u\n", version) < 0)
+		return -ENOMEM;
 	{
 		struct member m[] = {
-			{ "mntcr-image", "mntcr-image\nversion 3\n" },
+			{ "mntcr-image", magic },
 			{ "manifest.json", text },
 			{ "manifest.checksum", msum },
 			{ "checksum", sum },
 		};
 		r = make_tar(m, ARRAY_SIZE(m), false, &tar, &len);
 	}
-	json_object_put(root);
 	if (r < 0)
 		return r;
-	{
-		struct mntcr_tree *t = NULL;
+	r = read_bytes(tar, len, ret ? ret : &t);
+	mntcr_tree_free(t);
+	return r;
+}
 
-		r = read_bytes(tar, len, &t);
-		mntcr_tree_free(t);
-	}
+/* Version 3 around an edited manifest. */
+static int read_v3(struct json_object *root)
+{
+	int r = read_manifest_vn(json_object_to_json_string_ext(
+					 root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE),
+				 3, NULL);
+
+	json_object_put(root);
 	return r;
 }
 
@@ -2141,6 +2148,158 @@ TEST(manifest_mutations)
 	printf("# 3000 mutated manifests, %zu still valid\n", accepted);
 	CHECK_INT(unexpected, 0);
 	json_object_put(root);
+}
+
+/* How many mounts the last read took from their lines (the reader's debug line), or -1. */
+static long raw_taken = -1;
+
+static void watch_raw(int level, const char *msg, void *userdata)
+{
+	long k;
+
+	(void)level;
+	(void)userdata;
+	if (sscanf(msg, "Manifest: %ld of", &k) == 1)
+		raw_taken = k;
+}
+
+/* Read manifest with the mounts taken from their lines, and again all through the parser. */
+static int read_raw_and_parsed(const char *manifest, unsigned version, int *ret_parsed,
+			       struct mntcr_tree **a, struct mntcr_tree **b)
+{
+	int r;
+
+	raw_taken = -1;
+	mntcr_set_log_func(watch_raw, NULL, MNTCR_LOG_DEBUG);
+	r = version < 2 ? read_manifest(manifest, a) : read_manifest_vn(manifest, version, a);
+	mntcr_set_log_func(NULL, NULL, MNTCR_LOG_ERROR);
+	setenv("MNTCR_MANIFEST_RAW", "0", 1);
+	*ret_parsed = version < 2 ? read_manifest(manifest, b) : read_manifest_vn(manifest, version, b);
+	unsetenv("MNTCR_MANIFEST_RAW");
+	return r;
+}
+
+/*
+ * The mounts of a manifest in the writer's layout are read from their
+ * lines without the general parser (mount_raw()): the same trees as
+ * through the parser, and the same errors, for the writer's own manifests
+ * (with namespaces and processes too: "ns") and for thousands of edits of
+ * their mount lines.
+ */
+TEST(manifest_raw_mounts)
+{
+	static const char *tokens[] = { "{", "}", "[", "]", ",", ":", "\"", "\\", " ", "null", "true",
+					"false", "-1", "0", "01", "00", "1.5", "1e3", "18446744073709551615",
+					"18446744073709551616", "99999999999999999999", "\"\\u0041\"",
+					"\"/\"", "\"relatime\"", "\"idmapped\"", "\"bogus\"", "\xff",
+					"\x7f", "\t", "4096", ", \"ns\": 1", ", \"x\": 1", "\"dir\"",
+					"\"file\"" };
+	static const char *values[] = { "0", "1", "7", "4294967295", "4294967296", "18446744073709551615",
+					"18446744073709551616", "1234567890123456789", "01", "-1", "1.5",
+					"null", "true", "false", "\"\"", "\"/\"", "\"/m/1/d\\\\040x\"",
+					"\"/a/../b\"", "\"/a//b\"", "\"relative\"", "\"x\"", "\"dir\"",
+					"\"file\"", "\"tmpfs\"", "\"\\u0041\"", "\"caf\xc3\xa9\"", "[ ]",
+					"[ \"ro\" ]", "[ \"rw\", \"nosuid\", \"relatime\" ]",
+					"[ \"rw\", \"bogus\" ]", "[ \"idmapped\" ]", "[ 1 ]", "{ }" };
+	struct mntcr_tree *trees[] = { sample_tree(), big_tree(300), two_ns_tree() };
+	size_t edited = 0, same = 0, taken = 0, accepted = 0;
+
+	for (size_t k = 0; k < ARRAY_SIZE(trees); k++) {
+		_cleanup_free_ char *img = NULL, *manifest = NULL, *magic = NULL;
+		struct mntcr_tree *a = NULL, *b = NULL;
+		unsigned version = 0;
+		const char *lines;
+		size_t len, from, n;
+		int ra, rb;
+
+		CHECK(trees[k] != NULL);
+		if (!trees[k] || image_bytes(trees[k], &img, &len) < 0 ||
+		    extract_member(img, len, "manifest.json", &manifest) < 0 ||
+		    extract_member(img, len, "mntcr-image", &magic) < 0 ||
+		    sscanf(magic, "mntcr-image\nversion %u", &version) != 1) {
+			CHECK(!"the writer's manifest");
+			mntcr_tree_free(trees[k]);
+			continue;
+		}
+		/* as written: every mount from its line */
+		ra = read_raw_and_parsed(manifest, version, &rb, &a, &b);
+		CHECK_INT(ra, 0);
+		CHECK_INT(rb, 0);
+		/* the sample's paths with spaces and UTF-8 are escaped: the parser reads those */
+		CHECK(raw_taken > 0 && raw_taken <= (long)trees[k]->n_mounts);
+		CHECK(k != 1 || raw_taken == (long)trees[k]->n_mounts);
+		CHECK(a && b && trees_equal(trees[k], a, true) && trees_equal(a, b, true));
+		mntcr_tree_free(a);
+		mntcr_tree_free(b);
+
+		/* edits inside the mount lines */
+		lines = strstr(manifest, "\"mounts\": [");
+		CHECK(lines != NULL);
+		if (!lines) {
+			mntcr_tree_free(trees[k]);
+			continue;
+		}
+		from = (size_t)(lines - manifest);
+		n = strlen(manifest);
+		for (int iter = 0; iter < 2000; iter++) {
+			struct strbuf e = { 0 };
+			int edits = 1 + (int)(rnd() % 3);
+
+			strbuf_add(&e, manifest, n);
+			for (int j = 0; j < edits; j++) {
+				size_t off = from + rnd() % (e.len - from), del = 1 + rnd() % 8;
+				const char *tok, *colon, *next;
+				size_t tl;
+
+				if (rnd() % 2) {
+					/* a value of a mount for another one: the text stays JSON, mostly */
+					tok = values[rnd() % ARRAY_SIZE(values)];
+					colon = strstr(e.buf + off, "\": ");
+					next = colon ? strpbrk(colon + 3, ",}\n") : NULL;
+					if (!next)
+						continue;
+					off = (size_t)(colon + 3 - e.buf);
+					del = (size_t)(next - e.buf) - off;
+					if (next[0] == '}' || (next[0] == ',' && next[-1] == ' '))
+						del--; /* the space before " }", or inside "[ ..., ... ]" */
+				} else {
+					/* a token in place of a short run, or inserted */
+					tok = tokens[rnd() % ARRAY_SIZE(tokens)];
+					if (rnd() % 2)
+						del = 0;
+				}
+				tl = strlen(tok);
+				del = del > e.len - off ? e.len - off : del;
+				memmove(e.buf + off, e.buf + off + del, e.len - off - del + 1);
+				e.len -= del;
+				strbuf_reserve(&e, tl);
+				memmove(e.buf + off + tl, e.buf + off, e.len - off + 1);
+				memcpy(e.buf + off, tok, tl);
+				e.len += tl;
+			}
+			a = b = NULL;
+			ra = read_raw_and_parsed(e.buf, version, &rb, &a, &b);
+			edited++;
+			taken += raw_taken > 0;
+			accepted += ra == 0;
+			if (ra == rb && (ra < 0 || (a && b && trees_equal(a, b, false))))
+				same++;
+			else if (edited - same <= 3) {
+				printf("#   edit %d of tree %zu: %d with lines, %d parsed\n", iter, k, ra, rb);
+				if (a && b)
+					trees_equal(a, b, true);
+			}
+			mntcr_tree_free(a);
+			mntcr_tree_free(b);
+			strbuf_release(&e);
+		}
+		mntcr_tree_free(trees[k]);
+	}
+	printf("# %zu edited manifests: %zu read from lines in part, %zu valid, %zu the same both ways\n",
+	       edited, taken, accepted, same);
+	CHECK_INT(same, edited);
+	CHECK(taken > edited / 2);
+	CHECK(accepted > 0);
 }
 
 TAP_MAIN
