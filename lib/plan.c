@@ -654,14 +654,15 @@ static int made_reserve(struct planner *pl)
 		const struct mntcr_mount *m = &t->mounts[mi];
 		size_t s;
 
-		if (t->sbs[m->sb].owned && (s = pl->src_slot[mi]) < pl->n_made)
+		if (t->sbs[m->sb].owned && *pl->src_rel[mi] && (s = pl->src_slot[mi]) < pl->n_made)
 			n[s]++;
-		if (m->parent != IDX_NONE && t->sbs[t->mounts[m->parent].sb].owned &&
+		if (m->parent != IDX_NONE && t->sbs[t->mounts[m->parent].sb].owned && *mount_relpath(t, m) &&
 		    (s = pl->p->sb_slot[t->mounts[m->parent].sb]) < pl->n_made)
 			n[s]++;
 	}
+	/* A set that its first table holds grows as before, when a path comes (most get none). */
 	for (size_t s = 0; s < pl->n_made && r == 0; s++)
-		if (n[s] > 0)
+		if (n[s] > STRMAP_FIRST_KEYS)
 			r = strmap_reserve(&pl->made[s], n[s]);
 	return r;
 }
