@@ -8,9 +8,9 @@
  * of that version (1 to 3) with every digest right (tests/forge.h), so that
  * mutations get past the checksums to the manifest's own checks
  * (namespaces, processes, superblocks, the table's consistency) and on to
- * the planner. Each image is read twice, its mount lines taken as the
- * writer lays them out and then through the general JSON parser: the two
- * must agree.
+ * the planner. Each image is read twice, its superblock and mount lines
+ * taken as the writer lays them out and then through the general JSON
+ * parser: the two must agree.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -73,9 +73,10 @@ static char *written(const struct mntcr_tree *t, size_t *ret_len)
 }
 
 /*
- * The image at fd read again with every mount through the general JSON
- * parser (MNTCR_MANIFEST_RAW=0) instead of from its line: the same result
- * (r, and t written out byte for byte), or the fuzzer stops here.
+ * The image at fd read again with every superblock and mount through the
+ * general JSON parser (MNTCR_MANIFEST_RAW=0) instead of from its line:
+ * the same result (r, and t written out byte for byte), or the fuzzer
+ * stops here.
  */
 static void same_when_parsed(int fd, int r, const struct mntcr_tree *t)
 {

@@ -1711,9 +1711,17 @@ static bool scan_bool(struct scan *c, struct jval *v)
 
 #define FLAG_NAME_MAX 31
 
-/* [ "name", ... ]: the names copied into names (NUL-terminated, as flags_from_json() reads them). */
-static bool scan_flags(struct scan *c, struct jval *v, struct jval items[static FLAGS_MAX],
-		       char names[static FLAGS_MAX][FLAG_NAME_MAX + 1])
+/*
+ * The values of the one array a line has, and (flags) their text copied
+ * with a NUL, as flags_from_json() reads names.
+ */
+struct scan_room {
+	struct jval items[FLAGS_MAX];
+	char names[FLAGS_MAX][FLAG_NAME_MAX + 1];
+};
+
+/* [ "string", ... ], at most FLAGS_MAX of them; copied: each short and copied into room's names. */
+static bool scan_strings(struct scan *c, struct jval *v, struct scan_room *room, bool copied)
 {
 	uint32_t n = 0;
 
@@ -1721,21 +1729,112 @@ static bool scan_flags(struct scan *c, struct jval *v, struct jval items[static 
 		return false;
 	if (!SCAN_LIT(c, "]"))
 		do {
-			struct jval *it = &items[n];
+			struct jval *it = &room->items[n];
 
-			if (n == FLAGS_MAX || !scan_str(c, it) || it->type != JT_STRING || it->n > FLAG_NAME_MAX)
+			if (n == FLAGS_MAX || !scan_str(c, it) || it->type != JT_STRING ||
+			    (copied && it->n > FLAG_NAME_MAX))
 				return false;
-			memcpy(names[n], it->s, it->n);
-			names[n][it->n] = 0;
-			it->s = names[n++];
+			if (copied) {
+				memcpy(room->names[n], it->s, it->n);
+				room->names[n][it->n] = 0;
+				it->s = room->names[n];
+			}
+			n++;
 		} while (SCAN_LIT(c, ", "));
 	if (n > 0 && !SCAN_LIT(c, " ]"))
 		return false;
-	*v = (struct jval){ .type = JT_ARRAY, .n = n, .items = items };
+	*v = (struct jval){ .type = JT_ARRAY, .n = n, .items = room->items };
 	return true;
 }
 
-/* MNTCR_MANIFEST_RAW=0 (the tests): every mount through the general parser. */
+enum scan_kind { SCAN_U64, SCAN_STR, SCAN_BOOL, SCAN_NAMES, SCAN_STRS, SCAN_STRS_OR_NULL };
+
+struct scan_field {
+	const char *lead; /* from the previous value (or the line's start) to this one */
+	size_t lead_len;
+	const char *key;
+	enum scan_kind kind;
+};
+#define SCAN_FIELD(lead, key, kind) { lead, sizeof(lead) - 1, key, kind }
+
+/*
+ * An object laid out as fields says, the last one optional, closed by
+ * " }": its members into members (as many as fields), their number; 0
+ * when the text is laid out otherwise.
+ */
+static size_t scan_object(struct scan *c, const struct scan_field *fields, size_t n_fields,
+			  struct jmember *members, struct scan_room *room)
+{
+	size_t n = 0;
+
+	for (; n < n_fields; n++) {
+		struct jval *v = &members[n].v;
+		bool ok;
+
+		if (!scan_lit(c, fields[n].lead, fields[n].lead_len)) {
+			if (n == n_fields - 1) /* the optional last one */
+				break;
+			return 0;
+		}
+		members[n].key = fields[n].key;
+		switch (fields[n].kind) {
+		case SCAN_U64:
+			ok = scan_u64(c, v);
+			break;
+		case SCAN_STR:
+			ok = scan_str(c, v);
+			break;
+		case SCAN_BOOL:
+			ok = scan_bool(c, v);
+			break;
+		case SCAN_STRS_OR_NULL:
+			if (SCAN_LIT(c, "null")) {
+				*v = (struct jval){ .type = JT_NULL };
+				ok = true;
+				break;
+			}
+			/* fall through */
+		default:
+			ok = scan_strings(c, v, room, fields[n].kind == SCAN_NAMES);
+			break;
+		}
+		if (!ok)
+			return 0;
+	}
+	return SCAN_LIT(c, " }") ? n : 0;
+}
+
+#define SCAN_FIELDS_MAX 16
+
+/*
+ * An item (jstream's raw) scanned as fields lay it out and handed to
+ * item() as the object the parser would make of it: 1 when taken (*ret_end
+ * after it, one more in *taken), 0 when the text is laid out otherwise,
+ * or item()'s error.
+ */
+static int scan_item(const struct scan_field *fields, size_t n_fields,
+		     int (*item)(void *userdata, size_t idx, const struct jval *v), void *userdata,
+		     size_t i, const char *p, const char *end, const char **ret_end, size_t *taken)
+{
+	struct jmember members[SCAN_FIELDS_MAX];
+	struct scan_room room;
+	struct scan c = { p, end };
+	size_t n;
+	int r;
+
+	assert(n_fields <= SCAN_FIELDS_MAX);
+	n = scan_object(&c, fields, n_fields, members, &room);
+	if (n == 0)
+		return 0;
+	r = item(userdata, i, &(const struct jval){ .type = JT_OBJECT, .n = (uint32_t)n, .members = members });
+	if (r < 0)
+		return r;
+	(*taken)++;
+	*ret_end = c.p;
+	return 1;
+}
+
+/* MNTCR_MANIFEST_RAW=0 (the tests): every superblock and mount through the general parser. */
 static bool raw_enabled(void)
 {
 	const char *e = getenv("MNTCR_MANIFEST_RAW");
@@ -1745,74 +1844,26 @@ static bool raw_enabled(void)
 
 static int mount_raw(void *userdata, size_t i, const char *p, const char *end, const char **ret_end)
 {
-	enum { U64, STR, FLAGS, BOOL };
-	static const struct {
-		const char *lead; /* from the previous value to this one */
-		size_t lead_len;
-		const char *key;
-		int kind;
-	} fields[] = {
-#define F(lead, key, kind) { lead, sizeof(lead) - 1, key, kind }
-		F("{ \"id\": ", "id", U64),
-		F(", \"parent_id\": ", "parent_id", U64),
-		F(", \"old_id\": ", "old_id", U64),
-		F(", \"sb\": ", "sb", U64),
-		F(", \"root\": ", "root", STR),
-		F(", \"mountpoint\": ", "mountpoint", STR),
-		F(", \"flags\": ", "flags", FLAGS),
-		F(", \"fstype\": ", "fstype", STR),
-		F(", \"source\": ", "source", STR),
-		F(", \"sb_options\": ", "sb_options", STR),
-		F(", \"shared\": ", "shared", U64),
-		F(", \"master\": ", "master", U64),
-		F(", \"propagate_from\": ", "propagate_from", U64),
-		F(", \"unbindable\": ", "unbindable", BOOL),
-		F(", \"type\": ", "type", STR),
-		F(", \"ns\": ", "ns", U64), /* only with namespaces or processes */
-#undef F
+	static const struct scan_field fields[] = {
+		SCAN_FIELD("{ \"id\": ", "id", SCAN_U64),
+		SCAN_FIELD(", \"parent_id\": ", "parent_id", SCAN_U64),
+		SCAN_FIELD(", \"old_id\": ", "old_id", SCAN_U64),
+		SCAN_FIELD(", \"sb\": ", "sb", SCAN_U64),
+		SCAN_FIELD(", \"root\": ", "root", SCAN_STR),
+		SCAN_FIELD(", \"mountpoint\": ", "mountpoint", SCAN_STR),
+		SCAN_FIELD(", \"flags\": ", "flags", SCAN_NAMES),
+		SCAN_FIELD(", \"fstype\": ", "fstype", SCAN_STR),
+		SCAN_FIELD(", \"source\": ", "source", SCAN_STR),
+		SCAN_FIELD(", \"sb_options\": ", "sb_options", SCAN_STR),
+		SCAN_FIELD(", \"shared\": ", "shared", SCAN_U64),
+		SCAN_FIELD(", \"master\": ", "master", SCAN_U64),
+		SCAN_FIELD(", \"propagate_from\": ", "propagate_from", SCAN_U64),
+		SCAN_FIELD(", \"unbindable\": ", "unbindable", SCAN_BOOL),
+		SCAN_FIELD(", \"type\": ", "type", SCAN_STR),
+		SCAN_FIELD(", \"ns\": ", "ns", SCAN_U64), /* only with namespaces or processes */
 	};
-	struct jmember members[ARRAY_SIZE(fields)];
-	struct jval flag_items[FLAGS_MAX];
-	char flag_names[FLAGS_MAX][FLAG_NAME_MAX + 1];
-	struct scan c = { p, end };
-	size_t n = 0;
-	int r;
-
-	for (; n < ARRAY_SIZE(fields); n++) {
-		struct jval *v = &members[n].v;
-		bool ok;
-
-		if (!scan_lit(&c, fields[n].lead, fields[n].lead_len)) {
-			if (n == ARRAY_SIZE(fields) - 1) /* no "ns" */
-				break;
-			return 0;
-		}
-		members[n].key = fields[n].key;
-		switch (fields[n].kind) {
-		case U64:
-			ok = scan_u64(&c, v);
-			break;
-		case STR:
-			ok = scan_str(&c, v);
-			break;
-		case FLAGS:
-			ok = scan_flags(&c, v, flag_items, flag_names);
-			break;
-		default:
-			ok = scan_bool(&c, v);
-			break;
-		}
-		if (!ok)
-			return 0;
-	}
-	if (!SCAN_LIT(&c, " }"))
-		return 0;
-	r = batch_item(userdata, i, &(const struct jval){ .type = JT_OBJECT, .n = (uint32_t)n, .members = members });
-	if (r < 0)
-		return r;
-	((struct mount_batch *)userdata)->raw++;
-	*ret_end = c.p;
-	return 1;
+	return scan_item(fields, ARRAY_SIZE(fields), batch_item, userdata, i, p, end, ret_end,
+			 &((struct mount_batch *)userdata)->raw);
 }
 
 /*
@@ -1822,6 +1873,7 @@ static int mount_raw(void *userdata, size_t i, const char *p, const char *end, c
 struct manifest_stream {
 	struct mntcr_tree *t;
 	unsigned version;
+	size_t raw; /* superblocks taken from their lines (sb_raw) */
 };
 
 static int sbs_begin(void *userdata)
@@ -1849,6 +1901,23 @@ static int sbs_item(void *userdata, size_t i, const struct jval *v)
 	if (r < 0)
 		sb_clear(&sb);
 	return r;
+}
+
+/* A superblock as the writer lays it out (sb_to_json()): as mount_raw() does for a mount. */
+static int sb_raw(void *userdata, size_t i, const char *p, const char *end, const char **ret_end)
+{
+	static const struct scan_field fields[] = {
+		SCAN_FIELD("{ \"dev\": ", "dev", SCAN_STR),
+		SCAN_FIELD(", \"fstype\": ", "fstype", SCAN_STR),
+		SCAN_FIELD(", \"source\": ", "source", SCAN_STR),
+		SCAN_FIELD(", \"options\": ", "options", SCAN_STR),
+		SCAN_FIELD(", \"owned\": ", "owned", SCAN_BOOL),
+		SCAN_FIELD(", \"ext_path\": ", "ext_path", SCAN_STR),
+		SCAN_FIELD(", \"ext_root\": ", "ext_root", SCAN_STR),
+		SCAN_FIELD(", \"content\": ", "content", SCAN_STRS_OR_NULL), /* from version 2 */
+	};
+	return scan_item(fields, ARRAY_SIZE(fields), sbs_item, userdata, i, p, end, ret_end,
+			 &((struct manifest_stream *)userdata)->raw);
 }
 
 static int batch_begin(void *userdata)
@@ -1996,13 +2065,14 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	ms.t = t;
 	r = json_parse_streams("manifest", text, len,
 			       (const struct jstream[]){
-				       { "superblocks", sbs_begin, sbs_item, &ms, NULL },
+				       { "superblocks", sbs_begin, sbs_item, &ms, NULL, raw_enabled() ? sb_raw : NULL },
 				       { "mounts", batch_begin, batch_item, &batch, split.at ? &split : NULL,
 					 raw_enabled() ? mount_raw : NULL },
 			       },
 			       2, &doc);
-	log_debug("Manifest: %zu of %zu mounts read from their lines as the writer lays them out",
-		  batch.raw, batch.n);
+	log_debug("Manifest: %zu of %zu mounts and %zu of %zu superblocks read from their lines as "
+		  "the writer lays them out",
+		  batch.raw, batch.n, ms.raw, t->n_sbs);
 	if (r < 0)
 		goto fail;
 	root = &doc.root;

@@ -2150,17 +2150,19 @@ TEST(manifest_mutations)
 	json_object_put(root);
 }
 
-/* How many mounts the last read took from their lines (the reader's debug line), or -1. */
-static long raw_taken = -1;
+/* How many mounts and superblocks the last read took from their lines (the reader's debug line), or -1. */
+static long raw_taken = -1, raw_sbs = -1;
 
 static void watch_raw(int level, const char *msg, void *userdata)
 {
-	long k;
+	long k, total, sbs;
 
 	(void)level;
 	(void)userdata;
-	if (sscanf(msg, "Manifest: %ld of", &k) == 1)
+	if (sscanf(msg, "Manifest: %ld of %ld mounts and %ld of", &k, &total, &sbs) == 3) {
 		raw_taken = k;
+		raw_sbs = sbs;
+	}
 }
 
 /* Read manifest with the mounts taken from their lines, and again all through the parser. */
@@ -2169,7 +2171,7 @@ static int read_raw_and_parsed(const char *manifest, unsigned version, int *ret_
 {
 	int r;
 
-	raw_taken = -1;
+	raw_taken = raw_sbs = -1;
 	mntcr_set_log_func(watch_raw, NULL, MNTCR_LOG_DEBUG);
 	r = version < 2 ? read_manifest(manifest, a) : read_manifest_vn(manifest, version, a);
 	mntcr_set_log_func(NULL, NULL, MNTCR_LOG_ERROR);
@@ -2180,11 +2182,11 @@ static int read_raw_and_parsed(const char *manifest, unsigned version, int *ret_
 }
 
 /*
- * The mounts of a manifest in the writer's layout are read from their
- * lines without the general parser (mount_raw()): the same trees as
- * through the parser, and the same errors, for the writer's own manifests
- * (with namespaces and processes too: "ns") and for thousands of edits of
- * their mount lines.
+ * The superblocks and mounts of a manifest in the writer's layout are read
+ * from their lines without the general parser (sb_raw(), mount_raw()):
+ * the same trees as through the parser, and the same errors, for the
+ * writer's own manifests (with namespaces and processes too: "ns") and
+ * for thousands of edits of their lines.
  */
 TEST(manifest_raw_mounts)
 {
@@ -2228,22 +2230,26 @@ TEST(manifest_raw_mounts)
 		/* the sample's paths with spaces and UTF-8 are escaped: the parser reads those */
 		CHECK(raw_taken > 0 && raw_taken <= (long)trees[k]->n_mounts);
 		CHECK(k != 1 || raw_taken == (long)trees[k]->n_mounts);
+		CHECK(raw_sbs > 0 && raw_sbs <= (long)trees[k]->n_sbs);
+		CHECK(k != 1 || raw_sbs == (long)trees[k]->n_sbs);
 		CHECK(a && b && trees_equal(trees[k], a, true) && trees_equal(a, b, true));
 		mntcr_tree_free(a);
 		mntcr_tree_free(b);
 
-		/* edits inside the mount lines */
-		lines = strstr(manifest, "\"mounts\": [");
+		/* edits inside the superblock and mount lines */
+		lines = strstr(manifest, "\"superblocks\": [");
 		CHECK(lines != NULL);
 		if (!lines) {
 			mntcr_tree_free(trees[k]);
 			continue;
 		}
-		from = (size_t)(lines - manifest);
 		n = strlen(manifest);
 		for (int iter = 0; iter < 2000; iter++) {
 			struct strbuf e = { 0 };
 			int edits = 1 + (int)(rnd() % 3);
+
+			/* the superblocks (and on), or the mounts only */
+			from = (size_t)((iter % 2 ? strstr(manifest, "\"mounts\": [") : lines) - manifest);
 
 			strbuf_add(&e, manifest, n);
 			for (int j = 0; j < edits; j++) {
@@ -2280,7 +2286,7 @@ TEST(manifest_raw_mounts)
 			a = b = NULL;
 			ra = read_raw_and_parsed(e.buf, version, &rb, &a, &b);
 			edited++;
-			taken += raw_taken > 0;
+			taken += raw_taken > 0 || raw_sbs > 0;
 			accepted += ra == 0;
 			if (ra == rb && (ra < 0 || (a && b && trees_equal(a, b, false))))
 				same++;
