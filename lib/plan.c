@@ -660,10 +660,9 @@ static int made_reserve(struct planner *pl)
 		    (s = pl->p->sb_slot[t->mounts[m->parent].sb]) < pl->n_made)
 			n[s]++;
 	}
-	/* A set that its first table holds grows as before, when a path comes (most get none). */
+	/* Most sets get few paths or none: strmap_reserve() allocates nothing for those. */
 	for (size_t s = 0; s < pl->n_made && r == 0; s++)
-		if (n[s] > STRMAP_FIRST_KEYS)
-			r = strmap_reserve(&pl->made[s], n[s]);
+		r = strmap_reserve(&pl->made[s], n[s]);
 	return r;
 }
 

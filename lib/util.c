@@ -201,15 +201,17 @@ static int u64map_resize(struct u64map *m, size_t cap)
 	return 0;
 }
 
+#define MAP_FIRST_CAP 64 /* the table a map's first put allocates */
+
 /*
- * The capacity a map of capacity cap grows to, by doublings from 64, for n
- * keys at most 3/4 full (what its put would reach key by key); 0 when too
- * large.
+ * The capacity a map of capacity cap grows to, by doublings from
+ * MAP_FIRST_CAP, for n keys at most 3/4 full (what its put would reach key
+ * by key); 0 when too large.
  */
 static size_t map_cap_for(size_t cap, size_t n)
 {
 	if (cap == 0)
-		cap = 64;
+		cap = MAP_FIRST_CAP;
 	while ((n + 1) * 4 > cap * 3) {
 		if (cap > SIZE_MAX / 8)
 			return 0;
@@ -232,7 +234,7 @@ int u64map_put(struct u64map *m, uint64_t key, size_t val)
 	size_t i;
 
 	if ((m->n + 1) * 4 > m->cap * 3) {
-		int r = u64map_resize(m, m->cap ? m->cap * 2 : 64);
+		int r = u64map_resize(m, m->cap ? m->cap * 2 : MAP_FIRST_CAP);
 		if (r < 0)
 			return r;
 	}
@@ -301,13 +303,16 @@ int strmap_reserve(struct strmap *m, size_t n)
 
 	if (cap == 0)
 		return -ENOMEM;
-	return cap == m->cap ? 0 : strmap_resize(m, cap);
+	/* An empty map that its first table holds: that table comes with a first key, if one comes. */
+	if (cap == m->cap || (m->cap == 0 && cap == MAP_FIRST_CAP))
+		return 0;
+	return strmap_resize(m, cap);
 }
 
 int strmap_put(struct strmap *m, const char *key, size_t val)
 {
 	if ((m->n + 1) * 4 > m->cap * 3) {
-		int r = strmap_resize(m, m->cap ? m->cap * 2 : 64);
+		int r = strmap_resize(m, m->cap ? m->cap * 2 : MAP_FIRST_CAP);
 		if (r < 0)
 			return r;
 	}

@@ -153,10 +153,11 @@ struct strmap {
 };
 
 int strmap_put(struct strmap *m, const char *key, size_t val); /* replaces */
-/* Room for n keys, so that the next puts up to n do not grow it step by step. */
+/*
+ * Room for n keys, so that the next puts up to n do not grow it step by
+ * step; an empty map that its first table holds is left to its first put.
+ */
 int strmap_reserve(struct strmap *m, size_t n);
-/* How many keys the table a first put allocates holds (64 slots, at most 3/4 full). */
-#define STRMAP_FIRST_KEYS 48
 bool strmap_get(const struct strmap *m, const char *key, size_t *ret_val);
 void strmap_release(struct strmap *m);
 
