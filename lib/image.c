@@ -1642,13 +1642,14 @@ static int batch_item(void *userdata, size_t i, const struct jval *v)
 }
 
 /*
- * A mount as the writer lays it out (mount_to_json(), one per line), taken
- * from the text without the general parser (jstream's raw): its keys in
- * the writer's order, numbers of at most 19 digits and no leading zero,
- * strings of printable ASCII without escapes. Its values go into an object
- * like the one the parser builds of that text, and batch_item() makes of
- * it what it makes of the parsed one, errors included. Anything else (the
- * older layout, other strings, a hostile text) is left to the parser.
+ * A superblock or mount as the writer lays it out (sb_to_json(),
+ * mount_to_json(), one per line), taken from the text without the general
+ * parser (jstream's raw): its keys in the writer's order, numbers of at
+ * most 19 digits and no leading zero, strings of printable ASCII without
+ * escapes. Its values go into an object like the one the parser builds of
+ * that text, and sbs_item() or batch_item() makes of it what it makes of
+ * the parsed one, errors included. Anything else (the older layout, other
+ * strings, a hostile text) is left to the parser.
  */
 struct scan {
 	const char *p, *end;
@@ -1720,11 +1721,18 @@ struct scan_room {
 	char names[FLAGS_MAX][FLAG_NAME_MAX + 1];
 };
 
-/* [ "string", ... ], at most FLAGS_MAX of them; copied: each short and copied into room's names. */
+/*
+ * [ "string", ... ], at most FLAGS_MAX of them, or null; copied: each short
+ * and copied into room's names.
+ */
 static bool scan_strings(struct scan *c, struct jval *v, struct scan_room *room, bool copied)
 {
 	uint32_t n = 0;
 
+	if (SCAN_LIT(c, "null")) {
+		*v = (struct jval){ .type = JT_NULL };
+		return true;
+	}
 	if (!SCAN_LIT(c, "[ "))
 		return false;
 	if (!SCAN_LIT(c, "]"))
@@ -1747,7 +1755,13 @@ static bool scan_strings(struct scan *c, struct jval *v, struct scan_room *room,
 	return true;
 }
 
-enum scan_kind { SCAN_U64, SCAN_STR, SCAN_BOOL, SCAN_NAMES, SCAN_STRS, SCAN_STRS_OR_NULL };
+enum scan_kind {
+	SCAN_U64,
+	SCAN_STR,   /* or null */
+	SCAN_BOOL,
+	SCAN_NAMES, /* an array of flag names, or null */
+	SCAN_STRS,  /* an array of strings, or null */
+};
 
 struct scan_field {
 	const char *lead; /* from the previous value (or the line's start) to this one */
@@ -1787,13 +1801,6 @@ static size_t scan_object(struct scan *c, const struct scan_field *fields, size_
 		case SCAN_BOOL:
 			ok = scan_bool(c, v);
 			break;
-		case SCAN_STRS_OR_NULL:
-			if (SCAN_LIT(c, "null")) {
-				*v = (struct jval){ .type = JT_NULL };
-				ok = true;
-				break;
-			}
-			/* fall through */
 		default:
 			ok = scan_strings(c, v, room, fields[n].kind == SCAN_NAMES);
 			break;
@@ -1914,7 +1921,7 @@ static int sb_raw(void *userdata, size_t i, const char *p, const char *end, cons
 		SCAN_FIELD(", \"owned\": ", "owned", SCAN_BOOL),
 		SCAN_FIELD(", \"ext_path\": ", "ext_path", SCAN_STR),
 		SCAN_FIELD(", \"ext_root\": ", "ext_root", SCAN_STR),
-		SCAN_FIELD(", \"content\": ", "content", SCAN_STRS_OR_NULL), /* from version 2 */
+		SCAN_FIELD(", \"content\": ", "content", SCAN_STRS), /* from version 2 */
 	};
 	return scan_item(fields, ARRAY_SIZE(fields), sbs_item, userdata, i, p, end, ret_end,
 			 &((struct manifest_stream *)userdata)->raw);

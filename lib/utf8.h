@@ -2,7 +2,8 @@
 /*
  * Bytes <-> UTF-8 text. The image manifest stores paths, which are bytes,
  * as JSON strings, reversibly; mntcr show --json shows them as valid
- * UTF-8 too, as its table does. Built into the library and into the command-line tool.
+ * UTF-8 too, as its table does. Built into the library and into the
+ * command-line tool.
  */
 #pragma once
 
