@@ -16,29 +16,46 @@
 /* -------------------------------------------------------------------------- */
 /* Writer */
 
-static inline void jw_puts(struct jw *w, const char *s, size_t n)
+/* Room for n more bytes and the NUL after them; NULL once an error is set. */
+static inline char *jw_room(struct jw *w, size_t n)
 {
 	struct strbuf *b = w->out;
 
-	if (b->cap - b->len > n) { /* the common case: it fits */
-		memcpy(b->buf + b->len, s, n);
-		b->len += n;
-		b->buf[b->len] = 0;
-		return;
-	}
-	if (w->err == 0 && strbuf_add(b, s, n) < 0)
+	if (w->err)
+		return NULL;
+	if (b->cap - b->len <= n && strbuf_reserve(b, n) < 0) {
 		w->err = -ENOMEM;
+		return NULL;
+	}
+	return b->buf + b->len;
+}
+
+/* The bytes written from jw_room() up to end are taken. */
+static inline void jw_took(struct jw *w, char *end)
+{
+	struct strbuf *b = w->out;
+
+	b->len = (size_t)(end - b->buf);
+	*end = 0;
+}
+
+static inline void jw_puts(struct jw *w, const char *s, size_t n)
+{
+	char *p = jw_room(w, n);
+
+	if (p) {
+		memcpy(p, s, n);
+		jw_took(w, p + n);
+	}
 }
 
 static void jw_indent(struct jw *w, int level)
 {
-	static const char spaces[] = "                                "; /* 32 */
+	char *p = jw_room(w, (size_t)level * 2);
 
-	for (size_t n = (size_t)level * 2; n > 0;) {
-		size_t k = n < sizeof(spaces) - 1 ? n : sizeof(spaces) - 1;
-
-		jw_puts(w, spaces, k);
-		n -= k;
+	if (p) {
+		memset(p, ' ', (size_t)level * 2);
+		jw_took(w, p + (size_t)level * 2);
 	}
 }
 
@@ -47,11 +64,17 @@ static const uint8_t escape_class[256] = {
 	[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, ['/'] = 2,
 };
 
+/* The classes that need an escape. */
+static inline uint8_t escape_stop(const struct jw *w)
+{
+	return w->escape_slash ? 3 : 1;
+}
+
 /* json-c's json_escape_str(): \" \\ \b \f \n \r \t, "\/" unless told not to, other C0 as \u00xx. */
 static void jw_escaped(struct jw *w, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	const uint8_t stop = w->escape_slash ? 3 : 1; /* the classes that need an escape */
+	const uint8_t stop = escape_stop(w);
 	size_t start = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -84,60 +107,107 @@ static void jw_escaped(struct jw *w, const char *s, size_t n)
 	jw_puts(w, s + start, n - start);
 }
 
+/*
+ * Write into p what precedes a value: a comma, a new line and the indent
+ * (or a space on a flat line), the key; returns the end. Room: prefix_max().
+ * The key must be plain (key_plain()).
+ */
+static char *put_prefix(struct jw *w, char *p, const char *key, size_t klen)
+{
+	bool more = w->has_children[w->depth - 1];
+
+	w->has_children[w->depth - 1] = true;
+	if (w->flat_depth && w->depth > w->flat_depth) {
+		/* in a container on one line: json-c's SPACED without PRETTY */
+		if (more)
+			*p++ = ',';
+		*p++ = ' ';
+	} else {
+		size_t indent = (size_t)w->depth * 2;
+
+		if (more)
+			*p++ = ',';
+		*p++ = '\n';
+		memset(p, ' ', indent);
+		p += indent;
+	}
+	if (key) {
+		*p++ = '"';
+		memcpy(p, key, klen);
+		p += klen;
+		memcpy(p, "\": ", 3);
+		p += 3;
+	}
+	return p;
+}
+
+static inline size_t prefix_max(const struct jw *w, size_t klen)
+{
+	return 2 + (size_t)w->depth * 2 + klen + 4;
+}
+
+/* Whether key needs no escape (every key the manifest has). */
+static bool key_plain(const struct jw *w, const char *key, size_t *ret_len)
+{
+	const uint8_t stop = escape_stop(w);
+	size_t n = 0;
+
+	if (!key) {
+		*ret_len = 0;
+		return true;
+	}
+	for (; key[n]; n++)
+		if (escape_class[(unsigned char)key[n]] & stop)
+			return false;
+	*ret_len = n;
+	return true;
+}
+
 /* What precedes a value: a comma, a new line and the indent, the key. */
 static void jw_prefix(struct jw *w, const char *key)
 {
-	const uint8_t stop = w->escape_slash ? 3 : 1;
-	size_t indent = (size_t)w->depth * 2, klen = 0, n = 0;
-	char buf[128];
-	bool plain = true;
+	size_t klen;
+	char *p;
 
 	if (w->depth == 0)
 		return;
-	if (w->flat_depth && w->depth > w->flat_depth) {
-		/* in a container on one line: json-c's SPACED without PRETTY */
-		bool more = w->has_children[w->depth - 1];
+	if (!key_plain(w, key, &klen)) { /* never for our keys */
+		p = jw_room(w, prefix_max(w, 0));
+		if (p)
+			jw_took(w, put_prefix(w, p, NULL, 0));
+		jw_puts(w, "\"", 1);
+		jw_escaped(w, key, strlen(key));
+		jw_puts(w, "\": ", 3);
+		return;
+	}
+	p = jw_room(w, prefix_max(w, klen));
+	if (p)
+		jw_took(w, put_prefix(w, p, key, klen));
+}
 
-		jw_puts(w, more ? ", " : " ", more ? 2 : 1);
-		w->has_children[w->depth - 1] = true;
-		if (key) {
-			jw_puts(w, "\"", 1);
-			jw_escaped(w, key, strlen(key));
-			jw_puts(w, "\": ", 3);
-		}
+/* A value written as it is (a number, a literal, a plain string in quotes), in one piece. */
+static void jw_value(struct jw *w, const char *key, const char *s, size_t n, bool quoted)
+{
+	size_t klen, q = quoted;
+	char *p;
+
+	if (w->depth == 0 || !key_plain(w, key, &klen)) {
+		jw_prefix(w, key);
+		p = jw_room(w, n + 2 * q);
+	} else {
+		p = jw_room(w, prefix_max(w, klen) + n + 2 * q);
+		if (p)
+			p = put_prefix(w, p, key, klen);
+	}
+	if (!p)
 		return;
-	}
-	if (key)
-		for (; key[klen]; klen++)
-			plain &= !(escape_class[(unsigned char)key[klen]] & stop);
-	if (!plain || indent + klen + 6 > sizeof(buf)) { /* never for our keys and depths */
-		if (w->has_children[w->depth - 1])
-			jw_puts(w, ",", 1);
-		w->has_children[w->depth - 1] = true;
-		jw_puts(w, "\n", 1);
-		jw_indent(w, w->depth);
-		if (key) {
-			jw_puts(w, "\"", 1);
-			jw_escaped(w, key, klen);
-			jw_puts(w, "\": ", 3);
-		}
-		return;
-	}
-	/* the common case, in one piece */
-	if (w->has_children[w->depth - 1])
-		buf[n++] = ',';
-	w->has_children[w->depth - 1] = true;
-	buf[n++] = '\n';
-	memset(buf + n, ' ', indent);
-	n += indent;
-	if (key) {
-		buf[n++] = '"';
-		memcpy(buf + n, key, klen);
-		n += klen;
-		memcpy(buf + n, "\": ", 3);
-		n += 3;
-	}
-	jw_puts(w, buf, n);
+	if (quoted)
+		*p++ = '"';
+	memcpy(p, s, n);
+	p += n;
+	if (quoted)
+		*p++ = '"';
+	jw_took(w, p);
 }
 
 static void jw_open(struct jw *w, const char *key, char c)
@@ -197,6 +267,15 @@ void jw_array_end(struct jw *w)
 
 void jw_string_len(struct jw *w, const char *key, const char *s, size_t n)
 {
+	const uint8_t stop = escape_stop(w);
+	size_t i = 0;
+
+	while (i < n && !(escape_class[(unsigned char)s[i]] & stop))
+		i++;
+	if (i == n) {
+		jw_value(w, key, s, n, true);
+		return;
+	}
 	jw_prefix(w, key);
 	jw_puts(w, "\"", 1);
 	jw_escaped(w, s, n);
@@ -219,20 +298,17 @@ void jw_u64(struct jw *w, const char *key, uint64_t u)
 		*--p = (char)('0' + u % 10);
 		u /= 10;
 	} while (u);
-	jw_prefix(w, key);
-	jw_puts(w, p, (size_t)(buf + sizeof(buf) - p));
+	jw_value(w, key, p, (size_t)(buf + sizeof(buf) - p), false);
 }
 
 void jw_bool(struct jw *w, const char *key, bool b)
 {
-	jw_prefix(w, key);
-	jw_puts(w, b ? "true" : "false", b ? 4 : 5);
+	jw_value(w, key, b ? "true" : "false", b ? 4 : 5, false);
 }
 
 void jw_null(struct jw *w, const char *key)
 {
-	jw_prefix(w, key);
-	jw_puts(w, "null", 4);
+	jw_value(w, key, "null", 4, false);
 }
 
 /* -------------------------------------------------------------------------- */
