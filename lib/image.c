@@ -261,19 +261,28 @@ static int json_add_str(struct jw *w, const char *key, const char *s)
 /*
  * Per-mount flags as option names, as mountinfo prints them: the flag table
  * through mntcr_attr_format(). Flags without a name would be lost, so they
- * make the write fail instead.
+ * make the write fail instead. Most mounts have the flags of the mount
+ * before them: those are formatted and checked once (per thread).
  */
 static int flags_to_json(uint64_t attr, struct jw *w)
 {
-	char buf[256];
+	static __thread struct {
+		uint64_t attr;
+		bool ok;
+		char text[256];
+	} last;
 	uint64_t back;
-	int n;
 
-	n = mntcr_attr_format(attr, buf, sizeof(buf));
-	if (n < 0 || attr_from_options(buf, &back) < 0 || back != attr)
-		return -EINVAL;
+	if (!last.ok || last.attr != attr) {
+		int n = mntcr_attr_format(attr, last.text, sizeof(last.text));
+
+		last.ok = n >= 0 && attr_from_options(last.text, &back) == 0 && back == attr;
+		if (!last.ok)
+			return -EINVAL;
+		last.attr = attr;
+	}
 	jw_array_begin(w, "flags");
-	for (char *p = buf, *e; *p; p = *e ? e + 1 : e) {
+	for (const char *p = last.text, *e; *p; p = *e ? e + 1 : e) {
 		e = strchrnul(p, ',');
 		jw_string_len(w, NULL, p, (size_t)(e - p));
 	}
