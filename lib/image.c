@@ -44,10 +44,8 @@
  * instead of 48 ms, in a dump or restore of content that is 9% of the time.
  */
 #define xxh3_update XXH3_64bits_update_dispatch
-#define xxh3_of XXH3_64bits_dispatch
 #else
 #define xxh3_update XXH3_64bits_update
-#define xxh3_of XXH3_64bits
 #endif
 
 #include "content.h"
@@ -426,10 +424,10 @@ struct items_share {
 	const struct manifest_extra *x;
 	const struct item_kind *kind;
 	struct jw w;
-	struct strbuf b;
+	struct strbuf b; /* w's buffer: a share never writes to a cache line of another's */
 	size_t lo, hi, failed;
 	int r;
-};
+} __attribute__((aligned(64)));
 
 #define ITEMS_SHARE_MIN 2048
 
@@ -446,35 +444,59 @@ static void *items_share_run(void *arg)
 	return NULL;
 }
 
-/* The n items of an open array; reserve: the bytes they may take. */
+/*
+ * The manifest's text, in order: the items written on other threads
+ * (items_to_json) stay in buffers of their own, and the text goes on in
+ * the last of them. It is hashed and written part by part, never joined.
+ */
+struct manifest_text {
+	struct strbuf parts[1 + 2 * (PARALLEL_MAX - 1)]; /* the head, then 2 arrays' shares */
+	size_t n;
+	size_t len; /* of all parts */
+};
+
+static void manifest_text_release(struct manifest_text *text)
+{
+	for (size_t i = 0; i < text->n; i++)
+		strbuf_release(&text->parts[i]);
+	*text = (struct manifest_text){ 0 };
+}
+
+/*
+ * The n items of an open array; reserve: the bytes they may take. Share 0
+ * writes on into w's buffer, each other share into a new part of text
+ * (after an item), and w then goes on in the last part.
+ */
 static int items_to_json(const struct mntcr_tree *t, const struct manifest_extra *x,
-			 const struct item_kind *kind, size_t n, struct jw *w, size_t reserve)
+			 const struct item_kind *kind, size_t n, struct jw *w, size_t reserve,
+			 struct manifest_text *text)
 {
 	struct items_share share[PARALLEL_MAX];
+	struct strbuf *out = w->out;
 	size_t k = parallel_shares(n, ITEMS_SHARE_MIN);
 	int r = 0;
 
+	assert(text->n + k - 1 <= ARRAY_SIZE(text->parts));
 	for (size_t j = 0; j < k; j++) {
 		share[j] = (struct items_share){ .t = t, .x = x, .kind = kind, .w = *w, .lo = n * j / k,
 						 .hi = n * (j + 1) / k };
-		/* share 0 writes on; the others into buffers of their own, after an item */
-		if (j > 0) {
-			share[j].w.out = &share[j].b;
+		share[j].w.out = &share[j].b;
+		if (j == 0)
+			share[j].b = *out;
+		else
 			share[j].w.has_children[w->depth - 1] = true;
-			if (strbuf_reserve(&share[j].b, reserve / k) < 0)
-				share[j].r = -ENOMEM;
-		}
+		if (strbuf_reserve(&share[j].b, reserve / k) < 0)
+			share[j].r = -ENOMEM;
 	}
 	parallel_run(items_share_run, share, sizeof(share[0]), k);
-	*w = share[0].w;
-	for (size_t j = 0; j < k; j++) {
-		if (r == 0 && share[j].r < 0)
+	*out = share[0].b;
+	for (size_t j = 1; j < k; j++)
+		text->parts[text->n++] = share[j].b;
+	*w = share[k - 1].w;
+	w->out = k > 1 ? &text->parts[text->n - 1] : out;
+	for (size_t j = 0; j < k && r == 0; j++)
+		if (share[j].r < 0)
 			r = kind->why(t, share[j].failed, share[j].r);
-		if (r == 0 && j > 0 && strbuf_add(w->out, share[j].b.buf, share[j].b.len) < 0)
-			r = -ENOMEM;
-		if (j > 0)
-			strbuf_release(&share[j].b);
-	}
 	if (r == 0 && n > 0)
 		w->has_children[w->depth - 1] = true;
 	return r;
@@ -543,11 +565,12 @@ static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *
  * The manifest text: JSON indented as json-c prints it, but each item of its
  * arrays on one line (flat_depth), and a final newline.
  */
-static int manifest_build(const struct mntcr_tree *t, const struct manifest_extra *x, char **ret,
-			  size_t *ret_len)
+static int manifest_build(const struct mntcr_tree *t, const struct manifest_extra *x,
+			  struct manifest_text *ret)
 {
-	struct strbuf b = { 0 };
-	struct jw w = { .out = &b, .flat_depth = 2 };
+	struct manifest_text text = { .n = 1 };
+	struct strbuf *b = &text.parts[0];
+	struct jw w = { .out = b, .flat_depth = 2 };
 	size_t raw = 0;
 	int r;
 
@@ -575,7 +598,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 				MANIFEST_MAX);
 	}
 	/* Keys, numbers and flags take some 350 bytes a mount, 200 a superblock: one allocation. */
-	r = strbuf_reserve(&b, raw + t->n_mounts * 420 + t->n_sbs * 200 + 4096);
+	r = strbuf_reserve(b, raw + t->n_mounts * 420 + t->n_sbs * 200 + 4096);
 	if (r < 0)
 		return r;
 
@@ -595,31 +618,32 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 	jw_u64(&w, "superblocks", t->n_sbs);
 	jw_object_end(&w);
 	jw_array_begin(&w, "superblocks");
-	if ((r = items_to_json(t, x, &sb_items, t->n_sbs, &w, t->n_sbs * 300)) < 0)
+	if ((r = items_to_json(t, x, &sb_items, t->n_sbs, &w, t->n_sbs * 300, &text)) < 0)
 		goto fail;
 	jw_array_end(&w);
 	jw_array_begin(&w, "mounts");
-	if ((r = items_to_json(t, x, &mount_items, t->n_mounts, &w, b.cap - b.len)) < 0)
+	if ((r = items_to_json(t, x, &mount_items, t->n_mounts, &w, raw + t->n_mounts * 420, &text)) < 0)
 		goto fail;
 	jw_array_end(&w);
 	if (x && x->version >= IMAGE_VERSION_NS && (r = namespaces_to_json(t, &w)) < 0)
 		goto fail;
 	jw_object_end(&w);
-	if (w.err == 0 && strbuf_add(&b, "\n", 1) < 0)
+	if (w.err == 0 && strbuf_add(w.out, "\n", 1) < 0)
 		w.err = -ENOMEM;
 	if ((r = w.err) < 0)
 		goto fail;
-	if (b.len > MANIFEST_MAX) {
+	for (size_t i = 0; i < text.n; i++)
+		text.len += text.parts[i].len;
+	if (text.len > MANIFEST_MAX) {
 		r = log_debug_errno(
 			-EFBIG, "Cannot write an image: the manifest has %zu bytes, more than %zu",
-			b.len, MANIFEST_MAX);
+			text.len, MANIFEST_MAX);
 		goto fail;
 	}
-	*ret_len = b.len;
-	*ret = strbuf_detach(&b);
+	*ret = text;
 	return 0;
 fail:
-	strbuf_release(&b);
+	manifest_text_release(&text);
 	return r;
 }
 
@@ -728,15 +752,19 @@ static int writer_new(struct image_writer *w, unsigned version, unsigned flags)
 	return 0;
 }
 
-static int write_member(struct image_writer *w, const char *name, const char *data, size_t n)
+/* A member whose data are the n_parts parts, in order. */
+static int write_member_parts(struct image_writer *w, const char *name, const struct strbuf *parts,
+			      size_t n_parts)
 {
 	struct archive *a = w->a;
 	struct archive_entry *e = archive_entry_new();
-	size_t done = 0;
+	size_t n = 0;
 	int r;
 
 	if (!e)
 		return -ENOMEM;
+	for (size_t i = 0; i < n_parts; i++)
+		n += parts[i].len;
 	archive_entry_set_pathname(e, name);
 	archive_entry_set_filetype(e, AE_IFREG);
 	archive_entry_set_perm(e, 0644);
@@ -748,17 +776,25 @@ static int write_member(struct image_writer *w, const char *name, const char *da
 		return log_debug_errno(archive_failure(a, &w->io, -EIO),
 				       "Failed to write image member %s header: %s", name,
 				       archive_message(a));
-	while (done < n) {
-		la_ssize_t k = archive_write_data(a, data + done, n - done);
+	for (size_t i = 0; i < n_parts; i++)
+		for (size_t done = 0; done < parts[i].len;) {
+			la_ssize_t k = archive_write_data(a, parts[i].buf + done, parts[i].len - done);
 
-		if (k <= 0)
-			return log_debug_errno(archive_failure(a, &w->io, -EIO),
-					       "Failed to write image member %s: %s", name,
-					       archive_message(a));
-		done += (size_t)k;
-	}
+			if (k <= 0)
+				return log_debug_errno(archive_failure(a, &w->io, -EIO),
+						       "Failed to write image member %s: %s", name,
+						       archive_message(a));
+			done += (size_t)k;
+		}
 	w->members++;
 	return 0;
+}
+
+static int write_member(struct image_writer *w, const char *name, const char *data, size_t n)
+{
+	const struct strbuf part = { .buf = (char *)data, .len = n };
+
+	return write_member_parts(w, name, &part, 1);
 }
 
 /*
@@ -983,13 +1019,27 @@ static int content_plan(const struct mntcr_tree *t, unsigned flags, char ****ret
 	return 0;
 }
 
+static int manifest_digest(const struct manifest_text *text, uint64_t *ret)
+{
+	XXH3_state_t *h = xxh3_new();
+
+	if (!h)
+		return -ENOMEM;
+	for (size_t i = 0; i < text->n; i++)
+		(void)xxh3_update(h, text->parts[i].buf, text->parts[i].len);
+	*ret = XXH3_64bits_digest(h);
+	XXH3_freeState(h);
+	return 0;
+}
+
 int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 		      const size_t *n_roots, unsigned flags, struct image_writer **ret)
 {
 	char magic[sizeof(IMAGE_MAGIC_PREFIX) + 16];
-	_cleanup_free_ char *manifest = NULL, *mchecksum = NULL;
+	_cleanup_free_ char *mchecksum = NULL;
 	struct manifest_extra x = { .version = IMAGE_VERSION };
-	size_t manifest_len, mchecksum_len = 0;
+	struct manifest_text manifest;
+	size_t mchecksum_len = 0;
 	struct image_writer *w;
 	int r;
 
@@ -1007,18 +1057,19 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 	snprintf(magic, sizeof(magic), IMAGE_MAGIC_PREFIX "%u\n", x.version);
 
 	/* Everything that can fail on the tree fails here, before a byte is written. */
-	r = manifest_build(t, &x, &manifest, &manifest_len);
+	r = manifest_build(t, &x, &manifest);
 	if (r < 0)
 		return r;
 	w = calloc(1, sizeof(*w));
-	if (!w)
+	if (!w) {
+		manifest_text_release(&manifest);
 		return -ENOMEM;
+	}
 	w->io.fd = fd;
 	pipe_widen(fd);
 	w->version = x.version;
-	w->manifest_digest = xxh3_of(manifest, manifest_len);
 	w->content = xxh3_new();
-	if (!w->content) {
+	if (!w->content || (r = manifest_digest(&manifest, &w->manifest_digest)) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -1027,13 +1078,15 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 		goto fail;
 	if ((r = writer_new(w, x.version, flags)) < 0 ||
 	    (r = write_member(w, MAGIC_MEMBER, magic, strlen(magic))) < 0 ||
-	    (r = write_member(w, MANIFEST_MEMBER, manifest, manifest_len)) < 0 ||
+	    (r = write_member_parts(w, MANIFEST_MEMBER, manifest.parts, manifest.n)) < 0 ||
 	    (x.version >= IMAGE_VERSION_CONTENT &&
 	     (r = write_member(w, MANIFEST_CHECKSUM_MEMBER, mchecksum, mchecksum_len)) < 0))
 		goto fail;
+	manifest_text_release(&manifest);
 	*ret = w;
 	return 0;
 fail:
+	manifest_text_release(&manifest);
 	image_writer_free(w);
 	return r;
 }

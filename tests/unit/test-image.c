@@ -927,6 +927,40 @@ TEST(round_trip_pipe)
 	mntcr_tree_free(u);
 }
 
+/*
+ * Many superblocks and mounts: both arrays of the manifest are written on
+ * two threads (when there are two CPUs), each share into a part of its
+ * own; the image has the bytes one thread writes.
+ */
+TEST(write_threads_same_bytes)
+{
+	struct strbuf b = { 0 };
+	struct mntcr_tree *t, *u = NULL;
+	char *one = NULL, *two = NULL;
+	size_t one_len = 0, two_len = 0;
+
+	strbuf_printf(&b, "1 0 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n");
+	for (size_t i = 2; i <= 9000; i++)
+		strbuf_printf(&b, "%zu 1 0:%zu / /m/%zu%s rw%s - tmpfs t%zu rw,size=%zuk\n", i, i, i,
+			      i % 7 ? "" : "/caf\303\251\\x41", i % 3 ? ",nosuid" : ",noexec", i, i);
+	t = parse_mountinfo(b.buf);
+	strbuf_release(&b);
+	CHECK(t && mntcr_tree_n_mounts(t) == 9000);
+	if (!t)
+		return;
+	CHECK_INT(image_bytes(t, &two, &two_len), 0);
+	setenv("MNTCR_THREADS", "1", 1);
+	CHECK_INT(image_bytes(t, &one, &one_len), 0);
+	unsetenv("MNTCR_THREADS");
+	CHECK(one && two && one_len == two_len && memcmp(one, two, one_len) == 0);
+	CHECK_INT(read_bytes(two, two_len, &u), 0);
+	CHECK(u && trees_equal(t, u, true));
+	free(one);
+	free(two);
+	mntcr_tree_free(t);
+	mntcr_tree_free(u);
+}
+
 static bool saw_second_thread;
 
 static void watch_log(int level, const char *msg, void *userdata)
