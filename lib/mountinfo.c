@@ -70,14 +70,11 @@ static char *next_field_exact(char **p)
 	return s;
 }
 
-/* Decode \ooo escapes into a new string. */
-static int unescape(const char *s, char **ret)
+/* Decode the \ooo escapes of s into out (room for strlen(s) + 1). */
+static void unescape_into(const char *s, char *out)
 {
-	size_t n = strlen(s);
-	char *d = malloc(n + 1), *o = d;
+	char *o = out;
 
-	if (!d)
-		return -ENOMEM;
 	while (*s) {
 		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
 		    s[3] >= '0' && s[3] <= '7') {
@@ -87,8 +84,6 @@ static int unescape(const char *s, char **ret)
 			*o++ = *s++;
 	}
 	*o = 0;
-	*ret = d;
-	return 0;
 }
 
 static int parse_u64_field(const char *s, uint64_t *ret)
@@ -131,55 +126,76 @@ static int parse_optional(const char *f, struct mntcr_mount *m)
 	return 0;
 }
 
+/* The fields of a line, split in place; the optional ones (7) go into m (parse_optional()). */
+struct line_fields {
+	char *id, *parent, *dev, *opts;
+	char *str[_MOUNT_STR_MAX]; /* (4) root, (5) mount point, (9) fstype, (10) source, (11) sb options */
+};
+
+static int split_line(char *line, struct line_fields *l, struct mntcr_mount *m)
+{
+	char *p = line, *opt;
+	int r;
+
+	if (!(l->id = next_field(&p)) || !(l->parent = next_field(&p)) || !(l->dev = next_field(&p)) ||
+	    !(l->str[MOUNT_STR_ROOT] = next_field(&p)) || !(l->str[MOUNT_STR_MOUNTPOINT] = next_field(&p)) ||
+	    !(l->opts = next_field(&p)))
+		return -EBADMSG;
+	while ((opt = next_field(&p)) && !streq(opt, "-"))
+		if ((r = parse_optional(opt, m)) < 0)
+			return r;
+	if (!opt)
+		return -EBADMSG; /* no separator */
+	/* (9) (10) (11): exactly one space apart; only the source may be empty */
+	l->str[MOUNT_STR_FSTYPE] = next_field_exact(&p);
+	l->str[MOUNT_STR_SOURCE] = next_field_exact(&p);
+	l->str[MOUNT_STR_SB_OPTS] = next_field_exact(&p);
+	if (!l->str[MOUNT_STR_FSTYPE] || !l->str[MOUNT_STR_SOURCE] || !l->str[MOUNT_STR_SB_OPTS] || p ||
+	    !*l->str[MOUNT_STR_FSTYPE] || !*l->str[MOUNT_STR_SB_OPTS])
+		return -EBADMSG;
+	return 0;
+}
+
+/* m's strings, unescaped from the line's fields into one allocation. */
+static int take_strings(const struct line_fields *l, struct mntcr_mount *m)
+{
+	size_t room[_MOUNT_STR_MAX];
+	int r;
+
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
+		room[k] = strlen(l->str[k]);
+	r = mount_strings_alloc(m, room);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
+		unescape_into(l->str[k], *mount_str(m, k));
+	if (!mount_root_is_valid(m->fstype, m->root) || m->mountpoint[0] != '/')
+		return -EBADMSG;
+	return 0;
+}
+
 /* Parse one line (modified in place) into m. */
 int mountinfo_parse_line(char *line, struct mntcr_mount *m)
 {
-	char *p = line, *f[6], *fstype, *source, *sbopts, *opt;
+	struct line_fields l;
 	uint64_t id, parent;
 	int r;
 
 	*m = (struct mntcr_mount){ 0 };
-	for (unsigned i = 0; i < ARRAY_SIZE(f); i++)
-		if (!(f[i] = next_field(&p)))
-			return -EBADMSG;
-	if (parse_u64_field(f[0], &id) < 0 || parse_u64_field(f[1], &parent) < 0)
-		return -EBADMSG;
-	if (parse_dev(f[2], &m->dev_major, &m->dev_minor) < 0)
-		return -EBADMSG;
+	r = split_line(line, &l, m);
+	if (r < 0)
+		goto fail;
+	if (parse_u64_field(l.id, &id) < 0 || parse_u64_field(l.parent, &parent) < 0 ||
+	    parse_dev(l.dev, &m->dev_major, &m->dev_minor) < 0 || attr_from_options(l.opts, &m->attr) < 0) {
+		r = -EBADMSG;
+		goto fail;
+	}
 	m->id = id;
 	m->parent_id = parent;
 	m->old_id = id <= UINT32_MAX ? (uint32_t)id : 0;
-
-	while ((opt = next_field(&p)) && !streq(opt, "-")) {
-		r = parse_optional(opt, m);
-		if (r < 0)
-			goto fail;
-	}
-	if (!opt) {
-		r = -EBADMSG; /* no separator */
+	r = take_strings(&l, m);
+	if (r < 0)
 		goto fail;
-	}
-	/* (9) (10) (11): exactly one space apart; only the source may be empty */
-	fstype = next_field_exact(&p);
-	source = next_field_exact(&p);
-	sbopts = next_field_exact(&p);
-	if (!fstype || !source || !sbopts || p || !*fstype || !*sbopts) {
-		r = -EBADMSG;
-		goto fail;
-	}
-	r = attr_from_options(f[5], &m->attr);
-	if (r < 0) {
-		r = -EBADMSG;
-		goto fail;
-	}
-	if ((r = unescape(f[3], &m->root)) < 0 || (r = unescape(f[4], &m->mountpoint)) < 0 ||
-	    (r = unescape(fstype, &m->fstype)) < 0 || (r = unescape(source, &m->source)) < 0 ||
-	    (r = unescape(sbopts, &m->sb_opts)) < 0)
-		goto fail;
-	if (!mount_root_is_valid(m->fstype, m->root) || m->mountpoint[0] != '/') {
-		r = -EBADMSG;
-		goto fail;
-	}
 	return 0;
 fail:
 	mount_clear(m);

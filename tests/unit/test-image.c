@@ -961,6 +961,26 @@ TEST(write_threads_same_bytes)
 	mntcr_tree_free(u);
 }
 
+/* Give m the source src: its strings in a new allocation. */
+static void set_source(struct mntcr_mount *m, const char *src)
+{
+	struct mntcr_mount n = *m;
+	size_t room[_MOUNT_STR_MAX];
+
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
+		const char *v = k == MOUNT_STR_SOURCE ? src : *mount_str(m, k);
+
+		room[k] = v ? strlen(v) : MOUNT_STR_NULL;
+	}
+	n.strings = NULL;
+	CHECK_INT(mount_strings_alloc(&n, room), 0);
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
+		if (*mount_str(&n, k))
+			strcpy(*mount_str(&n, k), k == MOUNT_STR_SOURCE ? src : *mount_str(m, k));
+	mount_clear(m);
+	*m = n;
+}
+
 static bool saw_second_thread;
 
 static void watch_log(int level, const char *msg, void *userdata)
@@ -1038,10 +1058,8 @@ TEST(manifest_two_threads)
 	}
 
 	/* every mount's source from the 2,000th on holds the layout of a mount's start, raw */
-	for (size_t i = 2000; i < t->n_mounts; i++) {
-		free(t->mounts[i].source);
-		t->mounts[i].source = strdup("SPLITME");
-	}
+	for (size_t i = 2000; i < t->n_mounts; i++)
+		set_source(&t->mounts[i], "SPLITME");
 	free(TAKE_PTR(img));
 	free(TAKE_PTR(manifest));
 	CHECK_INT(image_bytes(t, &img, &len), 0);
