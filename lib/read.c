@@ -178,16 +178,55 @@ static bool root_is_dir(const char *fstype)
 	return false;
 }
 
+/* A mount whose type is looked up by path: at the top of its stack. */
+struct lookup {
+	size_t mount, top;
+};
+
+/* The lookups todo[lo..hi) (find_types()), on a thread of their own. */
+struct types_share {
+	struct mntcr_tree *t;
+	int rootfd;
+	const struct lookup *todo;
+	size_t lo, hi;
+} __attribute__((aligned(64)));
+
+static void *types_share_run(void *arg)
+{
+	struct types_share *s = arg;
+
+	for (size_t i = s->lo; i < s->hi; i++) {
+		struct mntcr_mount *m = &s->t->mounts[s->todo[i].mount], *top = &s->t->mounts[s->todo[i].top];
+		struct statx stx;
+
+		if (stat_in_root(s->rootfd, top->mountpoint,
+				 s->t->unique_ids ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID, &stx) < 0 ||
+		    !statx_is_mount(s->t, &stx, top))
+			continue;
+		m->type = S_ISDIR(stx.stx_mode) ? NODE_DIR : NODE_FILE;
+	}
+	return NULL;
+}
+
+/* Below this many lookups a second thread costs more than it saves. */
+#define TYPES_SHARE_MIN 256
+
 /*
  * What each mount's root is. A mount with children below its root is a directory. Any other
  * is looked up by path in the target (beneath its root, symlinks resolved
  * in it); the answer counts only if the path lands on that very mount. The
  * lower layers of a stack take the type of the top. Only owned superblocks
  * need this: an external mount's root is looked at when it is restored.
+ * The lookups (3 us each) are shared among threads: 833 of the 10,000
+ * mounts of `mix` take 1.7-1.9 ms on two, 2.5 on one (they contend in the
+ * kernel's path walk).
  */
 static int find_types(struct mntcr_tree *t, size_t ns, pid_t pid)
 {
+	struct types_share share[PARALLEL_MAX];
 	_cleanup_close_ int rootfd = -EBADF;
+	_cleanup_free_ struct lookup *todo = NULL;
+	size_t n = 0, k;
 	char path[64];
 
 	/* A child below a mount's root makes the root a directory; one on the root says nothing. */
@@ -205,13 +244,12 @@ static int find_types(struct mntcr_tree *t, size_t ns, pid_t pid)
 
 	for (size_t i = 0; i < t->n_mounts; i++) {
 		struct mntcr_mount *m = &t->mounts[i], *top = m;
-		struct statx stx;
 
 		if (m->ns != ns || m->type != NODE_UNKNOWN || !t->sbs[m->sb].owned)
 			continue;
 		/*
 		 * The root of one of these filesystems is a directory: what the
-		 * statx below would say, without an openat2 and a statx per mount
+		 * statx would say, without an openat2 and a statx per mount
 		 * (2 us each, as much as reading the mount itself), and also for a
 		 * mount no path reaches.
 		 */
@@ -228,12 +266,16 @@ static int find_types(struct mntcr_tree *t, size_t ns, pid_t pid)
 			m->type = NODE_DIR;
 			continue;
 		}
-		if (stat_in_root(rootfd, top->mountpoint,
-				 t->unique_ids ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID, &stx) < 0 ||
-		    !statx_is_mount(t, &stx, top))
-			continue;
-		m->type = S_ISDIR(stx.stx_mode) ? NODE_DIR : NODE_FILE;
+		if (!todo && !(todo = malloc(t->n_mounts * sizeof(*todo))))
+			return -ENOMEM;
+		todo[n++] = (struct lookup){ .mount = i, .top = (size_t)(top - t->mounts) };
 	}
+	k = parallel_shares(n, TYPES_SHARE_MIN);
+	for (size_t j = 0; j < k; j++)
+		share[j] = (struct types_share){
+			.t = t, .rootfd = rootfd, .todo = todo, .lo = n * j / k, .hi = n * (j + 1) / k
+		};
+	parallel_run(types_share_run, share, sizeof(share[0]), k);
 	return 0;
 }
 

@@ -280,6 +280,23 @@ topology binds '
 /ext root=/binds-ext/in fs=tmpfs src=mntcr-scratch opts=rw,relatime sb=rw,size=262144k,mode=755 prop=private cover=none hidden=no type=? external
 /target root=/file fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=f owned"
 
+# 300 file binds and 300 subdirectory binds: their types are looked up by path, on two threads
+# (with two CPUs).
+want="/ root=/ fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned
+$(for ((i = 0; i < 300; i++)); do
+	echo "/bd$i root=/sub$i fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=d owned"
+	echo "/bf$i root=/f$i fs=tmpfs src=base opts=rw,relatime sb=rw prop=private cover=none hidden=no type=f owned"
+done | LC_ALL=C sort)"
+topology manybinds '
+	mount -t tmpfs base "$D"
+	for ((i = 0; i < 300; i++)); do
+		mkdir "$D/sub$i" "$D/bd$i"
+		touch "$D/f$i" "$D/bf$i"
+		mount --bind "$D/sub$i" "$D/bd$i"
+		mount --bind "$D/f$i" "$D/bf$i"
+	done
+' "$want"
+
 # ------------------------------------------------------------------------------------------------
 # Namespace files: a bind of an nsfs file has the root "mnt:[INODE]", not a path.
 
