@@ -110,7 +110,6 @@ static void jw_escaped(struct jw *w, const char *s, size_t n)
 /*
  * Write into p what precedes a value: a comma, a new line and the indent
  * (or a space on a flat line), the key; returns the end. Room: prefix_max().
- * The key must be plain (key_plain()).
  */
 static char *put_prefix(struct jw *w, char *p, const char *key, size_t klen)
 {
@@ -146,61 +145,16 @@ static inline size_t prefix_max(const struct jw *w, size_t klen)
 	return 2 + (size_t)w->depth * 2 + klen + 4;
 }
 
-/* Whether key needs no escape (every key the manifest has). */
-static bool key_plain(const struct jw *w, const char *key, size_t *ret_len)
-{
-	const uint8_t stop = escape_stop(w);
-	size_t n = 0;
-
-	if (!key) {
-		*ret_len = 0;
-		return true;
-	}
-	for (; key[n]; n++)
-		if (escape_class[(unsigned char)key[n]] & stop)
-			return false;
-	*ret_len = n;
-	return true;
-}
-
-/* What precedes a value: a comma, a new line and the indent, the key. */
-static void jw_prefix(struct jw *w, const char *key)
-{
-	size_t klen;
-	char *p;
-
-	if (w->depth == 0)
-		return;
-	if (!key_plain(w, key, &klen)) { /* never for our keys */
-		p = jw_room(w, prefix_max(w, 0));
-		if (p)
-			jw_took(w, put_prefix(w, p, NULL, 0));
-		jw_puts(w, "\"", 1);
-		jw_escaped(w, key, strlen(key));
-		jw_puts(w, "\": ", 3);
-		return;
-	}
-	p = jw_room(w, prefix_max(w, klen));
-	if (p)
-		jw_took(w, put_prefix(w, p, key, klen));
-}
-
-/* A value written as it is (a number, a literal, a plain string in quotes), in one piece. */
+/* A value written as it is (a number, a literal, a plain string in quotes), with its prefix, in one piece. */
 static void jw_value(struct jw *w, const char *key, const char *s, size_t n, bool quoted)
 {
-	size_t klen, q = quoted;
-	char *p;
+	size_t klen = key ? strlen(key) : 0, q = quoted;
+	char *p = jw_room(w, prefix_max(w, klen) + n + 2 * q);
 
-	if (w->depth == 0 || !key_plain(w, key, &klen)) {
-		jw_prefix(w, key);
-		p = jw_room(w, n + 2 * q);
-	} else {
-		p = jw_room(w, prefix_max(w, klen) + n + 2 * q);
-		if (p)
-			p = put_prefix(w, p, key, klen);
-	}
 	if (!p)
 		return;
+	if (w->depth > 0)
+		p = put_prefix(w, p, key, klen);
 	if (quoted)
 		*p++ = '"';
 	memcpy(p, s, n);
@@ -208,6 +162,12 @@ static void jw_value(struct jw *w, const char *key, const char *s, size_t n, boo
 	if (quoted)
 		*p++ = '"';
 	jw_took(w, p);
+}
+
+/* What precedes a value: a comma, a new line and the indent, the key. */
+static void jw_prefix(struct jw *w, const char *key)
+{
+	jw_value(w, key, "", 0, false);
 }
 
 static void jw_open(struct jw *w, const char *key, char c)
@@ -309,6 +269,11 @@ void jw_bool(struct jw *w, const char *key, bool b)
 void jw_null(struct jw *w, const char *key)
 {
 	jw_value(w, key, "null", 4, false);
+}
+
+void jw_raw(struct jw *w, const char *key, const char *json, size_t n)
+{
+	jw_value(w, key, json, n, false);
 }
 
 /* -------------------------------------------------------------------------- */

@@ -43,7 +43,11 @@ struct jw {
 	int err;			/* first error (-ENOMEM, -EINVAL), sticky */
 };
 
-/* Each writes one value: a member of the open object (key != NULL) or an item of the open array / the top level (key == NULL). */
+/*
+ * Each writes one value: a member of the open object (key != NULL) or an
+ * item of the open array / the top level (key == NULL). Keys are the
+ * writer's own names, written as they are: ASCII that JSON does not escape.
+ */
 void jw_object_begin(struct jw *w, const char *key);
 void jw_object_end(struct jw *w);
 void jw_array_begin(struct jw *w, const char *key);
@@ -54,6 +58,8 @@ void jw_string_len(struct jw *w, const char *key, const char *s, size_t n);
 void jw_u64(struct jw *w, const char *key, uint64_t u);
 void jw_bool(struct jw *w, const char *key, bool b);
 void jw_null(struct jw *w, const char *key);
+/* A value given as its JSON text (n bytes), written as it is. */
+void jw_raw(struct jw *w, const char *key, const char *json, size_t n);
 
 /* -------------------------------------------------------------------------- */
 /* Reader */
