@@ -260,31 +260,38 @@ static int json_add_str(struct jw *w, const char *key, const char *s)
  * Per-mount flags as option names, as mountinfo prints them: the flag table
  * through mntcr_attr_format(). Flags without a name would be lost, so they
  * make the write fail instead. Most mounts have the flags of the mount
- * before them: those are formatted and checked once (per thread).
+ * before them: those are formatted, checked and put in JSON once (per
+ * thread), as jw writes an array of strings on one line: [ "rw", "relatime" ].
  */
 static int flags_to_json(uint64_t attr, struct jw *w)
 {
 	static __thread struct {
 		uint64_t attr;
 		bool ok;
-		char text[256];
+		size_t len;
+		char json[512];
 	} last;
-	uint64_t back;
 
 	if (!last.ok || last.attr != attr) {
-		int n = mntcr_attr_format(attr, last.text, sizeof(last.text));
+		char names[200];
+		uint64_t back;
+		size_t n = 0;
 
-		last.ok = n >= 0 && attr_from_options(last.text, &back) == 0 && back == attr;
+		last.ok = mntcr_attr_format(attr, names, sizeof(names)) >= 0 &&
+			  attr_from_options(names, &back) == 0 && back == attr;
 		if (!last.ok)
 			return -EINVAL;
+		/* names are plain ASCII (the flag table's): each one quoted as it is */
+		last.json[n++] = '[';
+		for (const char *p = names, *e; *p; p = *e ? e + 1 : e) {
+			e = strchrnul(p, ',');
+			n += (size_t)sprintf(last.json + n, "%s\"%.*s\"", p == names ? " " : ", ", (int)(e - p), p);
+		}
+		memcpy(last.json + n, " ]", 2);
+		last.len = n + 2;
 		last.attr = attr;
 	}
-	jw_array_begin(w, "flags");
-	for (const char *p = last.text, *e; *p; p = *e ? e + 1 : e) {
-		e = strchrnul(p, ',');
-		jw_string_len(w, NULL, p, (size_t)(e - p));
-	}
-	jw_array_end(w);
+	jw_raw(w, "flags", last.json, last.len);
 	return 0;
 }
 
@@ -299,19 +306,41 @@ static bool sb_fields_ok(const struct mntcr_sb *sb)
 	       (!sb->ext_root || path_ok(sb->ext_root, false));
 }
 
+/* "major:minor" into buf; returns its length. */
+static size_t dev_text(uint32_t major, uint32_t minor, char buf[static 24])
+{
+	char digits[10];
+	size_t n = 0, k;
+
+	for (int half = 0; half < 2; half++) {
+		uint32_t v = half ? minor : major;
+
+		k = 0;
+		do {
+			digits[k++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
+		while (k > 0)
+			buf[n++] = digits[--k];
+		if (!half)
+			buf[n++] = ':';
+	}
+	buf[n] = 0;
+	return n;
+}
+
 /* Superblock i as an item of the open "superblocks" array; nothing logged (sb_write_error). */
 static int sb_to_json(const struct mntcr_tree *t, const struct manifest_extra *x, size_t i, struct jw *w)
 {
 	const struct mntcr_sb *sb = &t->sbs[i];
-	char dev[32];
+	char dev[24];
 	int r;
 
 	if (!sb_fields_ok(sb))
 		return -EINVAL;
-	snprintf(dev, sizeof(dev), "%u:%u", sb->dev_major, sb->dev_minor);
 	jw_object_begin(w, NULL);
-	if ((r = json_add_str(w, "dev", dev)) < 0 ||
-	    (r = json_add_str(w, "fstype", sb->fstype)) < 0 ||
+	jw_string_len(w, "dev", dev, dev_text(sb->dev_major, sb->dev_minor, dev));
+	if ((r = json_add_str(w, "fstype", sb->fstype)) < 0 ||
 	    (r = json_add_str(w, "source", sb->source)) < 0 ||
 	    (r = json_add_str(w, "options", sb->opts)) < 0)
 		return r;
