@@ -1415,6 +1415,39 @@ static int jget_str(const struct jval *obj, struct jctx *ctx, const char *key, b
 	return jval_str(v, ctx, key, kind, max, ret);
 }
 
+/* One of an item's strings in the manifest: its key, what it must be, how long at most. */
+struct str_field {
+	const char *key;
+	enum str_kind kind;
+	size_t max;
+};
+
+/*
+ * An item's strings str[0..n) (field f[k]; a NULL one stays NULL), decoded
+ * into one allocation *block (strings_alloc()), string k at *slot[k]: one
+ * malloc and one free an item instead of n.
+ */
+static int strings_from_json(const struct jval *const str[], const struct str_field f[], size_t n,
+			     struct jctx *ctx, char **block, char **const slot[])
+{
+	size_t room[_MOUNT_STR_MAX];
+	int r;
+
+	assert(n <= ARRAY_SIZE(room));
+	for (size_t k = 0; k < n; k++) {
+		room[k] = str[k] ? str[k]->n : MOUNT_STR_NULL;
+		if (str[k] && !jstr_may_fit(str[k], f[k].max)) /* said before any allocation */
+			return jval_str_into(str[k], ctx, f[k].key, f[k].kind, f[k].max, NULL);
+	}
+	r = strings_alloc(block, slot, room, n);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < n; k++)
+		if (str[k] && (r = jval_str_into(str[k], ctx, f[k].key, f[k].kind, f[k].max, *slot[k])) < 0)
+			return r;
+	return 0;
+}
+
 /* A decimal number of at most 10 digits, no sign, no leading zero; advances *p. */
 static int parse_u32_dec(const char **p, uint32_t *ret)
 {
@@ -1538,9 +1571,18 @@ static int content_from_json(const struct jval *o, struct jctx *ctx, struct mntc
 	return 0;
 }
 
+/* A superblock's strings in the manifest (SB_STR_*). */
+static const struct str_field sb_strs[_SB_STR_MAX] = {
+	[SB_STR_FSTYPE] = { "fstype", STR_NONEMPTY, FSTYPE_MAX },
+	[SB_STR_SOURCE] = { "source", STR_TEXT, TEXT_MAX },
+	[SB_STR_OPTS] = { "options", STR_TEXT, TEXT_MAX },
+};
+
 static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct mntcr_sb *sb)
 {
 	struct jctx *ctx = JCTX_IDX("manifest.superblocks", i);
+	const struct jval *str[_SB_STR_MAX];
+	char **slot[_SB_STR_MAX];
 	_cleanup_free_ char *dev = NULL;
 	char buf[64];
 	int r;
@@ -1553,9 +1595,14 @@ static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct
 	if (parse_dev(dev, &sb->dev_major, &sb->dev_minor) < 0)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s.dev \"%s\" is not MAJOR:MINOR",
 				       ctx_str(ctx, buf), dev);
-	if ((r = jget_str(o, ctx, "fstype", false, STR_NONEMPTY, FSTYPE_MAX, &sb->fstype)) < 0 ||
-	    (r = jget_str(o, ctx, "source", true, STR_TEXT, TEXT_MAX, &sb->source)) < 0 ||
-	    (r = jget_str(o, ctx, "options", true, STR_TEXT, TEXT_MAX, &sb->opts)) < 0 ||
+	/* looked up in the order the writer puts them (jctx's hint) */
+	if ((r = jget(o, ctx, "fstype", JT_STRING, false, &str[SB_STR_FSTYPE])) < 0 ||
+	    (r = jget(o, ctx, "source", JT_STRING, true, &str[SB_STR_SOURCE])) < 0 ||
+	    (r = jget(o, ctx, "options", JT_STRING, true, &str[SB_STR_OPTS])) < 0)
+		return r;
+	for (size_t k = 0; k < _SB_STR_MAX; k++)
+		slot[k] = sb_str(sb, k);
+	if ((r = strings_from_json(str, sb_strs, _SB_STR_MAX, ctx, &sb->strings, slot)) < 0 ||
 	    (r = jget_bool(o, ctx, "owned", &sb->owned)) < 0 ||
 	    (r = jget_str(o, ctx, "ext_path", true, STR_MOUNTPOINT, IMAGE_PATH_MAX,
 			  &sb->ext_path)) < 0 ||
@@ -1567,17 +1614,8 @@ static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct
 	return 0;
 }
 
-/*
- * Mount i of the manifest, as it is parsed. Its superblock and namespace
- * are numbers checked by mounts_link() once all is read: the superblocks
- * and namespaces may come later in the text. *ret_has_ns: it has "ns".
- */
-/* A mount's strings in the manifest: key, what they must be, longest. */
-static const struct {
-	const char *key;
-	enum str_kind kind;
-	size_t max;
-} mount_strs[_MOUNT_STR_MAX] = {
+/* A mount's strings in the manifest (MOUNT_STR_*). */
+static const struct str_field mount_strs[_MOUNT_STR_MAX] = {
 	[MOUNT_STR_ROOT] = { "root", STR_PATH, IMAGE_PATH_MAX },
 	[MOUNT_STR_MOUNTPOINT] = { "mountpoint", STR_MOUNTPOINT, IMAGE_PATH_MAX },
 	[MOUNT_STR_FSTYPE] = { "fstype", STR_NONEMPTY, FSTYPE_MAX },
@@ -1585,11 +1623,16 @@ static const struct {
 	[MOUNT_STR_SB_OPTS] = { "sb_options", STR_TEXT, TEXT_MAX },
 };
 
+/*
+ * Mount i of the manifest, as it is parsed. Its superblock and namespace
+ * are numbers checked by mounts_link() once all is read: the superblocks
+ * and namespaces may come later in the text. *ret_has_ns: it has "ns".
+ */
 static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m, bool *ret_has_ns)
 {
 	struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
 	const struct jval *flags, *type, *str[_MOUNT_STR_MAX];
-	size_t room[_MOUNT_STR_MAX];
+	char **slot[_MOUNT_STR_MAX];
 	uint64_t old_id, sb;
 	char buf[64];
 	int r;
@@ -1613,20 +1656,11 @@ static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m
 	    (r = jget(o, ctx, "source", JT_STRING, true, &str[MOUNT_STR_SOURCE])) < 0 ||
 	    (r = jget(o, ctx, "sb_options", JT_STRING, true, &str[MOUNT_STR_SB_OPTS])) < 0)
 		return r;
-	/* The strings in one allocation (mount_strings_alloc), each decoded into its room. */
-	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
-		room[k] = str[k] ? str[k]->n : MOUNT_STR_NULL;
-		if (str[k] && !jstr_may_fit(str[k], mount_strs[k].max)) /* said before any allocation */
-			return jval_str_into(str[k], ctx, mount_strs[k].key, mount_strs[k].kind,
-					     mount_strs[k].max, NULL);
-	}
-	r = mount_strings_alloc(m, room);
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
+		slot[k] = mount_str(m, k);
+	r = strings_from_json(str, mount_strs, _MOUNT_STR_MAX, ctx, &m->strings, slot);
 	if (r < 0)
 		return r;
-	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
-		if (str[k] && (r = jval_str_into(str[k], ctx, mount_strs[k].key, mount_strs[k].kind,
-						 mount_strs[k].max, *mount_str(m, k))) < 0)
-			return r;
 	if ((r = jget_u64(o, ctx, "shared", UINT64_MAX, &m->shared)) < 0 ||
 	    (r = jget_u64(o, ctx, "master", UINT64_MAX, &m->master)) < 0 ||
 	    (r = jget_u64(o, ctx, "propagate_from", UINT64_MAX, &m->propagate_from)) < 0 ||

@@ -45,12 +45,12 @@ char **mount_str(struct mntcr_mount *m, size_t k)
 	}
 }
 
-int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX])
+int strings_alloc(char **block, char **const slot[], const size_t room[], size_t n)
 {
 	size_t total = 0;
 	char *p;
 
-	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
+	for (size_t k = 0; k < n; k++) {
 		if (room[k] == MOUNT_STR_NULL)
 			continue;
 		if (room[k] >= SIZE_MAX / 2 - total)
@@ -60,24 +60,59 @@ int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX]
 	p = malloc(total ? total : 1);
 	if (!p)
 		return -ENOMEM;
-	m->strings = p;
-	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
+	*block = p;
+	for (size_t k = 0; k < n; k++) {
 		if (room[k] == MOUNT_STR_NULL) {
-			*mount_str(m, k) = NULL;
+			*slot[k] = NULL;
 			continue;
 		}
-		*mount_str(m, k) = p;
+		*slot[k] = p;
 		*p = 0;
 		p += room[k] + 1;
 	}
 	return 0;
 }
 
+int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX])
+{
+	char **slot[_MOUNT_STR_MAX];
+
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
+		slot[k] = mount_str(m, k);
+	return strings_alloc(&m->strings, slot, room, _MOUNT_STR_MAX);
+}
+
+char **sb_str(struct mntcr_sb *sb, size_t k)
+{
+	switch (k) {
+	case SB_STR_FSTYPE:
+		return &sb->fstype;
+	case SB_STR_SOURCE:
+		return &sb->source;
+	default:
+		assert(k == SB_STR_OPTS);
+		return &sb->opts;
+	}
+}
+
+int sb_strings_alloc(struct mntcr_sb *sb, const size_t room[_SB_STR_MAX])
+{
+	char **slot[_SB_STR_MAX];
+
+	for (size_t k = 0; k < _SB_STR_MAX; k++)
+		slot[k] = sb_str(sb, k);
+	return strings_alloc(&sb->strings, slot, room, _SB_STR_MAX);
+}
+
 void sb_clear(struct mntcr_sb *sb)
 {
-	free(sb->fstype);
-	free(sb->source);
-	free(sb->opts);
+	if (sb->strings) {
+		free(sb->strings);
+	} else {
+		free(sb->fstype);
+		free(sb->source);
+		free(sb->opts);
+	}
 	free(sb->ext_path);
 	free(sb->ext_root);
 	for (size_t i = 0; i < sb->n_content_roots; i++)
@@ -532,23 +567,31 @@ static int index_sbs_by_dev(struct mntcr_tree *t)
 			m->sb = s;
 			continue;
 		}
+		if (!m->fstype) {
+			r = log_debug_errno(-EBADMSG, "Mount %" PRIu64 " has no filesystem type", m->id);
+			break;
+		}
 		r = GROW(t->sbs, t->cap_sbs, t->n_sbs + 1);
 		if (r < 0)
 			break;
 		t->sbs[t->n_sbs] = (struct mntcr_sb){
 			.dev_major = m->dev_major,
 			.dev_minor = m->dev_minor,
-			.fstype = xstrdup(m->fstype),
-			.source = xstrdup(m->source),
-			.opts = xstrdup(m->sb_opts),
 			.owned = true,
 		};
-		if (!t->sbs[t->n_sbs].fstype || (m->sb_opts && !t->sbs[t->n_sbs].opts) ||
-		    (m->source && !t->sbs[t->n_sbs].source)) {
-			sb_clear(&t->sbs[t->n_sbs]);
-			r = -ENOMEM;
+		/* the strings of the superblock's first mount, in one allocation */
+		r = sb_strings_alloc(&t->sbs[t->n_sbs], (size_t[_SB_STR_MAX]){
+			[SB_STR_FSTYPE] = strlen(m->fstype),
+			[SB_STR_SOURCE] = m->source ? strlen(m->source) : MOUNT_STR_NULL,
+			[SB_STR_OPTS] = m->sb_opts ? strlen(m->sb_opts) : MOUNT_STR_NULL,
+		});
+		if (r < 0)
 			break;
-		}
+		strcpy(t->sbs[t->n_sbs].fstype, m->fstype);
+		if (m->source)
+			strcpy(t->sbs[t->n_sbs].source, m->source);
+		if (m->sb_opts)
+			strcpy(t->sbs[t->n_sbs].opts, m->sb_opts);
 		m->sb = t->n_sbs++;
 		r = u64map_put(&by_dev, key, m->sb);
 		if (r < 0)

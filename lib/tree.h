@@ -71,6 +71,7 @@ struct mntcr_sb {
 	char *fstype;
 	char *source;
 	char *opts;     /* superblock options with "rw"/"ro" first */
+	char *strings;  /* NULL, or the one allocation the three strings above are in */
 	bool owned;     /* only the target namespace has it: created anew at restore */
 	char *ext_path; /* external: the dumper-side mountpoint of a mount of it */
 	char *ext_root; /* external: that mount's root inside the filesystem */
@@ -165,6 +166,21 @@ enum {
 int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX]);
 /* Where m's string k (MOUNT_STR_*) is kept. */
 char **mount_str(struct mntcr_mount *m, size_t k);
+
+/* A superblock's strings, in the order sb_strings_alloc() takes their sizes. */
+enum {
+	SB_STR_FSTYPE,
+	SB_STR_SOURCE,
+	SB_STR_OPTS,
+	_SB_STR_MAX,
+};
+
+/* As mount_strings_alloc(), for n strings: *block, and *slot[k] in it (room[k] MOUNT_STR_NULL: NULL). */
+int strings_alloc(char **block, char **const slot[], const size_t room[], size_t n);
+/* As mount_strings_alloc(), for sb's fstype, source and options (sb->strings). */
+int sb_strings_alloc(struct mntcr_sb *sb, const size_t room[_SB_STR_MAX]);
+/* Where sb's string k (SB_STR_*) is kept. */
+char **sb_str(struct mntcr_sb *sb, size_t k);
 void sb_clear(struct mntcr_sb *sb);
 
 static inline struct mntcr_mount *tree_child(const struct mntcr_tree *t, const struct mntcr_mount *m,
