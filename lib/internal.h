@@ -9,15 +9,19 @@
 
 /* mountinfo.c */
 int mountinfo_parse_line(char *line, struct mntcr_mount *m);
+/* m's strings from its mountinfo line; m's old id, superblock and parent's old id must match. */
+int mountinfo_line_strings(char *line, struct mntcr_mount *m, uint32_t parent_old_id);
 
 /* statmount.c */
 int statmount_ns_id_of_pid(pid_t pid, uint64_t *ret_ns_id);
 /*
  * events_fd: /proc/PID/mountinfo of a process in the namespace, opened
  * before the call, which tells whether the namespace changed while it was
- * read; negative when there is none (a namespace file).
+ * read; negative when there is none (a namespace file). text_fd: another
+ * open of it, which the strings are read from when it shows every mount,
+ * or negative.
  */
-int statmount_read(uint64_t ns_id, int events_fd, struct mntcr_tree **ret_tree);
+int statmount_read(uint64_t ns_id, int events_fd, int text_fd, struct mntcr_tree **ret_tree);
 /* MNTCR_TIMING: how long the last statmount_read took to read the mounts (statmount and copies) */
 extern double statmount_read_ms;
 

@@ -202,6 +202,31 @@ fail:
 	return r;
 }
 
+/*
+ * The strings of m from its line (modified in place), whose ids and
+ * superblock must be m's (old ids, as mountinfo numbers mounts): the rest
+ * of m came from statmount. -ESTALE when the line is another mount's. On
+ * failure, m may hold some strings (mount_clear() frees them).
+ */
+int mountinfo_line_strings(char *line, struct mntcr_mount *m, uint32_t parent_old_id)
+{
+	struct line_fields l;
+	uint64_t id, parent;
+	uint32_t major, minor;
+	struct mntcr_mount opt = { 0 }; /* the optional fields: statmount's count */
+	int r;
+
+	r = split_line(line, &l, &opt);
+	if (r < 0)
+		return r;
+	if (parse_u64_field(l.id, &id) < 0 || parse_u64_field(l.parent, &parent) < 0 ||
+	    parse_dev(l.dev, &major, &minor) < 0)
+		return -EBADMSG;
+	if (id != m->old_id || parent != parent_old_id || major != m->dev_major || minor != m->dev_minor)
+		return -ESTALE;
+	return take_strings(&l, m);
+}
+
 MNTCR_EXPORT int mntcr_tree_parse_mountinfo(FILE *f, struct mntcr_tree **ret_tree)
 {
 	struct mntcr_tree *t = NULL;

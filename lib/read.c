@@ -29,6 +29,14 @@ static int read_mountinfo_pid(pid_t pid, struct mntcr_tree **ret)
 	return mntcr_tree_parse_mountinfo(f, ret);
 }
 
+static int open_mountinfo(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 /*
  * /proc/PID/mountinfo, to learn whether namespace ns_id changes while it
  * is read (statmount_read()); negative if it cannot be had, or if the
@@ -36,12 +44,9 @@ static int read_mountinfo_pid(pid_t pid, struct mntcr_tree **ret)
  */
 static int open_mount_events(pid_t pid, uint64_t ns_id)
 {
-	char path[64];
 	uint64_t now = 0;
-	int fd;
+	int fd = open_mountinfo(pid);
 
-	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0 && (statmount_ns_id_of_pid(pid, &now) < 0 || now != ns_id)) {
 		close(fd);
 		fd = -EBADF;
@@ -62,9 +67,11 @@ static int read_raw(pid_t pid, unsigned flags, struct mntcr_tree **ret)
 
 	if (!(flags & MNTCR_READ_MOUNTINFO) && feat.statmount && feat.listmount && ns_id) {
 		_cleanup_close_ int events_fd = open_mount_events(pid, ns_id);
+		/* the strings come from the text of another open (statmount_read) */
+		_cleanup_close_ int text_fd = events_fd >= 0 ? open_mountinfo(pid) : -EBADF;
 		struct mntcr_tree *t = NULL;
 
-		r = statmount_read(ns_id, events_fd, &t);
+		r = statmount_read(ns_id, events_fd, text_fd, &t);
 		if (r == 0) {
 			r = tree_index(t);
 			if (r < 0) {
@@ -571,7 +578,7 @@ MNTCR_EXPORT int mntcr_tree_read_nsfiles(const char *const *nsfiles, size_t n_fi
 			seen = seen || parts[k]->ns_id == id;
 		if (seen)
 			continue; /* each namespace once */
-		r = statmount_read(id, -EBADF, &parts[n]);
+		r = statmount_read(id, -EBADF, -EBADF, &parts[n]);
 		if (r < 0)
 			goto out;
 		parts[n++]->ns_id = id;

@@ -6,6 +6,8 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/ioctl.h>
 
 #include "internal.h"
@@ -21,10 +23,13 @@
 #define SB_LAZYTIME (1 << 25)
 #endif
 
+/* What fill_basic() takes; fill_mount() takes the strings too. */
+#define STATMOUNT_BASIC                                                                            \
+	(MNTCR_STATMOUNT_SB_BASIC | MNTCR_STATMOUNT_MNT_BASIC | MNTCR_STATMOUNT_PROPAGATE_FROM)
 #define STATMOUNT_WANT                                                                             \
-	(MNTCR_STATMOUNT_SB_BASIC | MNTCR_STATMOUNT_MNT_BASIC | MNTCR_STATMOUNT_PROPAGATE_FROM |    \
-	 MNTCR_STATMOUNT_MNT_ROOT | MNTCR_STATMOUNT_MNT_POINT | MNTCR_STATMOUNT_FS_TYPE |           \
-	 MNTCR_STATMOUNT_MNT_OPTS | MNTCR_STATMOUNT_FS_SUBTYPE | MNTCR_STATMOUNT_SB_SOURCE)
+	(STATMOUNT_BASIC | MNTCR_STATMOUNT_MNT_ROOT | MNTCR_STATMOUNT_MNT_POINT |                   \
+	 MNTCR_STATMOUNT_FS_TYPE | MNTCR_STATMOUNT_MNT_OPTS | MNTCR_STATMOUNT_FS_SUBTYPE |          \
+	 MNTCR_STATMOUNT_SB_SOURCE)
 
 /* All mount ids of a namespace, in one consistent list. */
 static int list_ids(uint64_t ns_id, uint64_t **ret_ids, size_t *ret_n)
@@ -64,12 +69,13 @@ static int list_ids(uint64_t ns_id, uint64_t **ret_ids, size_t *ret_n)
 /* How long the last read took in the kernel and copying its strings (MNTCR_TIMING). */
 double statmount_read_ms;
 
-static int stat_one(uint64_t ns_id, uint64_t id, struct mntcr_statmount **buf, size_t *bufsize)
+static int stat_one(uint64_t ns_id, uint64_t id, uint64_t mask, struct mntcr_statmount **buf,
+		    size_t *bufsize)
 {
 	struct mntcr_mnt_id_req req = {
 		.size = MNTCR_MNT_ID_REQ_SIZE_VER1,
 		.mnt_id = id,
-		.param = STATMOUNT_WANT,
+		.param = mask,
 		.mnt_ns_id = ns_id,
 	};
 
@@ -121,6 +127,28 @@ static size_t sb_flags_text(uint32_t flags, char buf[static 64])
 	return n;
 }
 
+/* The fields of m that statmount gives without strings (STATMOUNT_BASIC). */
+static void fill_basic(const struct mntcr_statmount *sm, struct mntcr_mount *m)
+{
+	*m = (struct mntcr_mount){
+		.id = sm->mnt_id,
+		.parent_id = sm->mnt_parent_id,
+		.old_id = sm->mnt_id_old,
+		.dev_major = sm->sb_dev_major,
+		.dev_minor = sm->sb_dev_minor,
+		.attr = sm->mnt_attr,
+		.unbindable = !!(sm->mnt_propagation & MS_UNBINDABLE),
+	};
+	if (sm->mnt_propagation & MS_SHARED)
+		m->shared = sm->mnt_peer_group;
+	if (sm->mnt_propagation & MS_SLAVE) {
+		m->master = sm->mnt_master;
+		/* mountinfo omits propagate_from when it equals the master; so do we */
+		if (sm->propagate_from != sm->mnt_master)
+			m->propagate_from = sm->propagate_from;
+	}
+}
+
 /*
  * Mount sm as the tree keeps it. Its strings go into one allocation:
  * fstype as "type" or "type.subtype", the superblock options as mountinfo
@@ -139,23 +167,7 @@ static int fill_mount(const struct mntcr_statmount *sm, struct mntcr_mount *m)
 	char flags[64];
 	int r;
 
-	*m = (struct mntcr_mount){
-		.id = sm->mnt_id,
-		.parent_id = sm->mnt_parent_id,
-		.old_id = sm->mnt_id_old,
-		.dev_major = sm->sb_dev_major,
-		.dev_minor = sm->sb_dev_minor,
-		.attr = sm->mnt_attr,
-		.unbindable = !!(sm->mnt_propagation & MS_UNBINDABLE),
-	};
-	if (sm->mnt_propagation & MS_SHARED)
-		m->shared = sm->mnt_peer_group;
-	if (sm->mnt_propagation & MS_SLAVE) {
-		m->master = sm->mnt_master;
-		/* mountinfo omits propagate_from when it equals the master; so do we */
-		if (sm->propagate_from != sm->mnt_master)
-			m->propagate_from = sm->propagate_from;
-	}
+	fill_basic(sm, m);
 	if (!root || !point || !type)
 		return -EBADMSG;
 	flags_len = sb_flags_text(sm->sb_flags, flags);
@@ -226,7 +238,7 @@ static void *stat_share_run(void *arg)
 		return NULL;
 	}
 	for (size_t i = 0; i < s->n && s->r == 0; i++) {
-		int r = stat_one(s->ns_id, s->ids[i], &buf, &bufsize);
+		int r = stat_one(s->ns_id, s->ids[i], STATMOUNT_WANT, &buf, &bufsize);
 
 		if (r == -ENOENT) /* unmounted since listmount: not part of the snapshot */
 			continue;
@@ -271,6 +283,248 @@ static int stat_all(uint64_t ns_id, const uint64_t *ids, size_t n, struct mntcr_
 	return r;
 }
 
+/* -------------------------------------------------------------------------- */
+/*
+ * The quick read, through a process of the namespace. statmount's strings
+ * cost 0.4 us a mount more than its numbers, and two threads reading
+ * them contend in the kernel; mountinfo prints a mount's strings in 0.4
+ * (binds) to 1 us (a tmpfs each). So this thread reads the strings from
+ * the process's mountinfo, line by line, while a second one lists the
+ * mounts and reads their numbers with statmount (0.3 us a mount); when
+ * that is done before the text, the second thread reads the mounts the
+ * text has not reached yet from the end of the list, strings included, and
+ * the text stops where the two meet (claim_line(), claim_tail(): mountinfo
+ * lists the mounts in listmount's order). The lines are then joined to
+ * their mounts by the 32-bit ids both give, checked field by field
+ * (mountinfo_line_strings()), on both threads. Dumps, interleaved medians:
+ * 10,000 binds 16.8 -> 15.7 ms, 50,000 binds 79.1 -> 68.2 ms, 50,000 tmpfs
+ * 106.3 -> 101.1 ms. It needs the process to see every mount (its root is
+ * its namespace's root): mountinfo leaves out what lies outside the root,
+ * the two then disagree (-EXDEV), and statmount reads all.
+ */
+
+#define BOUND_OPEN UINT32_MAX /* tail: the list is not read yet */
+
+struct quick {
+	uint64_t ns_id;
+	int text_fd;
+	struct mntcr_tree *t;		   /* the mounts: numbers, strings from the tail on */
+	uint32_t *parent_old;		   /* per mount, its parent's old id */
+	_Atomic uint64_t bounds;	   /* lines claimed (low 32 bits), tail (high: from it on, statmount's) */
+	bool tail;			   /* statmount reads the mounts the text has not reached */
+	char *buf;			   /* the mountinfo text, its lines NUL-terminated */
+	size_t *line_at;		   /* the lines claimed, in order: where each starts in buf */
+	size_t n_lines, cap_lines;
+	int r_text, r_stat;
+};
+
+static inline uint32_t bound_lo(uint64_t v)
+{
+	return (uint32_t)v;
+}
+
+static inline uint32_t bound_hi(uint64_t v)
+{
+	return (uint32_t)(v >> 32);
+}
+
+/* Line i of the text is the text's to join, unless the tail got there first. */
+static bool claim_line(struct quick *q, uint32_t i)
+{
+	uint64_t v = atomic_load(&q->bounds);
+
+	do {
+		if (bound_lo(v) != i || i >= bound_hi(v))
+			return false;
+	} while (!atomic_compare_exchange_weak(&q->bounds, &v, v + 1));
+	return true;
+}
+
+/* The last mount neither side has: statmount's to read whole; false when they met. */
+static bool claim_tail(struct quick *q, uint32_t *ret)
+{
+	uint64_t v = atomic_load(&q->bounds);
+
+	do {
+		if (bound_hi(v) <= bound_lo(v))
+			return false;
+		*ret = bound_hi(v) - 1;
+	} while (!atomic_compare_exchange_weak(&q->bounds, &v, ((uint64_t)*ret << 32) | bound_lo(v)));
+	return true;
+}
+
+/* The text, read and claimed line by line until its end or the tail. */
+static int quick_text(struct quick *q)
+{
+	size_t len = 0, cap = 0, scanned = 0;
+	int r;
+
+	if (lseek(q->text_fd, 0, SEEK_SET) < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n;
+		char *nl;
+
+		r = GROW(q->buf, cap, len + 65536 + 1);
+		if (r < 0)
+			return r;
+		n = read(q->text_fd, q->buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		while ((nl = memchr(q->buf + scanned, '\n', len - scanned))) {
+			if (!claim_line(q, (uint32_t)q->n_lines))
+				goto claimed;
+			r = GROW(q->line_at, q->cap_lines, q->n_lines + 1);
+			if (r < 0)
+				return r;
+			q->line_at[q->n_lines++] = scanned;
+			*nl = 0;
+			scanned = (size_t)(nl - q->buf) + 1;
+		}
+	}
+claimed:
+	return 0;
+}
+
+/* The mounts' numbers, then the ones the text has not reached, whole. */
+static int quick_statmount(struct quick *q)
+{
+	_cleanup_free_ uint64_t *ids = NULL;
+	size_t bufsize = 4096, n = 0;
+	struct mntcr_statmount *buf = malloc(bufsize);
+	uint64_t v;
+	uint32_t i;
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = list_ids(q->ns_id, &ids, &n);
+	if (r == 0 && n >= BOUND_OPEN)
+		r = -E2BIG;
+	if (r == 0)
+		r = GROW(q->t->mounts, q->t->cap_mounts, n);
+	if (r == 0 && !(q->parent_old = malloc((n + 1) * sizeof(*q->parent_old))))
+		r = -ENOMEM;
+	if (r < 0) {
+		/* nothing for the text to wait for: it stops at once */
+		atomic_store(&q->bounds, 0);
+		free(buf);
+		return r;
+	}
+	/* the tail starts at the end of the list */
+	v = atomic_load(&q->bounds);
+	while (!atomic_compare_exchange_weak(&q->bounds, &v, ((uint64_t)n << 32) | bound_lo(v)))
+		;
+	for (size_t k = 0; k < n && r == 0; k++) {
+		r = stat_one(q->ns_id, ids[k], STATMOUNT_BASIC, &buf, &bufsize);
+		if (r == 0) {
+			fill_basic(buf, &q->t->mounts[k]);
+			q->parent_old[k] = buf->mnt_parent_id_old;
+			q->t->n_mounts = k + 1;
+		}
+	}
+	while (r == 0 && q->tail && claim_tail(q, &i)) {
+		struct mntcr_mount *m = &q->t->mounts[i];
+
+		r = stat_one(q->ns_id, ids[i], STATMOUNT_WANT, &buf, &bufsize);
+		if (r == 0)
+			r = fill_mount(buf, m);
+	}
+	free(buf);
+	/* a mount gone since listmount: the namespace changed, and the caller sees it */
+	return r == -ENOENT ? -EXDEV : r;
+}
+
+static void *quick_stat_run(void *arg)
+{
+	struct quick *q = arg;
+
+	q->r_stat = quick_statmount(q);
+	return NULL;
+}
+
+/* Strings for the mounts lo..hi of t from their lines. */
+struct strings_share {
+	struct quick *q;
+	size_t lo, hi;
+	int r;
+} __attribute__((aligned(64)));
+
+static void *strings_share_run(void *arg)
+{
+	struct strings_share *s = arg;
+
+	for (size_t i = s->lo; i < s->hi && s->r == 0; i++)
+		s->r = mountinfo_line_strings(s->q->buf + s->q->line_at[i], &s->q->t->mounts[i],
+					      s->q->parent_old[i]);
+	return NULL;
+}
+
+/*
+ * The mounts of namespace ns_id into t, their strings from text_fd (the
+ * mountinfo of one of its processes). -EXDEV: the two do not describe
+ * the same mounts; t is then left empty.
+ */
+static int quick_read(uint64_t ns_id, int text_fd, struct mntcr_tree *t)
+{
+	struct quick q = { .ns_id = ns_id, .text_fd = text_fd, .t = t,
+			   .bounds = (uint64_t)BOUND_OPEN << 32 };
+	struct strings_share share[PARALLEL_MAX];
+	pthread_t stat_thread;
+	bool threaded;
+	size_t k, lo, hi;
+	uint64_t v;
+	int r;
+
+	q.tail = parallel_shares(2, 1) > 1;
+	threaded = q.tail && thread_start(&stat_thread, quick_stat_run, &q) == 0;
+	if (!threaded) { /* one CPU: the numbers first, then all lines */
+		q.tail = false;
+		quick_stat_run(&q);
+	}
+	q.r_text = quick_text(&q);
+	if (threaded)
+		pthread_join(stat_thread, NULL);
+	v = atomic_load(&q.bounds);
+	lo = bound_lo(v);
+	hi = bound_hi(v);
+	r = q.r_text < 0 ? q.r_text : q.r_stat;
+	/*
+	 * The text's lines and statmount's tail met: the text did not end
+	 * before (fewer lines than mounts) or run past the end of the list
+	 * (more lines).
+	 */
+	if (r == 0 && (lo != hi || lo != q.n_lines))
+		r = -EXDEV;
+	if (r == 0) {
+		k = parallel_shares(lo, STAT_SHARE_MIN);
+		for (size_t j = 0; j < k; j++)
+			share[j] = (struct strings_share){ .q = &q, .lo = lo * j / k, .hi = lo * (j + 1) / k };
+		parallel_run(strings_share_run, share, sizeof(share[0]), k);
+		for (size_t j = 0; j < k && r == 0; j++)
+			r = share[j].r;
+		if (r == -ESTALE || r == -EBADMSG)
+			r = -EXDEV;
+	}
+	if (r < 0) {
+		for (size_t i = 0; i < t->n_mounts; i++)
+			mount_clear(&t->mounts[i]);
+		t->n_mounts = 0;
+	} else
+		log_debug("Namespace %" PRIu64 ": %zu mounts, the strings of %zu from mountinfo, "
+			  "of the last %zu from statmount",
+			  ns_id, t->n_mounts, lo, t->n_mounts - lo);
+	free(q.buf);
+	free(q.line_at);
+	free(q.parent_old);
+	return r;
+}
+
 /*
  * Whether the namespace changed since events_fd was opened or last asked:
  * the kernel marks an open mountinfo file when a mount is added, removed,
@@ -288,7 +542,17 @@ static bool mounts_changed(int events_fd)
  * Read the namespace with id ns_id. -ENOSYS (or -EINVAL from an older
  * kernel's statmount) tells the caller to fall back to mountinfo.
  */
-static int statmount_read_once(uint64_t ns_id, int events_fd, struct mntcr_tree **ret_tree, bool *ret_stable)
+/* The strings through statmount too (MNTCR_STATMOUNT_STRINGS=1): the tests compare the two reads. */
+static bool statmount_strings(void)
+{
+	const char *e = getenv("MNTCR_STATMOUNT_STRINGS");
+
+	return e && *e && !streq(e, "0");
+}
+
+/* text_fd: as statmount_read(); *quick: try the quick read, cleared when it cannot be had. */
+static int statmount_read_once(uint64_t ns_id, int events_fd, int text_fd, bool *quick,
+			       struct mntcr_tree **ret_tree, bool *ret_stable)
 {
 	_cleanup_free_ uint64_t *ids = NULL;
 	struct mntcr_tree *t = NULL;
@@ -296,9 +560,6 @@ static int statmount_read_once(uint64_t ns_id, int events_fd, struct mntcr_tree 
 	double t0 = timing_enabled() ? timing_now_ms() : 0;
 	int r;
 
-	r = list_ids(ns_id, &ids, &n);
-	if (r < 0)
-		return r;
 	r = tree_new(&t);
 	if (r < 0)
 		return r;
@@ -306,6 +567,25 @@ static int statmount_read_once(uint64_t ns_id, int events_fd, struct mntcr_tree 
 	t->unique_ids = true;
 	t->ns_id = ns_id;
 
+	if (*quick) {
+		r = quick_read(ns_id, text_fd, t);
+		if (r == 0) {
+			if (timing_enabled())
+				statmount_read_ms = timing_now_ms() - t0;
+			*ret_stable = !mounts_changed(events_fd);
+			*ret_tree = t;
+			return 0;
+		}
+		if (r != -EXDEV)
+			goto fail;
+		log_debug("Namespace %" PRIu64 ": its process's mountinfo and statmount differ "
+			  "(a root of its own, or a change), reading every string with statmount",
+			  ns_id);
+		*quick = false;
+	}
+	r = list_ids(ns_id, &ids, &n);
+	if (r < 0)
+		goto fail;
 	r = stat_all(ns_id, ids, n, t);
 	if (r < 0)
 		goto fail;
@@ -336,12 +616,14 @@ fail:
 	return r;
 }
 
-int statmount_read(uint64_t ns_id, int events_fd, struct mntcr_tree **ret_tree)
+int statmount_read(uint64_t ns_id, int events_fd, int text_fd, struct mntcr_tree **ret_tree)
 {
+	bool quick = events_fd >= 0 && text_fd >= 0 && !statmount_strings();
+
 	for (unsigned attempt = 0;; attempt++) {
 		struct mntcr_tree *t = NULL;
 		bool stable = false;
-		int r = statmount_read_once(ns_id, events_fd, &t, &stable);
+		int r = statmount_read_once(ns_id, events_fd, text_fd, &quick, &t, &stable);
 
 		if (r < 0)
 			return r;

@@ -23,13 +23,19 @@ expect_model() {
 	is "$got_mi" "$want" "$name: the model (mountinfo)"
 }
 
-# The two sources agree on the whole namespace, host mounts included.
+# The two sources agree on the whole namespace, host mounts included; and so do
+# statmount's two reads: its strings from the process's mountinfo (on one or two
+# threads), or from statmount itself (MNTCR_STATMOUNT_STRINGS=1).
 expect_sources_agree() {
 	local name=$1 pid a b
 	pid=$(ns_pid "$name")
 	a=$("$MNTCR_INSPECT" "$pid" 2>&1)
 	b=$("$MNTCR_INSPECT" --mountinfo "$pid" 2>&1)
 	is "$b" "$a" "$name: statmount and mountinfo agree on the whole namespace"
+	b=$(MNTCR_STATMOUNT_STRINGS=1 "$MNTCR_INSPECT" "$pid" 2>&1)
+	is "$b" "$a" "$name: statmount's strings agree with its process's mountinfo"
+	b=$(MNTCR_THREADS=1 "$MNTCR_INSPECT" "$pid" 2>&1)
+	is "$b" "$a" "$name: statmount read on one thread agrees"
 }
 
 # Dump NAME; check the image (or the error), and that the target is unchanged.
