@@ -24,8 +24,9 @@ expect_model() {
 }
 
 # The two sources agree on the whole namespace, host mounts included; and so do
-# statmount's two reads: its strings from the process's mountinfo (on one or two
-# threads), or from statmount itself (MNTCR_STATMOUNT_STRINGS=1).
+# statmount's reads: the strings from the process's mountinfo (on one or two
+# threads; MNTCR_STATMOUNT_STRINGS=0 reads them so whatever the namespace's size),
+# or from statmount itself (=1).
 expect_sources_agree() {
 	local name=$1 pid a b
 	pid=$(ns_pid "$name")
@@ -33,9 +34,11 @@ expect_sources_agree() {
 	b=$("$MNTCR_INSPECT" --mountinfo "$pid" 2>&1)
 	is "$b" "$a" "$name: statmount and mountinfo agree on the whole namespace"
 	b=$(MNTCR_STATMOUNT_STRINGS=1 "$MNTCR_INSPECT" "$pid" 2>&1)
-	is "$b" "$a" "$name: statmount's strings agree with its process's mountinfo"
-	b=$(MNTCR_THREADS=1 "$MNTCR_INSPECT" "$pid" 2>&1)
-	is "$b" "$a" "$name: statmount read on one thread agrees"
+	is "$b" "$a" "$name: statmount's own strings agree"
+	b=$(MNTCR_STATMOUNT_STRINGS=0 "$MNTCR_INSPECT" "$pid" 2>&1)
+	is "$b" "$a" "$name: the strings from its process's mountinfo agree"
+	b=$(MNTCR_STATMOUNT_STRINGS=0 MNTCR_THREADS=1 "$MNTCR_INSPECT" "$pid" 2>&1)
+	is "$b" "$a" "$name: ... read on one thread"
 }
 
 # Dump NAME; check the image (or the error), and that the target is unchanged.
