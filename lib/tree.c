@@ -266,9 +266,9 @@ static int index_ids(struct mntcr_tree *t)
 	for (size_t i = 0; i < t->n_mounts; i++) {
 		struct mntcr_mount *m = &t->mounts[i];
 
-		if (u64map_get(&t->by_id, m->id, NULL))
+		r = u64map_add(&t->by_id, m->id, i);
+		if (r == -EEXIST)
 			return log_debug_errno(-EBADMSG, "Duplicate mount id %" PRIu64, m->id);
-		r = u64map_put(&t->by_id, m->id, i);
 		if (r < 0)
 			return r;
 	}

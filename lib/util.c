@@ -229,7 +229,8 @@ int u64map_reserve(struct u64map *m, size_t n)
 	return cap == m->cap ? 0 : u64map_resize(m, cap);
 }
 
-int u64map_put(struct u64map *m, uint64_t key, size_t val)
+/* key -> val; a key there already gets val (replace) or -EEXIST. */
+static int u64map_insert(struct u64map *m, uint64_t key, size_t val, bool replace)
 {
 	size_t i;
 
@@ -247,10 +248,22 @@ int u64map_put(struct u64map *m, uint64_t key, size_t val)
 			return 0;
 		}
 		if (m->keys[i] == key) {
+			if (!replace)
+				return -EEXIST;
 			m->vals[i] = val;
 			return 0;
 		}
 	}
+}
+
+int u64map_put(struct u64map *m, uint64_t key, size_t val)
+{
+	return u64map_insert(m, key, val, true);
+}
+
+int u64map_add(struct u64map *m, uint64_t key, size_t val)
+{
+	return u64map_insert(m, key, val, false);
 }
 
 bool u64map_get(const struct u64map *m, uint64_t key, size_t *ret_val)

@@ -140,6 +140,7 @@ struct u64map {
 };
 
 int u64map_put(struct u64map *m, uint64_t key, size_t val); /* replaces */
+int u64map_add(struct u64map *m, uint64_t key, size_t val); /* -EEXIST when key is there */
 int u64map_reserve(struct u64map *m, size_t n);		    /* room for n keys without growing */
 bool u64map_get(const struct u64map *m, uint64_t key, size_t *ret_val);
 void u64map_release(struct u64map *m);
