@@ -26,16 +26,12 @@ int main(void)
 			break;
 		start += n;
 	}
-	if (err == json_tokener_continue) {
+	if (err == json_tokener_continue)
 		fprintf(stderr, "json-check: the input ends inside a JSON value\n");
-		return 1;
-	}
-	if (!o || err != json_tokener_success) {
+	else if (!o || err != json_tokener_success)
 		fprintf(stderr, "json-check: not valid JSON at byte %zu: %s\n",
 			start + json_tokener_get_parse_end(tok), json_tokener_error_desc(err));
-		return 1;
-	}
 	json_object_put(o);
 	json_tokener_free(tok);
-	return 0;
+	return o && err == json_tokener_success ? 0 : 1;
 }
