@@ -190,29 +190,28 @@ struct lookup {
 	size_t mount, top;
 };
 
-/* The lookups todo[lo..hi) (find_types()), on a thread of their own. */
-struct types_share {
+/* What find_types() looks up, a share of it at a time (parallel_ranges()). */
+struct lookups {
 	struct mntcr_tree *t;
 	int rootfd;
 	const struct lookup *todo;
-	size_t lo, hi;
-} __attribute__((aligned(64)));
+};
 
-static void *types_share_run(void *arg)
+static int lookups_run(void *arg, size_t lo, size_t hi)
 {
-	struct types_share *s = arg;
+	const struct lookups *l = arg;
 
-	for (size_t i = s->lo; i < s->hi; i++) {
-		struct mntcr_mount *m = &s->t->mounts[s->todo[i].mount], *top = &s->t->mounts[s->todo[i].top];
+	for (size_t i = lo; i < hi; i++) {
+		struct mntcr_mount *m = &l->t->mounts[l->todo[i].mount], *top = &l->t->mounts[l->todo[i].top];
 		struct statx stx;
 
-		if (stat_in_root(s->rootfd, top->mountpoint,
-				 s->t->unique_ids ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID, &stx) < 0 ||
-		    !statx_is_mount(s->t, &stx, top))
+		if (stat_in_root(l->rootfd, top->mountpoint,
+				 l->t->unique_ids ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID, &stx) < 0 ||
+		    !statx_is_mount(l->t, &stx, top))
 			continue;
 		m->type = S_ISDIR(stx.stx_mode) ? NODE_DIR : NODE_FILE;
 	}
-	return NULL;
+	return 0;
 }
 
 /* Below this many lookups a second thread costs more than it saves. */
@@ -230,10 +229,9 @@ static void *types_share_run(void *arg)
  */
 static int find_types(struct mntcr_tree *t, size_t ns, pid_t pid)
 {
-	struct types_share share[PARALLEL_MAX];
 	_cleanup_close_ int rootfd = -EBADF;
 	_cleanup_free_ struct lookup *todo = NULL;
-	size_t n = 0, k;
+	size_t n = 0;
 	char path[64];
 
 	/* A child below a mount's root makes the root a directory; one on the root says nothing. */
@@ -277,13 +275,8 @@ static int find_types(struct mntcr_tree *t, size_t ns, pid_t pid)
 			return -ENOMEM;
 		todo[n++] = (struct lookup){ .mount = i, .top = (size_t)(top - t->mounts) };
 	}
-	k = parallel_shares(n, TYPES_SHARE_MIN);
-	for (size_t j = 0; j < k; j++)
-		share[j] = (struct types_share){
-			.t = t, .rootfd = rootfd, .todo = todo, .lo = n * j / k, .hi = n * (j + 1) / k
-		};
-	parallel_run(types_share_run, share, sizeof(share[0]), k);
-	return 0;
+	return parallel_ranges(n, TYPES_SHARE_MIN, lookups_run,
+			       &(struct lookups){ .t = t, .rootfd = rootfd, .todo = todo });
 }
 
 /*

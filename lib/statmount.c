@@ -216,42 +216,41 @@ int statmount_ns_id_of_pid(pid_t pid, uint64_t *ret_ns_id)
 }
 
 /*
- * A share of the ids, read on a thread of its own: statmount takes the
- * namespace lock shared, so two readers overlap, and one copies strings
- * while the other is in the kernel (10,000 mounts on 2 cores: 17 ms on one
- * thread, 12 on two).
+ * The ids, read a share at a time on threads of their own
+ * (parallel_ranges()): statmount takes the namespace lock shared, so two
+ * readers overlap, and one copies strings while the other is in the kernel
+ * (10,000 mounts on 2 cores: 17 ms on one thread, 12 on two).
  * Slot i of out is the mount of ids[i]; one gone since listmount is left
  * zeroed (no mount has id 0).
  */
-struct stat_share {
+struct stat_ids {
 	uint64_t ns_id;
 	const uint64_t *ids;
 	struct mntcr_mount *out;
-	size_t n;
-	int r;
 };
 
-static void *stat_share_run(void *arg)
+static int stat_ids_run(void *arg, size_t lo, size_t hi)
 {
-	struct stat_share *s = arg;
+	const struct stat_ids *s = arg;
 	size_t bufsize = 16384;
 	struct mntcr_statmount *buf = malloc(bufsize);
+	int r = 0;
 
 	/* each share zeroes its own slots: the page faults of a large table on both CPUs */
-	memset(s->out, 0, s->n * sizeof(*s->out));
-	if (!buf) {
-		s->r = -ENOMEM;
-		return NULL;
-	}
-	for (size_t i = 0; i < s->n && s->r == 0; i++) {
-		int r = stat_one(s->ns_id, s->ids[i], STATMOUNT_WANT, &buf, &bufsize);
-
-		if (r == -ENOENT) /* unmounted since listmount: not part of the snapshot */
+	memset(s->out + lo, 0, (hi - lo) * sizeof(*s->out));
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = lo; i < hi && r == 0; i++) {
+		r = stat_one(s->ns_id, s->ids[i], STATMOUNT_WANT, &buf, &bufsize);
+		if (r == -ENOENT) { /* unmounted since listmount: not part of the snapshot */
+			r = 0;
 			continue;
-		s->r = r < 0 ? r : fill_mount(buf, &s->out[i]);
+		}
+		if (r == 0)
+			r = fill_mount(buf, &s->out[i]);
 	}
 	free(buf);
-	return NULL;
+	return r;
 }
 
 /* Below this many mounts a second thread costs more than it saves. */
@@ -260,24 +259,14 @@ static void *stat_share_run(void *arg)
 /* statmount every id into t->mounts, in id order, the ids shared among threads. */
 static int stat_all(uint64_t ns_id, const uint64_t *ids, size_t n, struct mntcr_tree *t)
 {
-	struct stat_share share[PARALLEL_MAX];
-	size_t k = parallel_shares(n, STAT_SHARE_MIN), kept = 0;
+	size_t kept = 0;
 	int r;
 
 	r = GROW(t->mounts, t->cap_mounts, n);
 	if (r < 0)
 		return r;
-	for (size_t j = 0; j < k; j++)
-		share[j] = (struct stat_share){
-			.ns_id = ns_id,
-			.ids = ids + n * j / k,
-			.out = t->mounts + n * j / k,
-			.n = n * (j + 1) / k - n * j / k,
-		};
-	parallel_run(stat_share_run, share, sizeof(share[0]), k);
-	r = 0;
-	for (size_t j = 0; j < k && r == 0; j++)
-		r = share[j].r;
+	r = parallel_ranges(n, STAT_SHARE_MIN, stat_ids_run,
+			    &(struct stat_ids){ .ns_id = ns_id, .ids = ids, .out = t->mounts });
 	/* Keep the mounts read, in order; on failure free every slot. */
 	for (size_t i = 0; i < n; i++) {
 		if (r < 0 || t->mounts[i].id == 0)
@@ -455,21 +444,15 @@ static void *quick_stat_run(void *arg)
 	return NULL;
 }
 
-/* Strings for the mounts lo..hi of t from their lines. */
-struct strings_share {
-	struct quick *q;
-	size_t lo, hi;
-	int r;
-} __attribute__((aligned(64)));
-
-static void *strings_share_run(void *arg)
+/* Strings for the mounts [lo, hi) of the quick read from their lines (parallel_ranges()). */
+static int join_lines(void *arg, size_t lo, size_t hi)
 {
-	struct strings_share *s = arg;
+	struct quick *q = arg;
+	int r = 0;
 
-	for (size_t i = s->lo; i < s->hi && s->r == 0; i++)
-		s->r = mountinfo_line_strings(s->q->buf + s->q->line_at[i], &s->q->t->mounts[i],
-					      s->q->parent_old[i]);
-	return NULL;
+	for (size_t i = lo; i < hi && r == 0; i++)
+		r = mountinfo_line_strings(q->buf + q->line_at[i], &q->t->mounts[i], q->parent_old[i]);
+	return r;
 }
 
 /*
@@ -482,10 +465,9 @@ static int quick_read(uint64_t ns_id, int text_fd, struct id_list *list, struct 
 {
 	struct quick q = { .ns_id = ns_id, .text_fd = text_fd, .list = list, .t = t,
 			   .bounds = (uint64_t)BOUND_OPEN << 32 };
-	struct strings_share share[PARALLEL_MAX];
 	pthread_t stat_thread;
 	bool threaded;
-	size_t k, lo, hi;
+	size_t lo, hi;
 	uint64_t v;
 	int r;
 
@@ -510,12 +492,7 @@ static int quick_read(uint64_t ns_id, int text_fd, struct id_list *list, struct 
 	if (r == 0 && (lo != hi || lo != q.n_lines))
 		r = -EXDEV;
 	if (r == 0) {
-		k = parallel_shares(lo, STAT_SHARE_MIN);
-		for (size_t j = 0; j < k; j++)
-			share[j] = (struct strings_share){ .q = &q, .lo = lo * j / k, .hi = lo * (j + 1) / k };
-		parallel_run(strings_share_run, share, sizeof(share[0]), k);
-		for (size_t j = 0; j < k && r == 0; j++)
-			r = share[j].r;
+		r = parallel_ranges(lo, STAT_SHARE_MIN, join_lines, &q);
 		if (r == -ESTALE || r == -EBADMSG)
 			r = -EXDEV;
 	}

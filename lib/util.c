@@ -724,6 +724,36 @@ void parallel_run(void *(*fn)(void *), void *shares, size_t size, size_t k)
 	}
 }
 
+/* A range of parallel_ranges(), on a cache line of its own. */
+struct range_share {
+	int (*fn)(void *arg, size_t lo, size_t hi);
+	void *arg;
+	size_t lo, hi;
+	int r;
+} __attribute__((aligned(64)));
+
+static void *range_share_run(void *arg)
+{
+	struct range_share *s = arg;
+
+	s->r = s->fn(s->arg, s->lo, s->hi);
+	return NULL;
+}
+
+int parallel_ranges(size_t n, size_t per_share, int (*fn)(void *arg, size_t lo, size_t hi), void *arg)
+{
+	struct range_share share[PARALLEL_MAX];
+	size_t k = parallel_shares(n, per_share);
+	int r = 0;
+
+	for (size_t j = 0; j < k; j++)
+		share[j] = (struct range_share){ .fn = fn, .arg = arg, .lo = n * j / k, .hi = n * (j + 1) / k };
+	parallel_run(range_share_run, share, sizeof(share[0]), k);
+	for (size_t j = 0; j < k && r == 0; j++)
+		r = share[j].r;
+	return r;
+}
+
 /* -------------------------------------------------------------------------- */
 /* File descriptors over a unix socket */
 

@@ -286,3 +286,9 @@ void timing_report(const char *phase, double ms);
 int thread_start(pthread_t *ret, void *(*fn)(void *), void *arg);
 size_t parallel_shares(size_t n, size_t per_share);
 void parallel_run(void *(*fn)(void *), void *shares, size_t size, size_t k);
+/*
+ * fn(arg, lo, hi) on each share [lo, hi) of [0, n) (parallel_shares(n,
+ * per_share) of them, through parallel_run()); the first share's error,
+ * in share order, or 0.
+ */
+int parallel_ranges(size_t n, size_t per_share, int (*fn)(void *arg, size_t lo, size_t hi), void *arg);
