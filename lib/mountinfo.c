@@ -156,6 +156,16 @@ static int split_line(char *line, struct line_fields *l, struct mntcr_mount *m)
 	return 0;
 }
 
+/* The line's numbers: (1) mount id, (2) parent id, (3) major:minor. */
+static int line_numbers(const struct line_fields *l, uint64_t *ret_id, uint64_t *ret_parent,
+			uint32_t *ret_major, uint32_t *ret_minor)
+{
+	if (parse_u64_field(l->id, ret_id) < 0 || parse_u64_field(l->parent, ret_parent) < 0 ||
+	    parse_dev(l->dev, ret_major, ret_minor) < 0)
+		return -EBADMSG;
+	return 0;
+}
+
 /* m's strings, unescaped from the line's fields into one allocation. */
 static int take_strings(const struct line_fields *l, struct mntcr_mount *m)
 {
@@ -185,8 +195,8 @@ int mountinfo_parse_line(char *line, struct mntcr_mount *m)
 	r = split_line(line, &l, m);
 	if (r < 0)
 		goto fail;
-	if (parse_u64_field(l.id, &id) < 0 || parse_u64_field(l.parent, &parent) < 0 ||
-	    parse_dev(l.dev, &m->dev_major, &m->dev_minor) < 0 || attr_from_options(l.opts, &m->attr) < 0) {
+	if (line_numbers(&l, &id, &parent, &m->dev_major, &m->dev_minor) < 0 ||
+	    attr_from_options(l.opts, &m->attr) < 0) {
 		r = -EBADMSG;
 		goto fail;
 	}
@@ -219,8 +229,7 @@ int mountinfo_line_strings(char *line, struct mntcr_mount *m, uint32_t parent_ol
 	r = split_line(line, &l, &opt);
 	if (r < 0)
 		return r;
-	if (parse_u64_field(l.id, &id) < 0 || parse_u64_field(l.parent, &parent) < 0 ||
-	    parse_dev(l.dev, &major, &minor) < 0)
+	if (line_numbers(&l, &id, &parent, &major, &minor) < 0)
 		return -EBADMSG;
 	if (id != m->old_id || parent != parent_old_id || major != m->dev_major || minor != m->dev_minor)
 		return -ESTALE;
