@@ -481,7 +481,6 @@ static void *items_share_run(void *arg)
 struct manifest_text {
 	struct strbuf parts[1 + 2 * (PARALLEL_MAX - 1)]; /* the head, then 2 arrays' shares */
 	size_t n;
-	size_t len; /* of all parts */
 };
 
 static void manifest_text_release(struct manifest_text *text)
@@ -600,7 +599,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 	struct manifest_text text = { .n = 1 };
 	struct strbuf *b = &text.parts[0];
 	struct jw w = { .out = b, .flat_depth = 2 };
-	size_t raw = 0;
+	size_t raw = 0, len = 0;
 	int r;
 
 	if (t->n_mounts > MOUNTS_MAX || t->n_sbs > t->n_mounts)
@@ -662,11 +661,11 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 	if ((r = w.err) < 0)
 		goto fail;
 	for (size_t i = 0; i < text.n; i++)
-		text.len += text.parts[i].len;
-	if (text.len > MANIFEST_MAX) {
+		len += text.parts[i].len;
+	if (len > MANIFEST_MAX) {
 		r = log_debug_errno(
 			-EFBIG, "Cannot write an image: the manifest has %zu bytes, more than %zu",
-			text.len, MANIFEST_MAX);
+			len, MANIFEST_MAX);
 		goto fail;
 	}
 	*ret = text;
@@ -1098,7 +1097,7 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 	pipe_widen(fd);
 	w->version = x.version;
 	w->content = xxh3_new();
-	if (!w->content || (r = manifest_digest(&manifest, &w->manifest_digest)) < 0) {
+	if (!w->content || manifest_digest(&manifest, &w->manifest_digest) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
