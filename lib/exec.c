@@ -160,9 +160,13 @@ static void read_fs_messages(struct exec_ctx *c, int fsfd)
 	}
 }
 
-/* A new superblock and its detached mount: the mount's fd, or -errno (c->syscall, c->kmsg say more). */
-static int sb_create(struct exec_ctx *c, const struct mntcr_sb *sb)
+/*
+ * op's new superblock and its detached mount, made shared when op says
+ * so: the mount's fd, or -errno (c->syscall, c->kmsg say more).
+ */
+static int sb_create(struct exec_ctx *c, const struct plan_op *op)
 {
+	const struct mntcr_sb *sb = &c->p->tree->sbs[op->sb];
 	_cleanup_close_ int fsfd = -EBADF;
 	int fd;
 
@@ -214,12 +218,21 @@ static int sb_create(struct exec_ctx *c, const struct mntcr_sb *sb)
 	fd = (int)FAULT_OR(fsmount(fsfd, FSMOUNT_CLOEXEC, 0));
 	if (fd < 0)
 		return sys_fail(c, "fsmount");
+	/* Shared before anything is cloned of it: each clone is a peer (prop_early()). */
+	if (op->propagation &&
+	    FAULT_OR(mount_setattr(fd, "", AT_EMPTY_PATH, &(struct mount_attr){ .propagation = op->propagation },
+				   sizeof(struct mount_attr))) < 0) {
+		int r = sys_fail(c, "mount_setattr propagation");
+
+		close(fd);
+		return r;
+	}
 	return fd;
 }
 
 static int do_sb_create(struct exec_ctx *c, const struct plan_op *op)
 {
-	int fd = c->ahead ? ahead_take(c, op) : sb_create(c, &c->p->tree->sbs[op->sb]);
+	int fd = c->ahead ? ahead_take(c, op) : sb_create(c, op);
 
 	if (fd < 0)
 		return fd;
@@ -600,6 +613,9 @@ static bool eco_queued(const struct economy *e, const struct plan_op *op)
 	case OP_SETATTR:
 	case OP_MKPATH:
 		return true;
+	case OP_SET_PROPAGATION:
+		/* a clone born a peer, made a slave before its attach (plan.c, prop_born()) */
+		return op->phase == PHASE_CREATE;
 	case OP_CLONE:
 		/*
 		 * A mount's clone runs before its attach, while everything is still
@@ -1106,7 +1122,7 @@ static void ahead_make(struct ahead *a, struct exec_ctx *x, size_t k)
 
 	ahead_set(a, k, AHEAD_RUNNING);
 	pthread_mutex_unlock(&a->lock);
-	fd = sb_create(x, &x->p->tree->sbs[op->sb]);
+	fd = sb_create(x, op);
 	pthread_mutex_lock(&a->lock);
 	a->fd[k] = fd;
 	if (fd >= 0)
@@ -1149,14 +1165,14 @@ static int ahead_take(struct exec_ctx *c, const struct plan_op *op)
 	int r;
 
 	if (k == IDX_NONE)
-		return sb_create(c, &c->p->tree->sbs[op->sb]);
+		return sb_create(c, op);
 	pthread_mutex_lock(&a->lock);
 	if (a->reached < k + 1)
 		a->reached = k + 1;
 	if (a->state[k] == AHEAD_QUEUED) {
 		ahead_set(a, k, AHEAD_TAKEN);
 		pthread_mutex_unlock(&a->lock);
-		return sb_create(c, &c->p->tree->sbs[op->sb]);
+		return sb_create(c, op);
 	}
 	/*
 	 * Being made: the executor makes the thread's next one meanwhile, so

@@ -39,7 +39,9 @@ ns_start propagation '
 	mount --bind $D $D; mount --make-shared $D
 	mkdir -p $D/a/b/c $D/d $D/e $D/f $D/u
 	mount --bind $D/a $D/d; mount --bind $D/a/b $D/e; mount --bind $D/f $D/a/b/c
-	mount --bind $D/a $D/u; mount --make-slave $D/u; mount --make-shared $D/u'
+	mount --bind $D/a $D/u; mount --make-slave $D/u; mount --make-shared $D/u
+	mkdir -p $D/g $D/gp $D/gs; mount -t tmpfs G $D/g; mount --make-shared $D/g; mkdir $D/g/d
+	mount --bind $D/g $D/gp; mount --bind $D/g/d $D/gs; mount --make-slave $D/gs'
 mntcr_dump "$(ns_pid propagation)" "$NS_TMP/propagation.img"
 
 # Content: files in a tmpfs, hidden under an over-mount too, streamed while the calls fail.

@@ -148,6 +148,33 @@ probe rich p4/slsh/pr
 probe rich p1/priv/pr
 done_with rich
 
+# Groups of new filesystems whose mounts are all childless clones: the
+# filesystem's mount is made shared as it is made, and every clone of it is
+# born a peer (plan.c, prop_early): no SET_GROUP. A group with a read-only
+# peer, a slave, a shared slave; and one with no member at the filesystem's
+# root (its shared mount was unmounted), whose common root no member has;
+# one whose filesystem's own mount became a slave (the clones are taken of
+# it, so it becomes one last).
+ns_start born '
+	mount -t tmpfs base $D; mkdir -p $D/a $D/p $D/s $D/ss $D/r $D/q1 $D/q2
+	mount -t tmpfs A $D/a; mount --make-shared $D/a; mkdir -p $D/a/d/pr $D/a/e
+	mount --bind $D/a $D/p; mount -o remount,bind,ro $D/p
+	mount --bind $D/a/d $D/s; mount --make-slave $D/s
+	mount --bind $D/a $D/ss; mount --make-slave $D/ss; mount --make-shared $D/ss
+	mount -t tmpfs B $D/r; mount --make-shared $D/r; mkdir -p $D/r/x/pr $D/r/y
+	mount --bind $D/r/x $D/q1; mount --bind $D/r/y $D/q2; umount $D/r
+	mkdir -p $D/c $D/cp; mount -t tmpfs C $D/c; mount --make-shared $D/c; mkdir $D/c/pr
+	mount --bind $D/c $D/cp; mount --make-slave $D/c'
+restore_check born
+"$MNTCR" plan --image "$NS_TMP/born.img" >"$NS_TMP/born.plan" 2>"$ERR"
+is "$(grep -c ', shared$' "$NS_TMP/born.plan")" 3 "born: the three filesystems are made shared as they are made"
+is "$(grep -c 'set-group' "$NS_TMP/born.plan")" 0 "born: ... and no mount joins a group afterwards"
+probe born a/d/pr
+probe born ss/e
+probe born q1/pr
+probe born cp/pr
+done_with born
+
 # A slave of a peer group that only the restorer's namespace has (here: the test's).
 mkdir -p "$S/extm/pr"
 mount --bind "$S/extm" "$S/extm"
