@@ -166,9 +166,12 @@ ns_start born '
 	mkdir -p $D/c $D/cp; mount -t tmpfs C $D/c; mount --make-shared $D/c; mkdir $D/c/pr
 	mount --bind $D/c $D/cp; mount --make-slave $D/c'
 restore_check born
-"$MNTCR" plan --image "$NS_TMP/born.img" >"$NS_TMP/born.plan" 2>"$ERR"
-is "$(grep -c ', shared$' "$NS_TMP/born.plan")" 3 "born: the three filesystems are made shared as they are made"
-is "$(grep -c 'set-group' "$NS_TMP/born.plan")" 0 "born: ... and no mount joins a group afterwards"
+# The mount-api engine's plan (the compat engine, which valgrind gets too, has no such ops).
+if [[ ${MNTCR_ENGINE:-} != compat ]]; then
+	"$MNTCR" plan --image "$NS_TMP/born.img" >"$NS_TMP/born.plan" 2>"$ERR"
+	is "$(grep -c ', shared$' "$NS_TMP/born.plan")" 3 "born: the three filesystems are made shared as they are made"
+	is "$(grep -c 'set-group' "$NS_TMP/born.plan")" 0 "born: ... and no mount joins a group afterwards"
+fi
 probe born a/d/pr
 probe born ss/e
 probe born q1/pr
