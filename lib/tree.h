@@ -72,6 +72,7 @@ struct mntcr_sb {
 	char *source;
 	char *opts;     /* superblock options with "rw"/"ro" first */
 	char *strings;  /* NULL, or the one allocation the three strings above are in */
+	bool borrowed;  /* the three strings are its first mount's (index_sbs_by_dev()): not its own */
 	bool owned;     /* only the target namespace has it: created anew at restore */
 	char *ext_path; /* external: the dumper-side mountpoint of a mount of it */
 	char *ext_root; /* external: that mount's root inside the filesystem */
@@ -167,7 +168,7 @@ int mount_strings_alloc(struct mntcr_mount *m, const size_t room[_MOUNT_STR_MAX]
 /* Where m's string k (MOUNT_STR_*) is kept. */
 char **mount_str(struct mntcr_mount *m, size_t k);
 
-/* A superblock's strings, in the order sb_strings_alloc() takes their sizes. */
+/* A superblock's strings (sb_str()). */
 enum {
 	SB_STR_FSTYPE,
 	SB_STR_SOURCE,
@@ -177,8 +178,6 @@ enum {
 
 /* As mount_strings_alloc(), for n strings: *block, and *slot[k] in it (room[k] MOUNT_STR_NULL: NULL). */
 int strings_alloc(char **block, char **const slot[], const size_t room[], size_t n);
-/* As mount_strings_alloc(), for sb's fstype, source and options (sb->strings). */
-int sb_strings_alloc(struct mntcr_sb *sb, const size_t room[_SB_STR_MAX]);
 /* Where sb's string k (SB_STR_*) is kept. */
 char **sb_str(struct mntcr_sb *sb, size_t k);
 void sb_clear(struct mntcr_sb *sb);
