@@ -197,6 +197,26 @@ struct lookups {
 	const struct lookup *todo;
 };
 
+/*
+ * A plain statx of the path below the root first: one call where the
+ * lookup beneath it (stat_in_root()) takes three, for the same answer
+ * whenever the path leads to the very mount, which statx_is_mount()
+ * checks. It does not when a symlink on the way (an absolute one leads
+ * out of the target's root) or a change got in between: the lookup
+ * beneath the root then has the last word. The 4,166 lookups of 50,000
+ * mounts of `mix`: 8.7 -> 6.5 ms on two threads (a path walk, 3 us each).
+ */
+static bool stat_mount(const struct lookups *l, const struct mntcr_mount *top, struct statx *stx)
+{
+	unsigned mask = l->t->unique_ids ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID;
+	const char *rel = top->mountpoint[1] ? top->mountpoint + 1 : ".";
+
+	if (statx(l->rootfd, rel, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | mask, stx) == 0 &&
+	    statx_is_mount(l->t, stx, top))
+		return true;
+	return stat_in_root(l->rootfd, top->mountpoint, mask, stx) == 0 && statx_is_mount(l->t, stx, top);
+}
+
 static int lookups_run(void *arg, size_t lo, size_t hi)
 {
 	const struct lookups *l = arg;
@@ -205,11 +225,8 @@ static int lookups_run(void *arg, size_t lo, size_t hi)
 		struct mntcr_mount *m = &l->t->mounts[l->todo[i].mount], *top = &l->t->mounts[l->todo[i].top];
 		struct statx stx;
 
-		if (stat_in_root(l->rootfd, top->mountpoint,
-				 l->t->unique_ids ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID, &stx) < 0 ||
-		    !statx_is_mount(l->t, &stx, top))
-			continue;
-		m->type = S_ISDIR(stx.stx_mode) ? NODE_DIR : NODE_FILE;
+		if (stat_mount(l, top, &stx))
+			m->type = S_ISDIR(stx.stx_mode) ? NODE_DIR : NODE_FILE;
 	}
 	return 0;
 }
