@@ -511,6 +511,12 @@ void memory_prefault(void *p, size_t n)
 /* -------------------------------------------------------------------------- */
 /* Arena */
 
+/*
+ * Blocks grow from ARENA_FIRST to ARENA_BLOCK by doubling: a block is
+ * faulted in as a whole when it is made, and a small document (an image's
+ * checksum, a plan of 1,000 mounts) filled 16 KiB of a 256 KiB one.
+ */
+#define ARENA_FIRST ((size_t)16 << 10)
 #define ARENA_BLOCK ((size_t)256 << 10)
 
 struct arena_block {
@@ -527,7 +533,8 @@ static void *arena_take(struct arena *a, size_t n, size_t align)
 	void *r;
 
 	if (!b || at > b->size || b->size - at < n) {
-		size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+		size_t next = b && b->size < ARENA_BLOCK ? b->size * 2 : (b ? ARENA_BLOCK : ARENA_FIRST);
+		size_t size = n > next ? n : next;
 
 		b = malloc(sizeof(*b) + size);
 		if (!b)
