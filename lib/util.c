@@ -533,9 +533,12 @@ static void *arena_take(struct arena *a, size_t n, size_t align)
 	void *r;
 
 	if (!b || at > b->size || b->size - at < n) {
-		size_t next = b && b->size < ARENA_BLOCK ? b->size * 2 : (b ? ARENA_BLOCK : ARENA_FIRST);
-		size_t size = n > next ? n : next;
+		size_t size = ARENA_FIRST;
 
+		if (b) /* twice the last block, at most ARENA_BLOCK */
+			size = b->size < ARENA_BLOCK / 2 ? b->size * 2 : ARENA_BLOCK;
+		if (size < n)
+			size = n;
 		b = malloc(sizeof(*b) + size);
 		if (!b)
 			return NULL;
