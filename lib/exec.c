@@ -160,6 +160,16 @@ static void read_fs_messages(struct exec_ctx *c, int fsfd)
 	}
 }
 
+/* The propagation prop (MS_SHARED, MS_SLAVE, ...) of the mount fd is open on, mount_setattr(2). */
+static int set_propagation(struct exec_ctx *c, int fd, size_t slot, uint32_t prop)
+{
+	log_debug("mount_setattr #%zu propagation 0x%" PRIx32, slot, prop);
+	if (FAULT_OR(mount_setattr(fd, "", AT_EMPTY_PATH, &(struct mount_attr){ .propagation = prop },
+				   sizeof(struct mount_attr))) < 0)
+		return sys_fail(c, "mount_setattr propagation");
+	return 0;
+}
+
 /*
  * op's new superblock and its detached mount, made shared when op says
  * so: the mount's fd, or -errno (c->syscall, c->kmsg say more).
@@ -219,13 +229,13 @@ static int sb_create(struct exec_ctx *c, const struct plan_op *op)
 	if (fd < 0)
 		return sys_fail(c, "fsmount");
 	/* Shared before anything is cloned of it: each clone is a peer (prop_early()). */
-	if (op->propagation &&
-	    FAULT_OR(mount_setattr(fd, "", AT_EMPTY_PATH, &(struct mount_attr){ .propagation = op->propagation },
-				   sizeof(struct mount_attr))) < 0) {
-		int r = sys_fail(c, "mount_setattr propagation");
+	if (op->propagation) {
+		int r = set_propagation(c, fd, op->slot, op->propagation);
 
-		close(fd);
-		return r;
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
 	}
 	return fd;
 }
@@ -413,8 +423,6 @@ static int do_sb_rdonly(struct exec_ctx *c, const struct plan_op *op)
 
 static int do_propagation(struct exec_ctx *c, const struct plan_op *op)
 {
-	struct mount_attr attr = { .propagation = op->propagation };
-
 	/* mount_setattr acts on mounts of the caller's own namespace only */
 	if (c->nsfds && op->mount != IDX_NONE) {
 		int r = enter_ns(c, c->p->tree->mounts[op->mount].ns);
@@ -422,10 +430,7 @@ static int do_propagation(struct exec_ctx *c, const struct plan_op *op)
 			return r;
 	}
 
-	log_debug("mount_setattr #%zu propagation 0x%" PRIx32, op->slot, op->propagation);
-	if (FAULT_OR(mount_setattr(c->fds[op->slot], "", AT_EMPTY_PATH, &attr, sizeof(attr))) < 0)
-		return sys_fail(c, "mount_setattr propagation");
-	return 0;
+	return set_propagation(c, c->fds[op->slot], op->slot, op->propagation);
 }
 
 static int do_set_group(struct exec_ctx *c, const struct plan_op *op)
