@@ -524,10 +524,6 @@ static bool mounts_changed(int events_fd)
 }
 
 /*
- * Read the namespace with id ns_id. -ENOSYS (or -EINVAL from an older
- * kernel's statmount) tells the caller to fall back to mountinfo.
- */
-/*
  * MNTCR_STATMOUNT_STRINGS: 1, every string through statmount; 0, the
  * quick read whatever the size of the namespace; unset, the quick read
  * from QUICK_MIN mounts on. The tests compare the reads.
@@ -541,7 +537,12 @@ static int statmount_strings(void)
 	return !streq(e, "0");
 }
 
-/* text_fd: as statmount_read(); *quick: try the quick read, cleared when it cannot be had. */
+/*
+ * Read the namespace with id ns_id. -ENOSYS (or -EINVAL from an older
+ * kernel's statmount) tells the caller to fall back to mountinfo.
+ * text_fd: as statmount_read(); *quick: try the quick read, cleared when
+ * it cannot be had.
+ */
 static int statmount_read_once(uint64_t ns_id, int events_fd, int text_fd, bool *quick,
 			       struct mntcr_tree **ret_tree, bool *ret_stable)
 {
