@@ -6,21 +6,24 @@
  *
  *   mntcr-image        magic and format version: "mntcr-image\nversion N\n"
  *   manifest.json      the mount table as JSON, one mount per line
- *   manifest.checksum  (version 2) XXH3-64 of the manifest, checked before it is used
- *   content/<sb>/...   (version 2) the files of owned tmpfs/ramfs superblock <sb>
+ *   manifest.checksum  (version 2 on) XXH3-64 of the manifest, checked before it is used
+ *   content/<sb>/...   (version 2 on) the files of owned tmpfs/ramfs superblock <sb>
  *   checksum           XXH3-64 of the manifest and of the content, member count
  *
- * Version 1 (no content; what a namespace without owned tmpfs/ramfs, or
- * dump --no-content, still gives): the checksum comes last so that the
- * writer can stream, so the reader reads the whole stream, checks the
- * digests, and only then parses the manifest.
+ * Version 1 (no content; what dump --no-content gave before version 4):
+ * the checksum comes last so that the writer can stream, so the reader
+ * reads the whole stream, checks the digests, and only then parses the
+ * manifest.
  *
  * Version 2 (content): the content can be far larger than memory and a
  * restore writes it into the new filesystems as it reads it, so the
  * manifest is checked against its own digest member and parsed first,
  * and the content digest is checked at the end (a restore that sees a
  * mismatch fails and leaves nothing behind). The content digest covers
- * each member's canonical metadata as well as its data.
+ * each member's canonical metadata as well as its data. Version 3 adds
+ * several namespaces and processes to version 2's layout; version 4, what
+ * the writer writes, with or without content, lets a mount leave out the
+ * keys that say what its superblock or the default says.
  *
  * An image is untrusted input (it is fuzzed): every JSON field is
  * type-checked, sizes and counts are bounded, tree_index() rejects
@@ -54,15 +57,14 @@
 #include "mntcr/mntcr.h"
 #include "tree.h"
 
-#define IMAGE_VERSION 1		/* images without content */
-#define IMAGE_VERSION_CONTENT 2 /* images with content */
+/* Version 1: the mount table alone, its checksum last. */
+#define IMAGE_VERSION_CONTENT 2 /* content, and the manifest's digest before it */
 #define IMAGE_VERSION_NS 3      /* several namespaces, or processes (version 2's layout) */
-#define IMAGE_VERSION_MAX IMAGE_VERSION_NS
+#define IMAGE_VERSION_BRIEF 4   /* version 3; a mount leaves out what its superblock or the default says */
+#define IMAGE_VERSION_MAX IMAGE_VERSION_BRIEF
+#define IMAGE_VERSION_WRITTEN IMAGE_VERSION_BRIEF /* what the writer writes */
 #define PROCS_MAX 65536
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
 #define IMAGE_MAGIC_PREFIX "mntcr-image\nversion "
-#define IMAGE_MAGIC IMAGE_MAGIC_PREFIX STRINGIFY(IMAGE_VERSION) "\n"
 #define MAGIC_MEMBER "mntcr-image"
 #define MANIFEST_MEMBER "manifest.json"
 #define CHECKSUM_MEMBER "checksum"
@@ -296,7 +298,11 @@ static int flags_to_json(uint64_t attr, struct jw *w)
 }
 
 /* What the manifest says besides the tree (mntcr_image_write). */
-struct manifest_extra;
+struct manifest_extra {
+	unsigned version; /* the image's format version: the manifest repeats it */
+	char ***roots;	  /* version 2 on: per superblock, its content roots (content_plan) */
+	size_t *n_roots;
+};
 static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *w);
 
 static bool sb_fields_ok(const struct mntcr_sb *sb)
@@ -373,19 +379,33 @@ static bool mount_fields_ok(const struct mntcr_tree *t, const struct mntcr_mount
 	       text_ok(m->sb_opts, TEXT_MAX, false);
 }
 
+/* Version 4 leaves out a mount's string that says what its superblock's does. */
+static int mount_str_to_json(struct jw *w, bool brief, const char *key, const char *s,
+			     const char *sb_s)
+{
+	if (brief && streq_ptr(s, sb_s))
+		return 0;
+	return json_add_str(w, key, s);
+}
+
 /*
  * Mount i as an item of the open "mounts" array. Nothing is logged here
  * (the items may be written on other threads): on -EINVAL, mount_write_error()
- * says why.
+ * says why. Version 4 leaves out the keys that say what the superblock or
+ * the default says: most mounts have no propagation and their
+ * superblock's strings, and those keys were some 40% of the manifest.
  */
 static int mount_to_json(const struct mntcr_tree *t, const struct manifest_extra *x, size_t i,
 			 struct jw *w)
 {
 	const struct mntcr_mount *m = &t->mounts[i];
+	const struct mntcr_sb *sb;
+	bool brief = x->version >= IMAGE_VERSION_BRIEF;
 	int r;
 
 	if (!mount_fields_ok(t, m))
 		return -EINVAL;
+	sb = &t->sbs[m->sb];
 	jw_object_begin(w, NULL);
 	jw_u64(w, "id", m->id);
 	jw_u64(w, "parent_id", m->parent_id);
@@ -394,14 +414,18 @@ static int mount_to_json(const struct mntcr_tree *t, const struct manifest_extra
 	if ((r = json_add_str(w, "root", m->root)) < 0 ||
 	    (r = json_add_str(w, "mountpoint", m->mountpoint)) < 0 ||
 	    (r = flags_to_json(m->attr, w)) < 0 ||
-	    (r = json_add_str(w, "fstype", m->fstype)) < 0 ||
-	    (r = json_add_str(w, "source", m->source)) < 0 ||
-	    (r = json_add_str(w, "sb_options", m->sb_opts)) < 0)
+	    (r = mount_str_to_json(w, brief, "fstype", m->fstype, sb->fstype)) < 0 ||
+	    (r = mount_str_to_json(w, brief, "source", m->source, sb->source)) < 0 ||
+	    (r = mount_str_to_json(w, brief, "sb_options", m->sb_opts, sb->opts)) < 0)
 		return r;
-	jw_u64(w, "shared", m->shared);
-	jw_u64(w, "master", m->master);
-	jw_u64(w, "propagate_from", m->propagate_from);
-	jw_bool(w, "unbindable", m->unbindable);
+	if (!brief || m->shared)
+		jw_u64(w, "shared", m->shared);
+	if (!brief || m->master)
+		jw_u64(w, "master", m->master);
+	if (!brief || m->propagate_from)
+		jw_u64(w, "propagate_from", m->propagate_from);
+	if (!brief || m->unbindable)
+		jw_bool(w, "unbindable", m->unbindable);
 	if ((r = json_add_str(w, "type", node_type_name(m->type))) < 0)
 		return r;
 	if (t->n_ns > 1 || t->n_procs > 0)
@@ -564,18 +588,12 @@ static int namespaces_to_json(const struct mntcr_tree *t, struct jw *w)
 	return 0;
 }
 
-struct manifest_extra {
-	unsigned version; /* the image's format version: the manifest repeats it */
-	char ***roots;	  /* version 2: per superblock, its content roots (content_plan) */
-	size_t *n_roots;
-};
-
 /* Version 2: "content", the roots whose subtrees the image holds, or null (version 1: no key). */
 static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *w)
 {
 	int r;
 
-	if (!x || x->version < IMAGE_VERSION_CONTENT)
+	if (x->version < IMAGE_VERSION_CONTENT)
 		return 0;
 	if (!x->roots || !x->n_roots[i]) {
 		jw_null(w, "content");
@@ -632,7 +650,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 
 	jw_object_begin(&w, NULL);
 	jw_string(&w, "format", MANIFEST_FORMAT);
-	jw_u64(&w, "version", x ? x->version : IMAGE_VERSION);
+	jw_u64(&w, "version", x->version);
 	if ((r = json_add_str(&w, "source", source_name(t->source))) < 0 ||
 	    (r = json_add_str(&w, "kernel", t->kernel)) < 0 ||
 	    (r = json_add_str(&w, "hostname", t->hostname)) < 0)
@@ -653,7 +671,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 	if ((r = items_to_json(t, x, &mount_items, t->n_mounts, &w, raw + t->n_mounts * 420, &text)) < 0)
 		goto fail;
 	jw_array_end(&w);
-	if (x && x->version >= IMAGE_VERSION_NS && (r = namespaces_to_json(t, &w)) < 0)
+	if (x->version >= IMAGE_VERSION_NS && (r = namespaces_to_json(t, &w)) < 0)
 		goto fail;
 	jw_object_end(&w);
 	if (w.err == 0 && strbuf_add(w.out, "\n", 1) < 0)
@@ -730,21 +748,21 @@ static void pipe_widen(int fd)
 }
 
 /*
- * Version 1: pax restricted, plain ustar headers unless a member needs
- * more (a long or non-ASCII name, a large size), then a pax extended
- * header. Version 2: full pax, so that every content member keeps its
+ * Without content: pax restricted, plain ustar headers unless a member
+ * needs more (a long or non-ASCII name, a large size), then a pax extended
+ * header. With content: full pax, so that every content member keeps its
  * atime and its times' nanoseconds, with hdrcharset=BINARY: names, link
  * targets and attribute names are bytes, stored as they are whatever the
  * locale. Optionally compressed; the reader accepts every filter.
  */
-static int writer_new(struct image_writer *w, unsigned version, unsigned flags)
+static int writer_new(struct image_writer *w, bool content, unsigned flags)
 {
 	struct archive *a = archive_write_new();
 	int r;
 
 	if (!a)
 		return -ENOMEM;
-	if (version >= IMAGE_VERSION_CONTENT)
+	if (content)
 		r = archive_write_set_format_pax(a) != ARCHIVE_OK ||
 		    archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK;
 	else
@@ -1065,7 +1083,7 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 {
 	char magic[sizeof(IMAGE_MAGIC_PREFIX) + 16];
 	_cleanup_free_ char *mchecksum = NULL;
-	struct manifest_extra x = { .version = IMAGE_VERSION };
+	struct manifest_extra x = { .version = IMAGE_VERSION_WRITTEN };
 	struct manifest_text manifest;
 	size_t mchecksum_len = 0;
 	struct image_writer *w;
@@ -1076,12 +1094,9 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 			-EINVAL,
 			"Cannot write an image of a tree that is not indexed or has no root mount");
 	if (roots) {
-		x.version = IMAGE_VERSION_CONTENT;
 		x.roots = (char ***)roots;
 		x.n_roots = (size_t *)n_roots;
 	}
-	if (t->n_ns > 1 || t->n_procs > 0)
-		x.version = IMAGE_VERSION_NS;
 	snprintf(magic, sizeof(magic), IMAGE_MAGIC_PREFIX "%u\n", x.version);
 
 	/* Everything that can fail on the tree fails here, before a byte is written. */
@@ -1104,7 +1119,7 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 	if (x.version >= IMAGE_VERSION_CONTENT &&
 	    (r = manifest_checksum_build(w->manifest_digest, &mchecksum, &mchecksum_len)) < 0)
 		goto fail;
-	if ((r = writer_new(w, x.version, flags)) < 0 ||
+	if ((r = writer_new(w, roots != NULL, flags)) < 0 ||
 	    (r = write_member(w, MAGIC_MEMBER, magic, strlen(magic))) < 0 ||
 	    (r = write_member_parts(w, MANIFEST_MEMBER, manifest.parts, manifest.n)) < 0 ||
 	    (x.version >= IMAGE_VERSION_CONTENT &&
@@ -1300,6 +1315,29 @@ static int jget_bool(const struct jval *obj, struct jctx *ctx, const char *key, 
 		return r;
 	*ret = v->b;
 	return 0;
+}
+
+/* Whether obj has key, null or not. */
+static bool jhas(const struct jval *obj, struct jctx *ctx, const char *key)
+{
+	return jval_get_hint(obj, key, &ctx->hint) != NULL;
+}
+
+/* As jget_u64() and jget_bool(); when optional, a missing key leaves *ret as it is. */
+static int jget_u64_opt(const struct jval *obj, struct jctx *ctx, const char *key, bool optional,
+			uint64_t *ret)
+{
+	if (optional && !jhas(obj, ctx, key))
+		return 0;
+	return jget_u64(obj, ctx, key, UINT64_MAX, ret);
+}
+
+static int jget_bool_opt(const struct jval *obj, struct jctx *ctx, const char *key, bool optional,
+			 bool *ret)
+{
+	if (optional && !jhas(obj, ctx, key))
+		return 0;
+	return jget_bool(obj, ctx, key, ret);
 }
 
 /* A JSON string equal to s, without a "\u0000" hiding a longer value. */
@@ -1623,15 +1661,29 @@ static const struct str_field mount_strs[_MOUNT_STR_MAX] = {
 };
 
 /*
+ * What mounts_link() finishes of a mount, once the superblocks and
+ * namespaces are read: LINK_NS, it has "ns"; LINK_SB_STR(k), version 4
+ * only, it has no string k (MOUNT_STR_FSTYPE and after), which is then its
+ * superblock's.
+ */
+#define LINK_NS 1u
+#define LINK_SB_STR(k) (2u << ((k) - MOUNT_STR_FSTYPE))
+
+/*
  * Mount i of the manifest, as it is parsed. Its superblock and namespace
  * are numbers checked by mounts_link() once all is read: the superblocks
- * and namespaces may come later in the text. *ret_has_ns: it has "ns".
+ * and namespaces may come later in the text. *ret_link: LINK_*, what
+ * mounts_link() is to finish. From version 4, a missing fstype, source or
+ * sb_options is the superblock's, and missing propagation keys say none.
  */
-static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m, bool *ret_has_ns)
+static int mount_from_json(const struct jval *o, size_t i, unsigned version, struct mntcr_mount *m,
+			   unsigned *ret_link)
 {
 	struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
 	const struct jval *flags, *type, *str[_MOUNT_STR_MAX];
 	char **slot[_MOUNT_STR_MAX];
+	bool brief = version >= IMAGE_VERSION_BRIEF;
+	unsigned link = 0;
 	uint64_t old_id, sb;
 	char buf[64];
 	int r;
@@ -1650,30 +1702,37 @@ static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m
 	if ((r = jget(o, ctx, "root", JT_STRING, false, &str[MOUNT_STR_ROOT])) < 0 ||
 	    (r = jget(o, ctx, "mountpoint", JT_STRING, false, &str[MOUNT_STR_MOUNTPOINT])) < 0 ||
 	    (r = jget(o, ctx, "flags", JT_ARRAY, false, &flags)) < 0 ||
-	    (r = flags_from_json(flags, ctx, &m->attr)) < 0 ||
-	    (r = jget(o, ctx, "fstype", JT_STRING, false, &str[MOUNT_STR_FSTYPE])) < 0 ||
-	    (r = jget(o, ctx, "source", JT_STRING, true, &str[MOUNT_STR_SOURCE])) < 0 ||
-	    (r = jget(o, ctx, "sb_options", JT_STRING, true, &str[MOUNT_STR_SB_OPTS])) < 0)
+	    (r = flags_from_json(flags, ctx, &m->attr)) < 0)
 		return r;
+	/* fstype must be a string; source and sb_options may be null */
+	for (size_t k = MOUNT_STR_FSTYPE; k < _MOUNT_STR_MAX; k++) {
+		str[k] = NULL;
+		if (brief && !jhas(o, ctx, mount_strs[k].key))
+			link |= LINK_SB_STR(k);
+		else if ((r = jget(o, ctx, mount_strs[k].key, JT_STRING, k != MOUNT_STR_FSTYPE,
+				   &str[k])) < 0)
+			return r;
+	}
 	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
 		slot[k] = mount_str(m, k);
 	r = strings_from_json(str, mount_strs, _MOUNT_STR_MAX, ctx, &m->strings, slot);
 	if (r < 0)
 		return r;
-	if ((r = jget_u64(o, ctx, "shared", UINT64_MAX, &m->shared)) < 0 ||
-	    (r = jget_u64(o, ctx, "master", UINT64_MAX, &m->master)) < 0 ||
-	    (r = jget_u64(o, ctx, "propagate_from", UINT64_MAX, &m->propagate_from)) < 0 ||
-	    (r = jget_bool(o, ctx, "unbindable", &m->unbindable)) < 0 ||
+	if ((r = jget_u64_opt(o, ctx, "shared", brief, &m->shared)) < 0 ||
+	    (r = jget_u64_opt(o, ctx, "master", brief, &m->master)) < 0 ||
+	    (r = jget_u64_opt(o, ctx, "propagate_from", brief, &m->propagate_from)) < 0 ||
+	    (r = jget_bool_opt(o, ctx, "unbindable", brief, &m->unbindable)) < 0 ||
 	    (r = jget(o, ctx, "type", JT_STRING, true, &type)) < 0)
 		return r;
-	*ret_has_ns = jval_get_hint(o, "ns", &ctx->hint) != NULL;
-	if (*ret_has_ns) {
+	if (jhas(o, ctx, "ns")) {
 		uint64_t ns;
 
 		if ((r = jget_u64(o, ctx, "ns", UINT64_MAX, &ns)) < 0)
 			return r;
 		m->ns = (size_t)ns;
+		link |= LINK_NS;
 	}
+	*ret_link = link;
 	if (!type)
 		m->type = NODE_UNKNOWN;
 	else if (jstr_is(type, "dir"))
@@ -1689,11 +1748,11 @@ static int mount_from_json(const struct jval *o, size_t i, struct mntcr_mount *m
 
 /*
  * What mount_from_json() left to check, the superblocks and namespaces
- * known: each mount's superblock exists (its device is copied from it),
- * and its namespace too, which it must name when there are several or
- * processes (has_ns[i]: mount i has "ns").
+ * known: each mount's superblock exists (its device is copied from it, and
+ * the strings it left out), and its namespace too, which it must name when
+ * there are several or processes (link[i]: mount i's LINK_*).
  */
-static int mounts_link(struct mntcr_tree *t, const bool *has_ns)
+static int mounts_link(struct mntcr_tree *t, const unsigned *link)
 {
 	bool ns_needed = t->n_ns > 1 || t->n_procs > 0;
 	size_t ns_max = t->n_ns ? t->n_ns - 1 : 0;
@@ -1709,10 +1768,14 @@ static int mounts_link(struct mntcr_tree *t, const bool *has_ns)
 					       ctx_str(ctx, buf), m->sb, t->n_sbs);
 		m->dev_major = t->sbs[m->sb].dev_major;
 		m->dev_minor = t->sbs[m->sb].dev_minor;
-		if (ns_needed && !has_ns[i])
+		/* the superblock's own strings: they live as long as the tree */
+		for (size_t k = MOUNT_STR_FSTYPE; k < _MOUNT_STR_MAX; k++)
+			if (link[i] & LINK_SB_STR(k))
+				*mount_str(m, k) = *sb_str(&t->sbs[m->sb], k - MOUNT_STR_FSTYPE);
+		if (ns_needed && !(link[i] & LINK_NS))
 			return log_debug_errno(-EBADMSG, "Invalid image: %s.ns is missing or null",
 					       ctx_str(ctx, buf));
-		if (has_ns[i] && m->ns > ns_max)
+		if ((link[i] & LINK_NS) && m->ns > ns_max)
 			return log_debug_errno(-EBADMSG, "Invalid image: %s.ns is %zu, more than %zu",
 					       ctx_str(ctx, buf), m->ns, ns_max);
 	}
@@ -1724,10 +1787,11 @@ static int mounts_link(struct mntcr_tree *t, const bool *has_ns)
  * is read, or a second thread's (jsplit), appended to the parser's.
  */
 struct mount_batch {
+	unsigned version;
 	struct mntcr_mount *m;
-	bool *has_ns; /* per mount: it has "ns" (mounts_link) */
-	size_t n, cap, cap_ns;
-	size_t raw;   /* of them, taken from their lines (mount_raw) */
+	unsigned *link; /* per mount: LINK_* (mounts_link) */
+	size_t n, cap, cap_link;
+	size_t raw;     /* of them, taken from their lines (mount_raw) */
 };
 
 static void batch_drop(void *userdata)
@@ -1737,8 +1801,8 @@ static void batch_drop(void *userdata)
 	for (size_t i = 0; i < b->n; i++)
 		mount_clear(&b->m[i]);
 	free(b->m);
-	free(b->has_ns);
-	*b = (struct mount_batch){ 0 };
+	free(b->link);
+	*b = (struct mount_batch){ .version = b->version };
 }
 
 /* Mount i of the manifest, converted into b. */
@@ -1746,21 +1810,21 @@ static int batch_item(void *userdata, size_t i, const struct jval *v)
 {
 	struct mount_batch *b = userdata;
 	struct mntcr_mount m = { 0 };
-	bool has_ns = false;
+	unsigned link = 0;
 	int r;
 
 	if (i >= MOUNTS_MAX)
 		return log_debug_errno(-EBADMSG, "Invalid manifest: more than %d mounts", MOUNTS_MAX);
-	r = mount_from_json(v, i, &m, &has_ns);
+	r = mount_from_json(v, i, b->version, &m, &link);
 	if (r == 0)
 		r = GROW(b->m, b->cap, b->n + 1);
 	if (r == 0)
-		r = GROW(b->has_ns, b->cap_ns, b->n + 1);
+		r = GROW(b->link, b->cap_link, b->n + 1);
 	if (r < 0) {
 		mount_clear(&m);
 		return r;
 	}
-	b->has_ns[b->n] = has_ns;
+	b->link[b->n] = link;
 	b->m[b->n++] = m;
 	return 0;
 }
@@ -1892,30 +1956,33 @@ struct scan_field {
 	size_t lead_len;
 	const char *key;
 	enum scan_kind kind;
+	bool optional; /* the writer may leave it out */
 };
-#define SCAN_FIELD(lead, key, kind) { lead, sizeof(lead) - 1, key, kind }
+#define SCAN_FIELD(lead, key, kind) { lead, sizeof(lead) - 1, key, kind, false }
+#define SCAN_OPTIONAL(lead, key, kind) { lead, sizeof(lead) - 1, key, kind, true }
 
 /*
- * An object laid out as fields says, the last one optional, closed by
- * " }": its members into members (as many as fields), their number; 0
- * when the text is laid out otherwise.
+ * An object laid out as fields says, closed by " }": its members into
+ * members (at most as many as fields), their number; 0 when the text is
+ * laid out otherwise. Whether a field the writer may leave out can be
+ * missing is for the item's converter to say (the version decides).
  */
 static size_t scan_object(struct scan *c, const struct scan_field *fields, size_t n_fields,
 			  struct jmember *members, struct scan_room *room)
 {
 	size_t n = 0;
 
-	for (; n < n_fields; n++) {
+	for (size_t f = 0; f < n_fields; f++) {
 		struct jval *v = &members[n].v;
 		bool ok;
 
-		if (!scan_lit(c, fields[n].lead, fields[n].lead_len)) {
-			if (n == n_fields - 1) /* the optional last one */
-				break;
+		if (!scan_lit(c, fields[f].lead, fields[f].lead_len)) {
+			if (fields[f].optional)
+				continue;
 			return 0;
 		}
-		members[n].key = fields[n].key;
-		switch (fields[n].kind) {
+		members[n].key = fields[f].key;
+		switch (fields[f].kind) {
 		case SCAN_U64:
 			ok = scan_u64(c, v);
 			break;
@@ -1926,11 +1993,12 @@ static size_t scan_object(struct scan *c, const struct scan_field *fields, size_
 			ok = scan_bool(c, v);
 			break;
 		default:
-			ok = scan_strings(c, v, room, fields[n].kind == SCAN_NAMES);
+			ok = scan_strings(c, v, room, fields[f].kind == SCAN_NAMES);
 			break;
 		}
 		if (!ok)
 			return 0;
+		n++;
 	}
 	return SCAN_LIT(c, " }") ? n : 0;
 }
@@ -1983,15 +2051,16 @@ static int mount_raw(void *userdata, size_t i, const char *p, const char *end, c
 		SCAN_FIELD(", \"root\": ", "root", SCAN_STR),
 		SCAN_FIELD(", \"mountpoint\": ", "mountpoint", SCAN_STR),
 		SCAN_FIELD(", \"flags\": ", "flags", SCAN_NAMES),
-		SCAN_FIELD(", \"fstype\": ", "fstype", SCAN_STR),
-		SCAN_FIELD(", \"source\": ", "source", SCAN_STR),
-		SCAN_FIELD(", \"sb_options\": ", "sb_options", SCAN_STR),
-		SCAN_FIELD(", \"shared\": ", "shared", SCAN_U64),
-		SCAN_FIELD(", \"master\": ", "master", SCAN_U64),
-		SCAN_FIELD(", \"propagate_from\": ", "propagate_from", SCAN_U64),
-		SCAN_FIELD(", \"unbindable\": ", "unbindable", SCAN_BOOL),
+		/* version 4 leaves these out when they say what the superblock or the default says */
+		SCAN_OPTIONAL(", \"fstype\": ", "fstype", SCAN_STR),
+		SCAN_OPTIONAL(", \"source\": ", "source", SCAN_STR),
+		SCAN_OPTIONAL(", \"sb_options\": ", "sb_options", SCAN_STR),
+		SCAN_OPTIONAL(", \"shared\": ", "shared", SCAN_U64),
+		SCAN_OPTIONAL(", \"master\": ", "master", SCAN_U64),
+		SCAN_OPTIONAL(", \"propagate_from\": ", "propagate_from", SCAN_U64),
+		SCAN_OPTIONAL(", \"unbindable\": ", "unbindable", SCAN_BOOL),
 		SCAN_FIELD(", \"type\": ", "type", SCAN_STR),
-		SCAN_FIELD(", \"ns\": ", "ns", SCAN_U64), /* only with namespaces or processes */
+		SCAN_OPTIONAL(", \"ns\": ", "ns", SCAN_U64), /* only with namespaces or processes */
 	};
 	return scan_item(fields, ARRAY_SIZE(fields), batch_item, userdata, i, p, end, ret_end,
 			 &((struct mount_batch *)userdata)->raw);
@@ -2045,7 +2114,7 @@ static int sb_raw(void *userdata, size_t i, const char *p, const char *end, cons
 		SCAN_FIELD(", \"owned\": ", "owned", SCAN_BOOL),
 		SCAN_FIELD(", \"ext_path\": ", "ext_path", SCAN_STR),
 		SCAN_FIELD(", \"ext_root\": ", "ext_root", SCAN_STR),
-		SCAN_FIELD(", \"content\": ", "content", SCAN_STRS), /* from version 2 */
+		SCAN_OPTIONAL(", \"content\": ", "content", SCAN_STRS), /* from version 2 */
 	};
 	return scan_item(fields, ARRAY_SIZE(fields), sbs_item, userdata, i, p, end, ret_end,
 			 &((struct manifest_stream *)userdata)->raw);
@@ -2100,11 +2169,11 @@ static int mounts_join(void *userdata, void *helper_userdata, size_t n)
 		return 1; /* the parse here meets the limit, and says so */
 	r = GROW(b->m, b->cap, base + n);
 	if (r == 0)
-		r = GROW(b->has_ns, b->cap_ns, base + n);
+		r = GROW(b->link, b->cap_link, base + n);
 	if (r < 0)
 		return r;
 	memcpy(b->m + base, h->m, n * sizeof(*h->m));
-	memcpy(b->has_ns + base, h->has_ns, n * sizeof(*h->has_ns));
+	memcpy(b->link + base, h->link, n * sizeof(*h->link));
 	b->n += n;
 	b->raw += h->raw;
 	h->n = 0;
@@ -2184,7 +2253,7 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 	_cleanup_free_ uint64_t *ns_roots = NULL;
 	struct mntcr_tree *t = NULL;
 	struct manifest_stream ms = { .version = version };
-	struct mount_batch batch = { 0 }, helper = { 0 };
+	struct mount_batch batch = { .version = version }, helper = { .version = version };
 	const struct jsplit split = { .at = mounts_split_guess(text, len), .item = batch_item,
 				      .join = mounts_join, .drop = batch_drop, .helper_userdata = &helper };
 	struct jdoc doc = { 0 };
@@ -2273,7 +2342,7 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 		goto fail;
 	if (version >= IMAGE_VERSION_NS && (r = namespaces_from_json(root, n_mounts, t, &ns_roots)) < 0)
 		goto fail;
-	if ((r = mounts_link(t, batch.has_ns)) < 0)
+	if ((r = mounts_link(t, batch.link)) < 0)
 		goto fail;
 	/* The document is done with: free it before indexing (peak memory). */
 	jdoc_release(&doc);

@@ -64,6 +64,8 @@ refused 4 "a directory" "image" --image "$NS_TMP"
 # Whole images around hostile manifests, every digest right (tests/ns/mntcr-forge.c), so that
 # the manifest's own checks are what refuses them: each before anything is mounted.
 : "${MNTCR_FORGE:=$(dirname "$MNTCR")/../tests/mntcr-forge}"
+# manifest_version FILE: the format version a dumped manifest states (the forged image's)
+manifest_version() { sed -n 's/^  "version": \([0-9]*\),$/\1/p' "$1"; }
 ns_start forge 'mount -t tmpfs F $D; mkdir -p $D/a; mount -t tmpfs A $D/a; mkdir -p $D/a/b; mount --bind $D/a $D/a/b'
 mntcr_dump "$(ns_pid forge)" "$NS_TMP/forge.img" --no-content --compress=none
 tar --warning=no-unknown-keyword -xOf "$NS_TMP/forge.img" manifest.json >"$NS_TMP/forge.json"
@@ -75,7 +77,7 @@ forge() {
 	if cmp -s "$NS_TMP/forge.json" "$NS_TMP/forged.json" && [[ -n $2 ]]; then
 		not_ok "$1: the edit applies" "sed -e '$2' changed nothing"
 	fi
-	"$MNTCR_FORGE" 1 "$NS_TMP/forged.json" "$FORGED"
+	"$MNTCR_FORGE" "$(manifest_version "$NS_TMP/forge.json")" "$NS_TMP/forged.json" "$FORGED"
 }
 root_id=$(sed -n 's/^  "root_id": \([0-9]*\),$/\1/p' "$NS_TMP/forge.json")
 # one mount per line: the bind's line
@@ -115,7 +117,7 @@ if cmp -s "$NS_TMP/magic.json" "$NS_TMP/magic-forged.json"; then
 	not_ok "magic: the edit applies" "the mountpoint $S/magic/p/fs is not in the manifest"
 fi
 check "magic: the proc filesystem is restored, not borrowed" grep -q '"fstype": "proc",' "$NS_TMP/magic.json"
-"$MNTCR_FORGE" 1 "$NS_TMP/magic-forged.json" "$NS_TMP/magic-forged.img"
+"$MNTCR_FORGE" "$(manifest_version "$NS_TMP/magic.json")" "$NS_TMP/magic-forged.json" "$NS_TMP/magic-forged.img"
 mkdir -p "$NS_TMP/cwd"
 before=$(cat /proc/self/mountinfo)
 : >"$NS_TMP/magic.ns"

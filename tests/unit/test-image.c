@@ -249,25 +249,22 @@ static char *checksum_json(const char *manifest, uint64_t content, uint64_t memb
 	return s;
 }
 
-/* Read an image made of the magic, this manifest and a correct checksum. */
+static int read_manifest_vn(const char *text, unsigned version, struct mntcr_tree **ret);
+
+/*
+ * Read an image around this manifest, of the version its "version" key
+ * says (version 1 when it says none a number): the magic, the manifest,
+ * from version 2 its digest member, and a correct checksum.
+ */
 static int read_manifest(const char *manifest, struct mntcr_tree **ret)
 {
-	_cleanup_free_ char *sum = checksum_json(manifest, XXH3_64bits(NULL, 0), 2), *tar = NULL;
-	struct member m[] = {
-		{ "mntcr-image", "mntcr-image\nversion 1\n" },
-		{ "manifest.json", manifest },
-		{ "checksum", sum },
-	};
-	struct mntcr_tree *t = NULL;
-	size_t len;
-	int r;
+	const char *v = strstr(manifest, "\"version\"");
+	unsigned long version = 0;
 
-	r = make_tar(m, ARRAY_SIZE(m), false, &tar, &len);
-	if (r < 0)
-		return r;
-	r = read_bytes(tar, len, ret ? ret : &t);
-	mntcr_tree_free(t);
-	return r;
+	if (v)
+		version = strtoul(v + strlen("\"version\"") + strspn(v + strlen("\"version\""), " \n:"),
+				  NULL, 10);
+	return read_manifest_vn(manifest, version >= 1 && version <= 9 ? (unsigned)version : 1, ret);
 }
 
 /* The data of member `name` of a tar in memory. */
@@ -317,6 +314,58 @@ static struct json_object *manifest_of(struct mntcr_tree *t)
 static struct json_object *sample_manifest(void)
 {
 	return manifest_of(sample_tree());
+}
+
+/*
+ * A manifest the writer wrote (version 4) as an older version says it:
+ * every mount with every key (those version 4 leaves out are its
+ * superblock's, or no propagation), without the namespaces and processes
+ * before version 3 and the superblocks' content before version 2.
+ */
+static struct json_object *manifest_as_version(struct json_object *root, unsigned version)
+{
+	struct json_object *sbs, *mounts;
+	static const struct {
+		const char *key, *sb_key; /* a string of the superblock's, or a default */
+		int dflt;		  /* 0, or 1 for a boolean */
+	} keys[] = {
+		{ "fstype", "fstype", 0 },	 { "source", "source", 0 },
+		{ "sb_options", "options", 0 },	 { "shared", NULL, 0 },
+		{ "master", NULL, 0 },		 { "propagate_from", NULL, 0 },
+		{ "unbindable", NULL, 1 },
+	};
+
+	if (!root)
+		return NULL;
+	sbs = json_object_object_get(root, "superblocks");
+	mounts = json_object_object_get(root, "mounts");
+	json_object_object_add(root, "version", json_object_new_int((int)version));
+	for (size_t i = 0; i < json_object_array_length(mounts); i++) {
+		struct json_object *m = json_object_array_get_idx(mounts, i), *sb;
+
+		sb = json_object_array_get_idx(
+			sbs, (size_t)json_object_get_int64(json_object_object_get(m, "sb")));
+		for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+			struct json_object *v;
+
+			if (json_object_object_get_ex(m, keys[k].key, NULL))
+				continue;
+			if (keys[k].sb_key)
+				v = json_object_get(json_object_object_get(sb, keys[k].sb_key));
+			else
+				v = keys[k].dflt ? json_object_new_boolean(0) : json_object_new_int(0);
+			json_object_object_add(m, keys[k].key, v);
+		}
+		if (version < 3)
+			json_object_object_del(m, "ns");
+	}
+	if (version < 3) {
+		json_object_object_del(root, "namespaces");
+		json_object_object_del(root, "processes");
+	}
+	for (size_t i = 0; version < 2 && i < json_object_array_length(sbs); i++)
+		json_object_object_del(json_object_array_get_idx(sbs, i), "content");
+	return root;
 }
 
 /* Serialise an edited manifest, read it through an image, free it. */
@@ -729,7 +778,7 @@ TEST(several_namespaces)
 	CHECK_INT(t->n_ns, 2);
 	CHECK_INT(image_bytes(t, &img, &len), 0);
 	CHECK_INT(extract_member(img, len, "mntcr-image", &magic), 0);
-	CHECK_STREQ(magic, "mntcr-image\nversion 3\n");
+	CHECK_STREQ(magic, "mntcr-image\nversion 4\n");
 	CHECK_INT(read_bytes(img, len, &u), 0);
 	CHECK(u && trees_equal(t, u, true));
 	if (u) {
@@ -751,10 +800,15 @@ TEST(several_namespaces)
 	mntcr_tree_free(u);
 }
 
-/* An image of version 2 or 3 (the same layout) around this manifest text, read. */
+/*
+ * An image of this version around this manifest text, read: version 1's
+ * layout (magic, manifest, checksum), or from version 2 on the manifest's
+ * digest member after it.
+ */
 static int read_manifest_vn(const char *text, unsigned version, struct mntcr_tree **ret)
 {
 	_cleanup_free_ char *msum = NULL, *sum = NULL, *tar = NULL, *magic = NULL;
+	bool v1 = version == 1;
 	struct mntcr_tree *t = NULL;
 	size_t len;
 	int r;
@@ -762,33 +816,22 @@ static int read_manifest_vn(const char *text, unsigned version, struct mntcr_tre
 	if (asprintf(&msum, "{\"algorithm\": \"xxh3-64\", \"manifest\": \"%016" PRIx64 "\"}\n",
 		     XXH3_64bits(text, strlen(text))) < 0)
 		return -ENOMEM;
-	sum = checksum_json(text, XXH3_64bits(NULL, 0), 3);
-	if (asprintf(&magic, "mntcr-image\nversion %u\n", version) < 0)
+	sum = checksum_json(text, XXH3_64bits(NULL, 0), v1 ? 2 : 3);
+	if (!sum || asprintf(&magic, "mntcr-image\nversion %u\n", version) < 0)
 		return -ENOMEM;
 	{
 		struct member m[] = {
 			{ "mntcr-image", magic },
 			{ "manifest.json", text },
-			{ "manifest.checksum", msum },
+			{ v1 ? "checksum" : "manifest.checksum", v1 ? sum : msum },
 			{ "checksum", sum },
 		};
-		r = make_tar(m, ARRAY_SIZE(m), false, &tar, &len);
+		r = make_tar(m, v1 ? 3 : 4, false, &tar, &len);
 	}
 	if (r < 0)
 		return r;
 	r = read_bytes(tar, len, ret ? ret : &t);
 	mntcr_tree_free(t);
-	return r;
-}
-
-/* Version 3 around an edited manifest. */
-static int read_v3(struct json_object *root)
-{
-	int r = read_manifest_vn(json_object_to_json_string_ext(
-					 root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE),
-				 3, NULL);
-
-	json_object_put(root);
 	return r;
 }
 
@@ -806,57 +849,57 @@ TEST(several_namespaces_hostile)
 	CHECK(o != NULL);
 	if (!o)
 		return;
-	CHECK_INT(read_v3(o), 0);
+	CHECK_INT(read_edited(o), 0);
 	/* a mount in a namespace that does not exist */
 	o = two_ns_manifest();
 	jset(jpath(o, "mounts", 4), "ns", json_object_new_int(2));
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	/* a parent in another namespace: 43's parent 42 is in namespace 1, make 43 namespace 0 */
 	o = two_ns_manifest();
 	jset(jpath(o, "mounts", 5), "ns", json_object_new_int(0));
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	/* a namespace without a root: every mount in namespace 0 */
 	o = two_ns_manifest();
 	for (size_t i = 3; i < 6; i++)
 		jset(jpath(o, "mounts", i), "ns", json_object_new_int(0));
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	/* a namespace's root_id that is not its root */
 	o = two_ns_manifest();
 	jset(jpath(o, "namespaces", 1), "root_id", json_object_new_int(42));
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	/* more namespaces than mounts; none */
 	o = two_ns_manifest();
 	for (int i = 0; i < 10; i++)
 		json_object_array_add(json_object_object_get(o, "namespaces"),
 				      json_object_get(jpath(o, "namespaces", 0)));
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	o = two_ns_manifest();
 	jset(o, "namespaces", json_object_new_array());
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	/* a process in a namespace that does not exist, with a bad pid, without a root */
 	o = two_ns_manifest();
 	jset(jpath(o, "processes", 0), "ns", json_object_new_int(5));
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	o = two_ns_manifest();
 	jset(jpath(o, "processes", 0), "pid", json_object_new_int(-1));
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	o = two_ns_manifest();
 	json_object_object_del(jpath(o, "processes", 0), "root");
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	/* the lists missing */
 	o = two_ns_manifest();
 	json_object_object_del(o, "processes");
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 	o = two_ns_manifest();
 	json_object_object_del(o, "namespaces");
-	CHECK_INT(read_v3(o), -EBADMSG);
+	CHECK_INT(read_edited(o), -EBADMSG);
 }
 
 TEST(members_in_order)
 {
 	struct mntcr_tree *t = sample_tree();
 	_cleanup_free_ char *img = NULL, *magic = NULL, *sum = NULL;
-	static const char *want[] = { "mntcr-image", "manifest.json", "checksum" };
+	static const char *want[] = { "mntcr-image", "manifest.json", "manifest.checksum", "checksum" };
 	struct archive *a = archive_read_new();
 	struct archive_entry *e;
 	size_t len = 0, n = 0;
@@ -869,15 +912,15 @@ TEST(members_in_order)
 		CHECK_INT(archive_entry_filetype(e), AE_IFREG);
 		n++;
 	}
-	CHECK_INT(n, 3);
+	CHECK_INT(n, 4);
 	CHECK_INT(archive_format(a),
 		  ARCHIVE_FORMAT_TAR_USTAR); /* pax restricted: plain ustar here */
 	archive_read_free(a);
 	CHECK_INT(len % 10240, 0);
 	CHECK_INT(extract_member(img, len, "mntcr-image", &magic), 0);
-	CHECK_STREQ(magic, "mntcr-image\nversion 1\n");
+	CHECK_STREQ(magic, "mntcr-image\nversion 4\n");
 	CHECK_INT(extract_member(img, len, "checksum", &sum), 0);
-	CHECK(sum && strstr(sum, "\"algorithm\": \"xxh3-64\"") && strstr(sum, "\"members\": 2"));
+	CHECK(sum && strstr(sum, "\"algorithm\": \"xxh3-64\"") && strstr(sum, "\"members\": 3"));
 	mntcr_tree_free(t);
 }
 
@@ -1017,7 +1060,7 @@ static int read_both_ways(const char *manifest, struct mntcr_tree **a, struct mn
 TEST(manifest_two_threads)
 {
 	static const char fake[] = "a },\n    { ";
-	struct mntcr_tree *t = big_tree(8000), *a = NULL, *b = NULL;
+	struct mntcr_tree *t = big_tree(14000), *a = NULL, *b = NULL;
 	_cleanup_free_ char *img = NULL, *manifest = NULL;
 	struct strbuf hostile = { 0 };
 	size_t len, mid, p;
@@ -1075,10 +1118,11 @@ TEST(manifest_two_threads)
 	/*
 	 * Padding after the last member moves the text's middle to just before a
 	 * fake, which is then the first thing after the middle that looks like a
-	 * mount's start: the reader's guess.
+	 * mount's start: the reader's guess. The fake is one far enough past the
+	 * middle for the padding to hold a key.
 	 */
 	len = hostile.len;
-	q = strstr(hostile.buf + len / 2, fake);
+	q = strstr(hostile.buf + len / 2 + 32, fake);
 	CHECK(q != NULL);
 	if (!q)
 		return;
@@ -1100,6 +1144,94 @@ TEST(manifest_two_threads)
 	strbuf_release(&hostile);
 	mntcr_tree_free(a);
 	mntcr_tree_free(b);
+	mntcr_tree_free(t);
+}
+
+/* The text of mount i's line in a manifest: from its "{ \"id\": " to the end of the line. */
+static char *mount_line(const char *manifest, uint64_t id)
+{
+	char key[48];
+	const char *p, *e;
+
+	snprintf(key, sizeof(key), "{ \"id\": %" PRIu64 ",", id);
+	p = strstr(manifest, key);
+	if (!p)
+		return NULL;
+	e = strchr(p, '\n');
+	return strndup(p, e ? (size_t)(e - p) : strlen(p));
+}
+
+/*
+ * Version 4: a mount leaves out what its superblock or the default says,
+ * and reads back the same; a null source is not a missing one; and the
+ * same table in every older version, every key written, reads the same.
+ */
+TEST(brief_mounts)
+{
+	struct mntcr_tree *t = sample_tree(), *u = NULL;
+	_cleanup_free_ char *img = NULL, *manifest = NULL, *plain = NULL, *moved = NULL,
+			    *slave = NULL, *unb = NULL;
+	size_t len = 0, k_plain = 1, k_moved = 7;
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	/* /mnt/back\\slash (id 28): a source of its own, not its superblock's (id 27's) */
+	CHECK_INT(t->mounts[k_moved].id, 28);
+	set_source(&t->mounts[k_moved], "elsewhere");
+	CHECK_INT(image_bytes(t, &img, &len), 0);
+	CHECK_INT(extract_member(img, len, "manifest.json", &manifest), 0);
+	CHECK_INT(read_bytes(img, len, &u), 0);
+	CHECK(u && trees_equal(t, u, true));
+	mntcr_tree_free(u);
+	u = NULL;
+	if (!manifest)
+		return;
+	/* /proc (id 22): nothing but what every mount says */
+	CHECK_INT(t->mounts[k_plain].id, 22);
+	plain = mount_line(manifest, t->mounts[k_plain].id);
+	CHECK(plain && !strstr(plain, "\"fstype\"") && !strstr(plain, "\"source\"") &&
+	      !strstr(plain, "\"sb_options\"") && !strstr(plain, "\"shared\"") &&
+	      !strstr(plain, "\"master\"") && !strstr(plain, "\"propagate_from\"") &&
+	      !strstr(plain, "\"unbindable\"") && strstr(plain, "\"type\": "));
+	moved = mount_line(manifest, t->mounts[k_moved].id);
+	CHECK(moved && strstr(moved, "\"source\": \"elsewhere\"") && !strstr(moved, "\"fstype\""));
+	/* /mnt/x: master:2 propagate_from:7; /mnt/with space: unbindable */
+	slave = mount_line(manifest, 25);
+	CHECK(slave && strstr(slave, "\"master\": 2, \"propagate_from\": 7") &&
+	      !strstr(slave, "\"shared\""));
+	unb = mount_line(manifest, 26);
+	CHECK(unb && strstr(unb, "\"unbindable\": true"));
+
+	/* a null source stays null; a missing one is the superblock's */
+	{
+		struct json_object *root = json_tokener_parse(manifest);
+		const char *text;
+
+		jset(jpath(root, "mounts", k_plain), "source", NULL);
+		text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+								    JSON_C_TO_STRING_NOSLASHESCAPE);
+		CHECK_INT(read_manifest(text, &u), 0);
+		CHECK(u && u->mounts[k_plain].source == NULL &&
+		      streq_ptr(u->mounts[k_plain + 1].source, t->mounts[k_plain + 1].source) &&
+		      streq_ptr(u->mounts[k_plain].fstype, "proc"));
+		mntcr_tree_free(u);
+		u = NULL;
+		json_object_put(root);
+	}
+	/* every key written, as versions 1 to 3 must: the same table */
+	for (unsigned version = 1; version <= 3; version++) {
+		struct json_object *root = manifest_as_version(json_tokener_parse(manifest), version);
+		const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+									  JSON_C_TO_STRING_NOSLASHESCAPE);
+
+		CHECK(strstr(text, "\"propagate_from\":0") || strstr(text, "\"propagate_from\": 0"));
+		CHECK_INT(read_manifest(text, &u), 0);
+		CHECK(u && trees_equal(t, u, true));
+		mntcr_tree_free(u);
+		u = NULL;
+		json_object_put(root);
+	}
 	mntcr_tree_free(t);
 }
 
@@ -1182,16 +1314,20 @@ TEST(round_trip_random_paths)
 TEST(compressed_image_reads)
 {
 	struct mntcr_tree *t = sample_tree(), *u = NULL;
-	_cleanup_free_ char *img = NULL, *manifest = NULL, *sum = NULL, *gz = NULL;
+	_cleanup_free_ char *img = NULL, *magic = NULL, *manifest = NULL, *msum = NULL, *sum = NULL,
+			    *gz = NULL;
 	size_t len = 0, gzlen = 0;
 
 	CHECK_INT(image_bytes(t, &img, &len), 0);
+	CHECK_INT(extract_member(img, len, "mntcr-image", &magic), 0);
 	CHECK_INT(extract_member(img, len, "manifest.json", &manifest), 0);
+	CHECK_INT(extract_member(img, len, "manifest.checksum", &msum), 0);
 	CHECK_INT(extract_member(img, len, "checksum", &sum), 0);
 	{
 		struct member m[] = {
-			{ "mntcr-image", "mntcr-image\nversion 1\n" },
+			{ "mntcr-image", magic },
 			{ "manifest.json", manifest },
+			{ "manifest.checksum", msum },
 			{ "checksum", sum },
 		};
 
@@ -1397,38 +1533,55 @@ TEST(flipped_bytes)
 TEST(versions)
 {
 	struct mntcr_tree *t = sample_tree();
-	_cleanup_free_ char *img = NULL, *manifest = NULL, *sum = NULL;
+	struct json_object *v1 = manifest_as_version(sample_manifest(), 1);
+	_cleanup_free_ char *img = NULL, *manifest = NULL, *msum = NULL, *sum = NULL, *sum1 = NULL;
+	/* magic texts around a version 1 manifest (layout 1) and around the writer's (layout 4) */
 	static const struct {
 		const char *magic;
+		unsigned layout;
 		int want;
 	} cases[] = {
-		{ "mntcr-image\nversion 1\n", 0 },
-		{ "mntcr-image\nversion 1\nfuture: ignored\n", 0 },
-		/* version 2 exists: its manifest must say 2, and manifest.checksum must follow */
-		{ "mntcr-image\nversion 2\n", -EBADMSG },
-		/* version 3 (several namespaces) likewise */
-		{ "mntcr-image\nversion 3\n", -EBADMSG },
-		{ "mntcr-image\nversion 4\n", -EPROTO },
-		{ "mntcr-image\nversion 4294967296\n", -EPROTO },
-		{ "mntcr-image\nversion 99999999999999999999999999\n", -EPROTO },
-		{ "mntcr-image\nversion 0\n", -EBADMSG },
-		{ "mntcr-image\nversion 01\n", -EBADMSG },
-		{ "mntcr-image\nversion -1\n", -EBADMSG },
-		{ "mntcr-image\nversion 1", -EBADMSG },
-		{ "mntcr-image\nversion \n", -EBADMSG },
-		{ "mntcr-image\nversion 1x\n", -EBADMSG },
-		{ "mntcr-imagE\nversion 1\n", -EBADMSG },
-		{ "", -EBADMSG },
+		{ "mntcr-image\nversion 1\n", 1, 0 },
+		{ "mntcr-image\nversion 1\nfuture: ignored\n", 1, 0 },
+		{ "mntcr-image\nversion 4\n", 4, 0 },
+		{ "mntcr-image\nversion 4\nfuture: ignored\n", 4, 0 },
+		/* versions 2 and 3 exist: the manifest must say the same, and manifest.checksum must follow */
+		{ "mntcr-image\nversion 2\n", 1, -EBADMSG },
+		{ "mntcr-image\nversion 3\n", 1, -EBADMSG },
+		{ "mntcr-image\nversion 3\n", 4, -EBADMSG },
+		/* version 4 with version 1's layout and manifest */
+		{ "mntcr-image\nversion 4\n", 1, -EBADMSG },
+		{ "mntcr-image\nversion 1\n", 4, -EBADMSG },
+		{ "mntcr-image\nversion 5\n", 4, -EPROTO },
+		{ "mntcr-image\nversion 5\n", 1, -EPROTO },
+		{ "mntcr-image\nversion 4294967296\n", 1, -EPROTO },
+		{ "mntcr-image\nversion 99999999999999999999999999\n", 1, -EPROTO },
+		{ "mntcr-image\nversion 0\n", 1, -EBADMSG },
+		{ "mntcr-image\nversion 01\n", 1, -EBADMSG },
+		{ "mntcr-image\nversion -1\n", 1, -EBADMSG },
+		{ "mntcr-image\nversion 1", 1, -EBADMSG },
+		{ "mntcr-image\nversion \n", 1, -EBADMSG },
+		{ "mntcr-image\nversion 1x\n", 1, -EBADMSG },
+		{ "mntcr-imagE\nversion 1\n", 1, -EBADMSG },
+		{ "", 1, -EBADMSG },
 	};
+	const char *text1 = v1 ? json_object_to_json_string_ext(v1, JSON_C_TO_STRING_PRETTY |
+									JSON_C_TO_STRING_NOSLASHESCAPE)
+			       : "";
 	size_t len = 0;
 
+	CHECK(v1 != NULL);
 	CHECK_INT(image_bytes(t, &img, &len), 0);
 	CHECK_INT(extract_member(img, len, "manifest.json", &manifest), 0);
+	CHECK_INT(extract_member(img, len, "manifest.checksum", &msum), 0);
 	CHECK_INT(extract_member(img, len, "checksum", &sum), 0);
+	sum1 = checksum_json(text1, XXH3_64bits(NULL, 0), 2);
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		bool l1 = cases[i].layout == 1;
 		struct member m[] = {
 			{ "mntcr-image", cases[i].magic },
-			{ "manifest.json", manifest },
+			{ "manifest.json", l1 ? text1 : manifest },
+			{ l1 ? "checksum" : "manifest.checksum", l1 ? sum1 : msum },
 			{ "checksum", sum },
 		};
 		_cleanup_free_ char *tar = NULL;
@@ -1436,17 +1589,19 @@ TEST(versions)
 		size_t n = 0;
 		int r;
 
-		CHECK_INT(make_tar(m, ARRAY_SIZE(m), false, &tar, &n), 0);
+		CHECK_INT(make_tar(m, l1 ? 3 : 4, false, &tar, &n), 0);
 		r = read_bytes(tar, n, &u);
 		if (r != cases[i].want)
 			printf("#   magic case %zu\n", i);
 		CHECK_INT(r, cases[i].want);
+		if (r == 0)
+			CHECK(trees_equal(t, u, true));
 		mntcr_tree_free(u);
 	}
 	/* A newer version in a real image, patched in place: the magic is not under the checksum.
 	 */
 	{
-		char *v = memmem(img, len, "version 1\n", 10);
+		char *v = memmem(img, len, "version 4\n", 10);
 		struct mntcr_tree *u = NULL;
 
 		CHECK(v != NULL);
@@ -1455,6 +1610,7 @@ TEST(versions)
 			CHECK_INT(read_bytes(img, len, &u), -EPROTO);
 		}
 	}
+	json_object_put(v1);
 	mntcr_tree_free(t);
 }
 
@@ -1528,7 +1684,7 @@ static int read_members(const struct member *m, size_t n)
 
 TEST(checksum_member)
 {
-	struct json_object *root = sample_manifest();
+	struct json_object *root = manifest_as_version(sample_manifest(), 1);
 	const char *manifest;
 	static const char magic[] = "mntcr-image\nversion 1\n";
 	uint64_t empty = XXH3_64bits(NULL, 0);
@@ -1625,7 +1781,7 @@ TEST(checksum_member)
 
 TEST(content_members)
 {
-	struct json_object *root = sample_manifest();
+	struct json_object *root = manifest_as_version(sample_manifest(), 1);
 	static const char magic[] = "mntcr-image\nversion 1\n";
 	const char *manifest;
 	XXH3_state_t *h = XXH3_createState();
@@ -1944,24 +2100,34 @@ TEST(manifest_types)
 			       cases[i].key, cases[i].json, r);
 		CHECK_INT(r, -EBADMSG);
 	}
-	/* Deleting a required key. */
+	/*
+	 * Deleting a required key: the first 7 in every version, the rest up to
+	 * version 3 (version 4 leaves them out when they say what the
+	 * superblock or the default says).
+	 */
 	static const char *required[] = { "id",	    "parent_id",  "old_id",	    "sb",
 					  "root",   "mountpoint", "flags",	    "fstype",
 					  "shared", "master",	  "propagate_from", "unbindable" };
-	for (size_t i = 0; i < ARRAY_SIZE(required); i++) {
-		struct json_object *root = sample_manifest();
+	for (unsigned version = 1; version <= 4; version++)
+		for (size_t i = 0; i < ARRAY_SIZE(required); i++) {
+			struct json_object *root = manifest_as_version(sample_manifest(), version);
+			int want = version < 4 || i < 7 ? -EBADMSG : 0, r;
 
-		json_object_object_del(jpath(root, "mounts", 2), required[i]);
-		CHECK_INT(read_edited(root), -EBADMSG);
-	}
+			json_object_object_del(jpath(root, "mounts", 2), required[i]);
+			r = read_edited(root);
+			if (r != want)
+				printf("#   version %u without %s\n", version, required[i]);
+			CHECK_INT(r, want);
+		}
 	/* Nullable keys may be null or absent. */
 	static const char *nullable[] = { "source", "sb_options", "type" };
-	for (size_t i = 0; i < ARRAY_SIZE(nullable); i++) {
-		struct json_object *root = sample_manifest();
+	for (unsigned version = 1; version <= 4; version++)
+		for (size_t i = 0; i < ARRAY_SIZE(nullable); i++) {
+			struct json_object *root = manifest_as_version(sample_manifest(), version);
 
-		json_object_object_del(jpath(root, "mounts", 2), nullable[i]);
-		CHECK_INT(read_edited(root), 0);
-	}
+			json_object_object_del(jpath(root, "mounts", 2), nullable[i]);
+			CHECK_INT(read_edited(root), 0);
+		}
 }
 
 TEST(manifest_structure)
