@@ -1264,10 +1264,10 @@ static int json_parse_text(const char *what, char *text, size_t len, struct jdoc
  * The value of obj[key], which must have JSON type `type`. With `nullable`,
  * null or a missing key give *ret = NULL. ctx names obj in messages.
  */
-static int jget(const struct jval *obj, struct jctx *ctx, const char *key, enum jtype type,
-		bool nullable, const struct jval **ret)
+/* jget() on the value v of key, found (or NULL: missing) by the caller. */
+static int jcheck(const struct jval *v, struct jctx *ctx, const char *key, enum jtype type,
+		  bool nullable, const struct jval **ret)
 {
-	const struct jval *v = jval_get_hint(obj, key, &ctx->hint);
 	char buf[64];
 
 	if (!v || v->type == JT_NULL) {
@@ -1284,14 +1284,20 @@ static int jget(const struct jval *obj, struct jctx *ctx, const char *key, enum 
 	return 0;
 }
 
-static int jget_u64(const struct jval *obj, struct jctx *ctx, const char *key, uint64_t max,
-		    uint64_t *ret)
+static int jget(const struct jval *obj, struct jctx *ctx, const char *key, enum jtype type,
+		bool nullable, const struct jval **ret)
 {
-	const struct jval *v;
+	return jcheck(jval_get_hint(obj, key, &ctx->hint), ctx, key, type, nullable, ret);
+}
+
+/* jget_u64() on the value v of key, found by the caller. */
+static int jcheck_u64(const struct jval *v, struct jctx *ctx, const char *key, uint64_t max,
+		      uint64_t *ret)
+{
 	char buf[64];
 	int r;
 
-	r = jget(obj, ctx, key, JT_INT, false, &v);
+	r = jcheck(v, ctx, key, JT_INT, false, &v);
 	if (r < 0)
 		return r;
 	if (v->neg)
@@ -1305,39 +1311,63 @@ static int jget_u64(const struct jval *obj, struct jctx *ctx, const char *key, u
 	return 0;
 }
 
-static int jget_bool(const struct jval *obj, struct jctx *ctx, const char *key, bool *ret)
+static int jget_u64(const struct jval *obj, struct jctx *ctx, const char *key, uint64_t max,
+		    uint64_t *ret)
 {
-	const struct jval *v;
+	return jcheck_u64(jval_get_hint(obj, key, &ctx->hint), ctx, key, max, ret);
+}
+
+static int jcheck_bool(const struct jval *v, struct jctx *ctx, const char *key, bool *ret)
+{
 	int r;
 
-	r = jget(obj, ctx, key, JT_BOOLEAN, false, &v);
+	r = jcheck(v, ctx, key, JT_BOOLEAN, false, &v);
 	if (r < 0)
 		return r;
 	*ret = v->b;
 	return 0;
 }
 
-/* Whether obj has key, null or not. */
-static bool jhas(const struct jval *obj, struct jctx *ctx, const char *key)
+static int jget_bool(const struct jval *obj, struct jctx *ctx, const char *key, bool *ret)
 {
-	return jval_get_hint(obj, key, &ctx->hint) != NULL;
+	return jcheck_bool(jval_get_hint(obj, key, &ctx->hint), ctx, key, ret);
 }
 
-/* As jget_u64() and jget_bool(); when optional, a missing key leaves *ret as it is. */
-static int jget_u64_opt(const struct jval *obj, struct jctx *ctx, const char *key, bool optional,
-			uint64_t *ret)
+/*
+ * The value of key in obj, or NULL, where *left counts obj's members that
+ * no lookup has found yet: with none left, the key is missing without a
+ * search. A mount of version 4 mostly has only the keys every mount has,
+ * and its lookups of the others found nothing after a search each (the
+ * restore's read of 10,000 binds: 0.8 ms of 9).
+ */
+static const struct jval *jfind_left(const struct jval *obj, struct jctx *ctx, const char *key,
+				     uint32_t *left)
 {
-	if (optional && !jhas(obj, ctx, key))
-		return 0;
-	return jget_u64(obj, ctx, key, UINT64_MAX, ret);
+	const struct jval *v;
+
+	if (*left == 0)
+		return NULL;
+	v = jval_get_hint(obj, key, &ctx->hint);
+	if (v)
+		(*left)--;
+	return v;
 }
 
-static int jget_bool_opt(const struct jval *obj, struct jctx *ctx, const char *key, bool optional,
-			 bool *ret)
+/* As jget_u64() and jget_bool(), through jfind_left(); when optional, a missing key leaves *ret. */
+static int jget_opt_u64(const struct jval *obj, struct jctx *ctx, const char *key, bool optional,
+			uint32_t *left, uint64_t *ret)
 {
-	if (optional && !jhas(obj, ctx, key))
-		return 0;
-	return jget_bool(obj, ctx, key, ret);
+	const struct jval *v = jfind_left(obj, ctx, key, left);
+
+	return !v && optional ? 0 : jcheck_u64(v, ctx, key, UINT64_MAX, ret);
+}
+
+static int jget_opt_bool(const struct jval *obj, struct jctx *ctx, const char *key, bool optional,
+			 uint32_t *left, bool *ret)
+{
+	const struct jval *v = jfind_left(obj, ctx, key, left);
+
+	return !v && optional ? 0 : jcheck_bool(v, ctx, key, ret);
 }
 
 /* A JSON string equal to s, without a "\u0000" hiding a longer value. */
@@ -1680,10 +1710,11 @@ static int mount_from_json(const struct jval *o, size_t i, unsigned version, str
 			   unsigned *ret_link)
 {
 	struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
-	const struct jval *flags, *type, *str[_MOUNT_STR_MAX];
+	const struct jval *flags, *type, *ns, *v, *str[_MOUNT_STR_MAX];
 	char **slot[_MOUNT_STR_MAX];
 	bool brief = version >= IMAGE_VERSION_BRIEF;
 	unsigned link = 0;
+	uint32_t left;
 	uint64_t old_id, sb;
 	char buf[64];
 	int r;
@@ -1704,13 +1735,18 @@ static int mount_from_json(const struct jval *o, size_t i, unsigned version, str
 	    (r = jget(o, ctx, "flags", JT_ARRAY, false, &flags)) < 0 ||
 	    (r = flags_from_json(flags, ctx, &m->attr)) < 0)
 		return r;
+	/* the 7 keys above are there; then the two every version may have, then the rest */
+	left = brief ? o->n - 7 : UINT32_MAX;
+	type = jfind_left(o, ctx, "type", &left);
+	ns = jfind_left(o, ctx, "ns", &left);
 	/* fstype must be a string; source and sb_options may be null */
 	for (size_t k = MOUNT_STR_FSTYPE; k < _MOUNT_STR_MAX; k++) {
+		v = jfind_left(o, ctx, mount_strs[k].key, &left);
 		str[k] = NULL;
-		if (brief && !jhas(o, ctx, mount_strs[k].key))
+		if (brief && !v)
 			link |= LINK_SB_STR(k);
-		else if ((r = jget(o, ctx, mount_strs[k].key, JT_STRING, k != MOUNT_STR_FSTYPE,
-				   &str[k])) < 0)
+		else if ((r = jcheck(v, ctx, mount_strs[k].key, JT_STRING, k != MOUNT_STR_FSTYPE,
+				     &str[k])) < 0)
 			return r;
 	}
 	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
@@ -1718,18 +1754,19 @@ static int mount_from_json(const struct jval *o, size_t i, unsigned version, str
 	r = strings_from_json(str, mount_strs, _MOUNT_STR_MAX, ctx, &m->strings, slot);
 	if (r < 0)
 		return r;
-	if ((r = jget_u64_opt(o, ctx, "shared", brief, &m->shared)) < 0 ||
-	    (r = jget_u64_opt(o, ctx, "master", brief, &m->master)) < 0 ||
-	    (r = jget_u64_opt(o, ctx, "propagate_from", brief, &m->propagate_from)) < 0 ||
-	    (r = jget_bool_opt(o, ctx, "unbindable", brief, &m->unbindable)) < 0 ||
-	    (r = jget(o, ctx, "type", JT_STRING, true, &type)) < 0)
+	/* missing from version 4: no propagation */
+	if ((r = jget_opt_u64(o, ctx, "shared", brief, &left, &m->shared)) < 0 ||
+	    (r = jget_opt_u64(o, ctx, "master", brief, &left, &m->master)) < 0 ||
+	    (r = jget_opt_u64(o, ctx, "propagate_from", brief, &left, &m->propagate_from)) < 0 ||
+	    (r = jget_opt_bool(o, ctx, "unbindable", brief, &left, &m->unbindable)) < 0 ||
+	    (r = jcheck(type, ctx, "type", JT_STRING, true, &type)) < 0)
 		return r;
-	if (jhas(o, ctx, "ns")) {
-		uint64_t ns;
+	if (ns) {
+		uint64_t u;
 
-		if ((r = jget_u64(o, ctx, "ns", UINT64_MAX, &ns)) < 0)
+		if ((r = jcheck_u64(ns, ctx, "ns", UINT64_MAX, &u)) < 0)
 			return r;
-		m->ns = (size_t)ns;
+		m->ns = (size_t)u;
 		link |= LINK_NS;
 	}
 	*ret_link = link;
