@@ -37,7 +37,16 @@ static int item(void *userdata, size_t idx, const struct jval *v)
 		abort();
 	s->items++;
 	s->types = s->types * 31 + v->type + (v->type == JT_ARRAY || v->type == JT_OBJECT ? v->n : 0);
-	(void)jval_get(v, "id");
+	/* one pass over the members finds what a search for each key finds */
+	{
+		static const char *const keys[] = { "id", "sb", "root", "type", "ns", "", "i" };
+		const struct jval *many[(sizeof(keys) / sizeof(keys[0]))];
+
+		jval_get_many(v, keys, (sizeof(keys) / sizeof(keys[0])), many);
+		for (size_t k = 0; k < (sizeof(keys) / sizeof(keys[0])); k++)
+			if (many[k] != jval_get(v, keys[k]))
+				abort();
+	}
 	return 0;
 }
 

@@ -1333,40 +1333,14 @@ static int jget_bool(const struct jval *obj, struct jctx *ctx, const char *key, 
 	return jcheck_bool(jval_get_hint(obj, key, &ctx->hint), ctx, key, ret);
 }
 
-/*
- * The value of key in obj, or NULL, where *left counts obj's members that
- * no lookup has found yet: with none left, the key is missing without a
- * search. A mount of version 4 mostly has only the keys every mount has,
- * and its lookups of the others found nothing after a search each (the
- * restore's read of 10,000 binds: 0.8 ms of 9).
- */
-static const struct jval *jfind_left(const struct jval *obj, struct jctx *ctx, const char *key,
-				     uint32_t *left)
+/* jcheck_u64() and jcheck_bool(), but a missing key (v NULL) leaves *ret when optional. */
+static int jopt_u64(const struct jval *v, struct jctx *ctx, const char *key, bool optional, uint64_t *ret)
 {
-	const struct jval *v;
-
-	if (*left == 0)
-		return NULL;
-	v = jval_get_hint(obj, key, &ctx->hint);
-	if (v)
-		(*left)--;
-	return v;
-}
-
-/* As jget_u64() and jget_bool(), through jfind_left(); when optional, a missing key leaves *ret. */
-static int jget_opt_u64(const struct jval *obj, struct jctx *ctx, const char *key, bool optional,
-			uint32_t *left, uint64_t *ret)
-{
-	const struct jval *v = jfind_left(obj, ctx, key, left);
-
 	return !v && optional ? 0 : jcheck_u64(v, ctx, key, UINT64_MAX, ret);
 }
 
-static int jget_opt_bool(const struct jval *obj, struct jctx *ctx, const char *key, bool optional,
-			 uint32_t *left, bool *ret)
+static int jopt_bool(const struct jval *v, struct jctx *ctx, const char *key, bool optional, bool *ret)
 {
-	const struct jval *v = jfind_left(obj, ctx, key, left);
-
 	return !v && optional ? 0 : jcheck_bool(v, ctx, key, ret);
 }
 
@@ -1681,6 +1655,55 @@ static int sb_from_json(const struct jval *o, size_t i, unsigned version, struct
 	return 0;
 }
 
+/* A mount's keys, in the order the writer writes them (mount_to_json()). */
+enum {
+	MK_ID,
+	MK_PARENT_ID,
+	MK_OLD_ID,
+	MK_SB,
+	MK_ROOT,
+	MK_MOUNTPOINT,
+	MK_FLAGS,
+	MK_FSTYPE,
+	MK_SOURCE,
+	MK_SB_OPTIONS,
+	MK_SHARED,
+	MK_MASTER,
+	MK_PROPAGATE_FROM,
+	MK_UNBINDABLE,
+	MK_TYPE,
+	MK_NS,
+	_MK_MAX
+};
+
+static const char *const mount_keys[_MK_MAX] = {
+	[MK_ID] = "id",
+	[MK_PARENT_ID] = "parent_id",
+	[MK_OLD_ID] = "old_id",
+	[MK_SB] = "sb",
+	[MK_ROOT] = "root",
+	[MK_MOUNTPOINT] = "mountpoint",
+	[MK_FLAGS] = "flags",
+	[MK_FSTYPE] = "fstype",
+	[MK_SOURCE] = "source",
+	[MK_SB_OPTIONS] = "sb_options",
+	[MK_SHARED] = "shared",
+	[MK_MASTER] = "master",
+	[MK_PROPAGATE_FROM] = "propagate_from",
+	[MK_UNBINDABLE] = "unbindable",
+	[MK_TYPE] = "type",
+	[MK_NS] = "ns",
+};
+
+/* Which of them a mount's string k (MOUNT_STR_*) is. */
+static const unsigned mount_str_key[_MOUNT_STR_MAX] = {
+	[MOUNT_STR_ROOT] = MK_ROOT,
+	[MOUNT_STR_MOUNTPOINT] = MK_MOUNTPOINT,
+	[MOUNT_STR_FSTYPE] = MK_FSTYPE,
+	[MOUNT_STR_SOURCE] = MK_SOURCE,
+	[MOUNT_STR_SB_OPTS] = MK_SB_OPTIONS,
+};
+
 /* A mount's strings in the manifest (MOUNT_STR_*). */
 static const struct str_field mount_strs[_MOUNT_STR_MAX] = {
 	[MOUNT_STR_ROOT] = { "root", STR_PATH, IMAGE_PATH_MAX },
@@ -1710,11 +1733,10 @@ static int mount_from_json(const struct jval *o, size_t i, unsigned version, str
 			   unsigned *ret_link)
 {
 	struct jctx *ctx = JCTX_IDX("manifest.mounts", i);
-	const struct jval *flags, *type, *ns, *v, *str[_MOUNT_STR_MAX];
+	const struct jval *val[_MK_MAX], *flags, *type, *str[_MOUNT_STR_MAX];
 	char **slot[_MOUNT_STR_MAX];
 	bool brief = version >= IMAGE_VERSION_BRIEF;
 	unsigned link = 0;
-	uint32_t left;
 	uint64_t old_id, sb;
 	char buf[64];
 	int r;
@@ -1722,31 +1744,26 @@ static int mount_from_json(const struct jval *o, size_t i, unsigned version, str
 	if (o->type != JT_OBJECT)
 		return log_debug_errno(-EBADMSG, "Invalid image: %s is not an object",
 				       ctx_str(ctx, buf));
-	if ((r = jget_u64(o, ctx, "id", UINT64_MAX, &m->id)) < 0 ||
-	    (r = jget_u64(o, ctx, "parent_id", UINT64_MAX, &m->parent_id)) < 0 ||
-	    (r = jget_u64(o, ctx, "old_id", UINT32_MAX, &old_id)) < 0 ||
-	    (r = jget_u64(o, ctx, "sb", UINT64_MAX, &sb)) < 0)
+	/* every key at once: a search for each key version 4 leaves out found nothing */
+	jval_get_many(o, mount_keys, _MK_MAX, val);
+	if ((r = jcheck_u64(val[MK_ID], ctx, "id", UINT64_MAX, &m->id)) < 0 ||
+	    (r = jcheck_u64(val[MK_PARENT_ID], ctx, "parent_id", UINT64_MAX, &m->parent_id)) < 0 ||
+	    (r = jcheck_u64(val[MK_OLD_ID], ctx, "old_id", UINT32_MAX, &old_id)) < 0 ||
+	    (r = jcheck_u64(val[MK_SB], ctx, "sb", UINT64_MAX, &sb)) < 0 ||
+	    (r = jcheck(val[MK_FLAGS], ctx, "flags", JT_ARRAY, false, &flags)) < 0 ||
+	    (r = flags_from_json(flags, ctx, &m->attr)) < 0)
 		return r;
 	m->old_id = (uint32_t)old_id;
 	m->sb = (size_t)sb;
-	/* looked up in the order the writer puts them (jctx's hint) */
-	if ((r = jget(o, ctx, "root", JT_STRING, false, &str[MOUNT_STR_ROOT])) < 0 ||
-	    (r = jget(o, ctx, "mountpoint", JT_STRING, false, &str[MOUNT_STR_MOUNTPOINT])) < 0 ||
-	    (r = jget(o, ctx, "flags", JT_ARRAY, false, &flags)) < 0 ||
-	    (r = flags_from_json(flags, ctx, &m->attr)) < 0)
-		return r;
-	/* the 7 keys above are there; then the two every version may have, then the rest */
-	left = brief ? o->n - 7 : UINT32_MAX;
-	type = jfind_left(o, ctx, "type", &left);
-	ns = jfind_left(o, ctx, "ns", &left);
-	/* fstype must be a string; source and sb_options may be null */
-	for (size_t k = MOUNT_STR_FSTYPE; k < _MOUNT_STR_MAX; k++) {
-		v = jfind_left(o, ctx, mount_strs[k].key, &left);
+	/* root and mountpoint must be strings, fstype too up to version 3; source and sb_options may be null */
+	for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
+		const struct jval *v = val[mount_str_key[k]];
+
 		str[k] = NULL;
-		if (brief && !v)
+		if (brief && !v && k >= MOUNT_STR_FSTYPE)
 			link |= LINK_SB_STR(k);
-		else if ((r = jcheck(v, ctx, mount_strs[k].key, JT_STRING, k != MOUNT_STR_FSTYPE,
-				     &str[k])) < 0)
+		else if ((r = jcheck(v, ctx, mount_keys[mount_str_key[k]], JT_STRING,
+				     k > MOUNT_STR_FSTYPE, &str[k])) < 0)
 			return r;
 	}
 	for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
@@ -1755,18 +1772,18 @@ static int mount_from_json(const struct jval *o, size_t i, unsigned version, str
 	if (r < 0)
 		return r;
 	/* missing from version 4: no propagation */
-	if ((r = jget_opt_u64(o, ctx, "shared", brief, &left, &m->shared)) < 0 ||
-	    (r = jget_opt_u64(o, ctx, "master", brief, &left, &m->master)) < 0 ||
-	    (r = jget_opt_u64(o, ctx, "propagate_from", brief, &left, &m->propagate_from)) < 0 ||
-	    (r = jget_opt_bool(o, ctx, "unbindable", brief, &left, &m->unbindable)) < 0 ||
-	    (r = jcheck(type, ctx, "type", JT_STRING, true, &type)) < 0)
+	if ((r = jopt_u64(val[MK_SHARED], ctx, "shared", brief, &m->shared)) < 0 ||
+	    (r = jopt_u64(val[MK_MASTER], ctx, "master", brief, &m->master)) < 0 ||
+	    (r = jopt_u64(val[MK_PROPAGATE_FROM], ctx, "propagate_from", brief, &m->propagate_from)) < 0 ||
+	    (r = jopt_bool(val[MK_UNBINDABLE], ctx, "unbindable", brief, &m->unbindable)) < 0 ||
+	    (r = jcheck(val[MK_TYPE], ctx, "type", JT_STRING, true, &type)) < 0)
 		return r;
-	if (ns) {
-		uint64_t u;
+	if (val[MK_NS]) {
+		uint64_t ns;
 
-		if ((r = jcheck_u64(ns, ctx, "ns", UINT64_MAX, &u)) < 0)
+		if ((r = jcheck_u64(val[MK_NS], ctx, "ns", UINT64_MAX, &ns)) < 0)
 			return r;
-		m->ns = (size_t)u;
+		m->ns = (size_t)ns;
 		link |= LINK_NS;
 	}
 	*ret_link = link;

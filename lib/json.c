@@ -1017,6 +1017,26 @@ const struct jval *jval_get_hint(const struct jval *obj, const char *key, uint32
 	return NULL;
 }
 
+void jval_get_many(const struct jval *obj, const char *const keys[], size_t n, const struct jval *ret[])
+{
+	size_t next = 0;
+
+	for (size_t k = 0; k < n; k++)
+		ret[k] = NULL;
+	if (!obj || obj->type != JT_OBJECT)
+		return;
+	for (uint32_t i = 0; i < obj->n; i++)
+		for (size_t j = 0; j < n; j++) {
+			size_t k = next + j < n ? next + j : next + j - n;
+
+			if (key_is(&obj->members[i], keys[k])) {
+				ret[k] = &obj->members[i].v;
+				next = k + 1;
+				break;
+			}
+		}
+}
+
 const struct jval *jval_get(const struct jval *obj, const char *key)
 {
 	uint32_t hint = 0;

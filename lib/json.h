@@ -176,5 +176,12 @@ const struct jval *jval_get(const struct jval *obj, const char *key);
  * at once. Any *hint gives the same result.
  */
 const struct jval *jval_get_hint(const struct jval *obj, const char *key, uint32_t *hint);
+/*
+ * ret[k] = obj[keys[k]] for the n keys (NULL: none), the last member of a
+ * name counting, in one pass over obj's members: each is compared first
+ * with the key after the one its predecessor was, so an object written in
+ * the keys' order takes one comparison a member, and a missing key none.
+ */
+void jval_get_many(const struct jval *obj, const char *const keys[], size_t n, const struct jval *ret[]);
 /* json-c's names: "null", "boolean", "double", "int", "object", "array", "string". */
 const char *jtype_name(enum jtype t);
