@@ -55,10 +55,10 @@ static int arrays_map(struct arrays *a, const struct mntcr_plan *p)
 {
 	size_t ns = p->n_slots + 1, n = 0;
 
-	/* eco_init: next; head, tail, last_pre, last, mount, id, clones; keep, aliased, parked,
+	/* eco_init: next; head, tail, last_pre, last, mount, tmpl, id, clones; keep, aliased, parked,
 	 * alias_parked; alias */
 	n += (p->n_ops + 1) * sizeof(size_t) + 16;
-	n += 7 * (ns * sizeof(size_t) + 16) + 4 * (ns + 16) + ns * sizeof(int) + 16;
+	n += 8 * (ns * sizeof(size_t) + 16) + 4 * (ns + 16) + ns * sizeof(int) + 16;
 	/* fds, attached; plan_direct: direct, content */
 	n += (p->n_slots + 1) * sizeof(int) + 16 + ns + 16;
 	n += p->tree->n_mounts + 1 + 16 + (p->tree->n_sbs + 1) * sizeof(bool) + 16;
@@ -588,6 +588,7 @@ struct economy {
 	size_t *last_pre;    /* per slot: the last running op before propagation that needs it */
 	size_t *last;	     /* per slot: the last running op that needs it */
 	size_t *mount;	     /* per slot: the image mount attached from it, or IDX_NONE */
+	size_t *tmpl;	     /* per slot: the template of that mount's superblock, or IDX_NONE */
 	bool *keep;	     /* per slot: a clone source or a "like" mount: open until the end */
 	uint64_t *id;	     /* per slot: unique mount id of a mount closed to be reopened */
 	int *alias;	     /* per slot: a pristine clone of a template that is also a mount */
@@ -648,14 +649,15 @@ static size_t eco_refs(const struct mntcr_plan *p, const struct plan_op *op, siz
 	return n;
 }
 
-/* The template of the superblock of the mount attached from slot s, or IDX_NONE. */
-static size_t eco_template(const struct exec_ctx *c, const struct economy *e, size_t s)
+/*
+ * The template of the superblock of the mount attached from slot s, or
+ * IDX_NONE: looked up once a slot (eco_init()), not for each op that
+ * needs it, where the mount and its superblock were a cache miss each
+ * (restore of 50,000 mix: 5 ms).
+ */
+static size_t eco_template(const struct economy *e, size_t s)
 {
-	const struct mntcr_tree *t = c->p->tree;
-
-	if (e->mount[s] == IDX_NONE)
-		return IDX_NONE;
-	return c->p->sb_slot[t->mounts[e->mount[s]].sb];
+	return e->tmpl[s];
 }
 
 /*
@@ -669,7 +671,7 @@ static size_t eco_needed(const struct exec_ctx *c, const struct economy *e, cons
 	size_t n = eco_refs(c->p, op, refs);
 
 	if (op->type == OP_ATTACH && op->src < c->p->n_slots &&
-	    (refs[n] = eco_template(c, e, op->src)) < c->p->n_slots)
+	    (refs[n] = eco_template(e, op->src)) < c->p->n_slots)
 		n++;
 	return n;
 }
@@ -694,6 +696,7 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 	e->last_pre = arrays_take(&c->mem, ns, sizeof(size_t));
 	e->last = arrays_take(&c->mem, ns, sizeof(size_t));
 	e->mount = arrays_take(&c->mem, ns, sizeof(size_t));
+	e->tmpl = arrays_take(&c->mem, ns, sizeof(size_t));
 	e->keep = arrays_take(&c->mem, ns, sizeof(bool));
 	e->id = arrays_take(&c->mem, ns, sizeof(uint64_t));
 	e->alias = arrays_take(&c->mem, ns, sizeof(int));
@@ -701,8 +704,8 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 	e->aliased = arrays_take(&c->mem, ns, sizeof(bool));
 	e->parked = arrays_take(&c->mem, ns, sizeof(bool));
 	e->alias_parked = arrays_take(&c->mem, ns, sizeof(bool));
-	if (!e->parked || !e->alias_parked || !e->next || !e->head || !e->tail || !e->last_pre || !e->last || !e->mount || !e->keep ||
-	    !e->id || !e->alias || !e->clones || !e->aliased)
+	if (!e->parked || !e->alias_parked || !e->next || !e->head || !e->tail || !e->last_pre || !e->last || !e->mount ||
+	    !e->tmpl || !e->keep || !e->id || !e->alias || !e->clones || !e->aliased)
 		return -ENOMEM;
 	for (size_t s = 0; s < ns; s++) {
 		e->head[s] = e->tail[s] = e->last_pre[s] = e->last[s] = e->mount[s] = IDX_NONE;
@@ -718,14 +721,15 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 		if (op->type == OP_MKPATH && op->like_slot < p->n_slots)
 			e->keep[op->like_slot] = true;
 	}
+	for (size_t s = 0; s < ns; s++)
+		e->tmpl[s] = e->mount[s] == IDX_NONE ? IDX_NONE : p->sb_slot[p->tree->mounts[e->mount[s]].sb];
 	return 0;
 }
 
 /* Slot s is a superblock's template, is also a mount, and has clones. */
 static bool eco_template_mount(const struct exec_ctx *c, const struct economy *e, size_t s)
 {
-	return e->clones[s] && e->mount[s] != IDX_NONE &&
-	       c->p->sb_slot[c->p->tree->mounts[e->mount[s]].sb] == s;
+	return e->clones[s] && eco_template(e, s) == s;
 }
 
 /*
