@@ -727,7 +727,7 @@ static int eco_init(struct exec_ctx *c, struct economy *e)
 }
 
 /* Slot s is a superblock's template, is also a mount, and has clones. */
-static bool eco_template_mount(const struct exec_ctx *c, const struct economy *e, size_t s)
+static bool eco_template_mount(const struct economy *e, size_t s)
 {
 	return e->clones[s] && eco_template(e, s) == s;
 }
@@ -747,12 +747,12 @@ static void eco_sources(struct exec_ctx *c, struct economy *e)
 	size_t refs[4];
 
 	for (size_t s = 0; s < p->n_slots; s++)
-		e->aliased[s] = eco_template_mount(c, e, s) &&
+		e->aliased[s] = eco_template_mount(e, s) &&
 				(!bare_ok || p->tree->mounts[e->mount[s]].n_children > 0);
 	for (size_t i = 0; bare_ok && i < p->n_ops; i++) {
 		const struct plan_op *op = &p->ops[i];
 
-		if (op->type == OP_SETATTR && op->slot < p->n_slots && eco_template_mount(c, e, op->slot))
+		if (op->type == OP_SETATTR && op->slot < p->n_slots && eco_template_mount(e, op->slot))
 			e->aliased[op->slot] = true;
 	}
 	for (size_t s = 0; s < p->n_slots; s++)
@@ -1587,7 +1587,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 	}
 	/* An fd per slot, and one per alias (eco_run): the most that can be open at once. */
 	for (size_t s = 0; s < p->n_slots; s++)
-		n_fds += eco_template_mount(&c, &eco, s);
+		n_fds += eco_template_mount(&eco, s);
 	r = raise_fd_limit(n_fds);
 	if (r == -EPERM || getenv("MNTCR_FD_ECONOMY")) {
 		/* Not allowed to raise the hard limit (no CAP_SYS_RESOURCE): make do with it. */
