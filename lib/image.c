@@ -336,9 +336,21 @@ static size_t dev_text(uint32_t major, uint32_t minor, char buf[static 24])
 }
 
 /* Superblock i as an item of the open "superblocks" array; nothing logged (sb_write_error). */
+/*
+ * A string, which version 4 (brief) leaves out when it says what a missing
+ * one would: dflt, its superblock's for a mount's, null for a superblock's.
+ */
+static int str_to_json(struct jw *w, bool brief, const char *key, const char *s, const char *dflt)
+{
+	if (brief && streq_ptr(s, dflt))
+		return 0;
+	return json_add_str(w, key, s);
+}
+
 static int sb_to_json(const struct mntcr_tree *t, const struct manifest_extra *x, size_t i, struct jw *w)
 {
 	const struct mntcr_sb *sb = &t->sbs[i];
+	bool brief = x->version >= IMAGE_VERSION_BRIEF;
 	char dev[24];
 	int r;
 
@@ -347,12 +359,12 @@ static int sb_to_json(const struct mntcr_tree *t, const struct manifest_extra *x
 	jw_object_begin(w, NULL);
 	jw_string_len(w, "dev", dev, dev_text(sb->dev_major, sb->dev_minor, dev));
 	if ((r = json_add_str(w, "fstype", sb->fstype)) < 0 ||
-	    (r = json_add_str(w, "source", sb->source)) < 0 ||
-	    (r = json_add_str(w, "options", sb->opts)) < 0)
+	    (r = str_to_json(w, brief, "source", sb->source, NULL)) < 0 ||
+	    (r = str_to_json(w, brief, "options", sb->opts, NULL)) < 0)
 		return r;
 	jw_bool(w, "owned", sb->owned);
-	if ((r = json_add_str(w, "ext_path", sb->ext_path)) < 0 ||
-	    (r = json_add_str(w, "ext_root", sb->ext_root)) < 0 ||
+	if ((r = str_to_json(w, brief, "ext_path", sb->ext_path, NULL)) < 0 ||
+	    (r = str_to_json(w, brief, "ext_root", sb->ext_root, NULL)) < 0 ||
 	    (r = content_to_json(x, i, w)) < 0)
 		return r;
 	jw_object_end(w);
@@ -377,15 +389,6 @@ static bool mount_fields_ok(const struct mntcr_tree *t, const struct mntcr_mount
 	return m->sb < t->n_sbs && path_ok(m->root, false) && path_ok(m->mountpoint, true) &&
 	       text_ok(m->fstype, FSTYPE_MAX, true) && text_ok(m->source, TEXT_MAX, false) &&
 	       text_ok(m->sb_opts, TEXT_MAX, false);
-}
-
-/* Version 4 leaves out a mount's string that says what its superblock's does. */
-static int mount_str_to_json(struct jw *w, bool brief, const char *key, const char *s,
-			     const char *sb_s)
-{
-	if (brief && streq_ptr(s, sb_s))
-		return 0;
-	return json_add_str(w, key, s);
 }
 
 /*
@@ -414,9 +417,9 @@ static int mount_to_json(const struct mntcr_tree *t, const struct manifest_extra
 	if ((r = json_add_str(w, "root", m->root)) < 0 ||
 	    (r = json_add_str(w, "mountpoint", m->mountpoint)) < 0 ||
 	    (r = flags_to_json(m->attr, w)) < 0 ||
-	    (r = mount_str_to_json(w, brief, "fstype", m->fstype, sb->fstype)) < 0 ||
-	    (r = mount_str_to_json(w, brief, "source", m->source, sb->source)) < 0 ||
-	    (r = mount_str_to_json(w, brief, "sb_options", m->sb_opts, sb->opts)) < 0)
+	    (r = str_to_json(w, brief, "fstype", m->fstype, sb->fstype)) < 0 ||
+	    (r = str_to_json(w, brief, "source", m->source, sb->source)) < 0 ||
+	    (r = str_to_json(w, brief, "sb_options", m->sb_opts, sb->opts)) < 0)
 		return r;
 	if (!brief || m->shared)
 		jw_u64(w, "shared", m->shared);
@@ -588,7 +591,10 @@ static int namespaces_to_json(const struct mntcr_tree *t, struct jw *w)
 	return 0;
 }
 
-/* Version 2: "content", the roots whose subtrees the image holds, or null (version 1: no key). */
+/*
+ * From version 2: "content", the roots whose subtrees the image holds, or
+ * null, which version 4 leaves out (version 1: no key).
+ */
 static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *w)
 {
 	int r;
@@ -596,7 +602,8 @@ static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *
 	if (x->version < IMAGE_VERSION_CONTENT)
 		return 0;
 	if (!x->roots || !x->n_roots[i]) {
-		jw_null(w, "content");
+		if (x->version < IMAGE_VERSION_BRIEF)
+			jw_null(w, "content");
 		return 0;
 	}
 	jw_array_begin(w, "content");
@@ -2163,11 +2170,12 @@ static int sb_raw(void *userdata, size_t i, const char *p, const char *end, cons
 	static const struct scan_field fields[] = {
 		SCAN_FIELD("{ \"dev\": ", "dev", SCAN_STR),
 		SCAN_FIELD(", \"fstype\": ", "fstype", SCAN_STR),
-		SCAN_FIELD(", \"source\": ", "source", SCAN_STR),
-		SCAN_FIELD(", \"options\": ", "options", SCAN_STR),
+		/* version 4 leaves out what is null */
+		SCAN_OPTIONAL(", \"source\": ", "source", SCAN_STR),
+		SCAN_OPTIONAL(", \"options\": ", "options", SCAN_STR),
 		SCAN_FIELD(", \"owned\": ", "owned", SCAN_BOOL),
-		SCAN_FIELD(", \"ext_path\": ", "ext_path", SCAN_STR),
-		SCAN_FIELD(", \"ext_root\": ", "ext_root", SCAN_STR),
+		SCAN_OPTIONAL(", \"ext_path\": ", "ext_path", SCAN_STR),
+		SCAN_OPTIONAL(", \"ext_root\": ", "ext_root", SCAN_STR),
 		SCAN_OPTIONAL(", \"content\": ", "content", SCAN_STRS), /* from version 2 */
 	};
 	return scan_item(fields, ARRAY_SIZE(fields), sbs_item, userdata, i, p, end, ret_end,

@@ -1163,8 +1163,9 @@ static char *mount_line(const char *manifest, uint64_t id)
 
 /*
  * Version 4: a mount leaves out what its superblock or the default says,
- * and reads back the same; a null source is not a missing one; and the
- * same table in every older version, every key written, reads the same.
+ * and a superblock what is null, and they read back the same; a mount's
+ * null source is not a missing one; and the same table in every older
+ * version, every key written, reads the same.
  */
 TEST(brief_mounts)
 {
@@ -1202,6 +1203,18 @@ TEST(brief_mounts)
 	      !strstr(slave, "\"shared\""));
 	unb = mount_line(manifest, 26);
 	CHECK(unb && strstr(unb, "\"unbindable\": true"));
+	/* superblocks: what is null is left out (proc's: no ext_path, ext_root, content; sysfs's: no source) */
+	{
+		const char *proc = strstr(manifest, "{ \"dev\": \"0:20\""), *sysfs = strstr(manifest, "{ \"dev\": \"0:21\""),
+			   *ext4 = strstr(manifest, "{ \"dev\": \"8:1\"");
+		const char *proc_end = proc ? strchr(proc, '\n') : NULL, *sysfs_end = sysfs ? strchr(sysfs, '\n') : NULL;
+
+		CHECK(proc && proc_end && !memmem(proc, (size_t)(proc_end - proc), "ext_", 4) &&
+		      !memmem(proc, (size_t)(proc_end - proc), "content", 7) &&
+		      memmem(proc, (size_t)(proc_end - proc), "\"source\": \"proc\"", 16));
+		CHECK(sysfs && sysfs_end && !memmem(sysfs, (size_t)(sysfs_end - sysfs), "\"source\"", 8));
+		CHECK(ext4 && strstr(ext4, "\"ext_path\": \"/host/with space/new\\nline\""));
+	}
 
 	/* a null source stays null; a missing one is the superblock's */
 	{
