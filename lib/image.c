@@ -60,7 +60,7 @@
 /* Version 1: the mount table alone, its checksum last. */
 #define IMAGE_VERSION_CONTENT 2 /* content, and the manifest's digest before it */
 #define IMAGE_VERSION_NS 3      /* several namespaces, or processes (version 2's layout) */
-#define IMAGE_VERSION_BRIEF 4   /* version 3; a mount leaves out what its superblock or the default says */
+#define IMAGE_VERSION_BRIEF 4   /* version 3; a mount leaves out what its superblock or the default says, a superblock what is null */
 #define IMAGE_VERSION_MAX IMAGE_VERSION_BRIEF
 #define IMAGE_VERSION_WRITTEN IMAGE_VERSION_BRIEF /* what the writer writes */
 #define PROCS_MAX 65536
