@@ -299,8 +299,7 @@ static int flags_to_json(uint64_t attr, struct jw *w)
 
 /* What the manifest says besides the tree (mntcr_image_write). */
 struct manifest_extra {
-	unsigned version; /* the image's format version: the manifest repeats it */
-	char ***roots;	  /* version 2 on: per superblock, its content roots (content_plan) */
+	char ***roots; /* per superblock, its content roots (content_plan), or NULL */
 	size_t *n_roots;
 };
 static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *w);
@@ -335,22 +334,21 @@ static size_t dev_text(uint32_t major, uint32_t minor, char buf[static 24])
 	return n;
 }
 
-/* Superblock i as an item of the open "superblocks" array; nothing logged (sb_write_error). */
 /*
- * A string, which version 4 (brief) leaves out when it says what a missing
- * one would: dflt, its superblock's for a mount's, null for a superblock's.
+ * A string, left out (version 4) when it says what a missing one would:
+ * dflt, its superblock's for a mount's, null for a superblock's.
  */
-static int str_to_json(struct jw *w, bool brief, const char *key, const char *s, const char *dflt)
+static int str_to_json(struct jw *w, const char *key, const char *s, const char *dflt)
 {
-	if (brief && streq_ptr(s, dflt))
+	if (streq_ptr(s, dflt))
 		return 0;
 	return json_add_str(w, key, s);
 }
 
+/* Superblock i as an item of the open "superblocks" array; nothing logged (sb_write_error). */
 static int sb_to_json(const struct mntcr_tree *t, const struct manifest_extra *x, size_t i, struct jw *w)
 {
 	const struct mntcr_sb *sb = &t->sbs[i];
-	bool brief = x->version >= IMAGE_VERSION_BRIEF;
 	char dev[24];
 	int r;
 
@@ -359,12 +357,12 @@ static int sb_to_json(const struct mntcr_tree *t, const struct manifest_extra *x
 	jw_object_begin(w, NULL);
 	jw_string_len(w, "dev", dev, dev_text(sb->dev_major, sb->dev_minor, dev));
 	if ((r = json_add_str(w, "fstype", sb->fstype)) < 0 ||
-	    (r = str_to_json(w, brief, "source", sb->source, NULL)) < 0 ||
-	    (r = str_to_json(w, brief, "options", sb->opts, NULL)) < 0)
+	    (r = str_to_json(w, "source", sb->source, NULL)) < 0 ||
+	    (r = str_to_json(w, "options", sb->opts, NULL)) < 0)
 		return r;
 	jw_bool(w, "owned", sb->owned);
-	if ((r = str_to_json(w, brief, "ext_path", sb->ext_path, NULL)) < 0 ||
-	    (r = str_to_json(w, brief, "ext_root", sb->ext_root, NULL)) < 0 ||
+	if ((r = str_to_json(w, "ext_path", sb->ext_path, NULL)) < 0 ||
+	    (r = str_to_json(w, "ext_root", sb->ext_root, NULL)) < 0 ||
 	    (r = content_to_json(x, i, w)) < 0)
 		return r;
 	jw_object_end(w);
@@ -403,7 +401,6 @@ static int mount_to_json(const struct mntcr_tree *t, const struct manifest_extra
 {
 	const struct mntcr_mount *m = &t->mounts[i];
 	const struct mntcr_sb *sb;
-	bool brief = x->version >= IMAGE_VERSION_BRIEF;
 	int r;
 
 	if (!mount_fields_ok(t, m))
@@ -417,17 +414,17 @@ static int mount_to_json(const struct mntcr_tree *t, const struct manifest_extra
 	if ((r = json_add_str(w, "root", m->root)) < 0 ||
 	    (r = json_add_str(w, "mountpoint", m->mountpoint)) < 0 ||
 	    (r = flags_to_json(m->attr, w)) < 0 ||
-	    (r = str_to_json(w, brief, "fstype", m->fstype, sb->fstype)) < 0 ||
-	    (r = str_to_json(w, brief, "source", m->source, sb->source)) < 0 ||
-	    (r = str_to_json(w, brief, "sb_options", m->sb_opts, sb->opts)) < 0)
+	    (r = str_to_json(w, "fstype", m->fstype, sb->fstype)) < 0 ||
+	    (r = str_to_json(w, "source", m->source, sb->source)) < 0 ||
+	    (r = str_to_json(w, "sb_options", m->sb_opts, sb->opts)) < 0)
 		return r;
-	if (!brief || m->shared)
+	if (m->shared)
 		jw_u64(w, "shared", m->shared);
-	if (!brief || m->master)
+	if (m->master)
 		jw_u64(w, "master", m->master);
-	if (!brief || m->propagate_from)
+	if (m->propagate_from)
 		jw_u64(w, "propagate_from", m->propagate_from);
-	if (!brief || m->unbindable)
+	if (m->unbindable)
 		jw_bool(w, "unbindable", m->unbindable);
 	if ((r = json_add_str(w, "type", node_type_name(m->type))) < 0)
 		return r;
@@ -591,21 +588,13 @@ static int namespaces_to_json(const struct mntcr_tree *t, struct jw *w)
 	return 0;
 }
 
-/*
- * From version 2: "content", the roots whose subtrees the image holds, or
- * null, which version 4 leaves out (version 1: no key).
- */
+/* "content", the roots whose subtrees the image holds; left out for none (null, version 4). */
 static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *w)
 {
 	int r;
 
-	if (x->version < IMAGE_VERSION_CONTENT)
+	if (!x->roots || !x->n_roots[i])
 		return 0;
-	if (!x->roots || !x->n_roots[i]) {
-		if (x->version < IMAGE_VERSION_BRIEF)
-			jw_null(w, "content");
-		return 0;
-	}
 	jw_array_begin(w, "content");
 	for (size_t k = 0; k < x->n_roots[i]; k++)
 		if ((r = json_add_str(w, NULL, x->roots[i][k])) < 0)
@@ -657,7 +646,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 
 	jw_object_begin(&w, NULL);
 	jw_string(&w, "format", MANIFEST_FORMAT);
-	jw_u64(&w, "version", x->version);
+	jw_u64(&w, "version", IMAGE_VERSION_WRITTEN);
 	if ((r = json_add_str(&w, "source", source_name(t->source))) < 0 ||
 	    (r = json_add_str(&w, "kernel", t->kernel)) < 0 ||
 	    (r = json_add_str(&w, "hostname", t->hostname)) < 0)
@@ -678,7 +667,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 	if ((r = items_to_json(t, x, &mount_items, t->n_mounts, &w, raw + t->n_mounts * 420, &text)) < 0)
 		goto fail;
 	jw_array_end(&w);
-	if (x->version >= IMAGE_VERSION_NS && (r = namespaces_to_json(t, &w)) < 0)
+	if ((r = namespaces_to_json(t, &w)) < 0)
 		goto fail;
 	jw_object_end(&w);
 	if (w.err == 0 && strbuf_add(w.out, "\n", 1) < 0)
@@ -732,7 +721,6 @@ static int checksum_build(uint64_t manifest, uint64_t content, uint64_t members,
 struct image_writer {
 	struct archive *a;
 	struct image_io io;
-	unsigned version;
 	uint64_t manifest_digest;
 	XXH3_state_t *content; /* the content digest (digest_member) */
 	uint64_t members;      /* members written so far */
@@ -1090,7 +1078,7 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 {
 	char magic[sizeof(IMAGE_MAGIC_PREFIX) + 16];
 	_cleanup_free_ char *mchecksum = NULL;
-	struct manifest_extra x = { .version = IMAGE_VERSION_WRITTEN };
+	struct manifest_extra x = { 0 };
 	struct manifest_text manifest;
 	size_t mchecksum_len = 0;
 	struct image_writer *w;
@@ -1104,7 +1092,7 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 		x.roots = (char ***)roots;
 		x.n_roots = (size_t *)n_roots;
 	}
-	snprintf(magic, sizeof(magic), IMAGE_MAGIC_PREFIX "%u\n", x.version);
+	snprintf(magic, sizeof(magic), IMAGE_MAGIC_PREFIX "%u\n", IMAGE_VERSION_WRITTEN);
 
 	/* Everything that can fail on the tree fails here, before a byte is written. */
 	r = manifest_build(t, &x, &manifest);
@@ -1117,20 +1105,17 @@ int image_writer_open(int fd, const struct mntcr_tree *t, char **const *roots,
 	}
 	w->io.fd = fd;
 	pipe_widen(fd);
-	w->version = x.version;
 	w->content = xxh3_new();
 	if (!w->content || manifest_digest(&manifest, &w->manifest_digest) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (x.version >= IMAGE_VERSION_CONTENT &&
-	    (r = manifest_checksum_build(w->manifest_digest, &mchecksum, &mchecksum_len)) < 0)
+	if ((r = manifest_checksum_build(w->manifest_digest, &mchecksum, &mchecksum_len)) < 0)
 		goto fail;
 	if ((r = writer_new(w, roots != NULL, flags)) < 0 ||
 	    (r = write_member(w, MAGIC_MEMBER, magic, strlen(magic))) < 0 ||
 	    (r = write_member_parts(w, MANIFEST_MEMBER, manifest.parts, manifest.n)) < 0 ||
-	    (x.version >= IMAGE_VERSION_CONTENT &&
-	     (r = write_member(w, MANIFEST_CHECKSUM_MEMBER, mchecksum, mchecksum_len)) < 0))
+	    (r = write_member(w, MANIFEST_CHECKSUM_MEMBER, mchecksum, mchecksum_len)) < 0)
 		goto fail;
 	manifest_text_release(&manifest);
 	*ret = w;
@@ -1147,11 +1132,8 @@ int image_writer_finish(struct image_writer *w)
 	size_t checksum_len = 0;
 	int r;
 
-	/* Version 1 has no content members: the content digest is that of no bytes. */
-	r = checksum_build(w->manifest_digest,
-			   w->version >= IMAGE_VERSION_CONTENT ? XXH3_64bits_digest(w->content)
-							       : XXH3_64bits(NULL, 0),
-			   w->members, &checksum, &checksum_len);
+	r = checksum_build(w->manifest_digest, XXH3_64bits_digest(w->content), w->members, &checksum,
+			   &checksum_len);
 	if (r < 0)
 		return r;
 	r = write_member(w, CHECKSUM_MEMBER, checksum, checksum_len);
@@ -1268,10 +1250,10 @@ static int json_parse_text(const char *what, char *text, size_t len, struct jdoc
 }
 
 /*
- * The value of obj[key], which must have JSON type `type`. With `nullable`,
- * null or a missing key give *ret = NULL. ctx names obj in messages.
+ * The value v of key (NULL: missing), which must have JSON type `type`.
+ * With `nullable`, null or a missing key give *ret = NULL. ctx names the
+ * object in messages.
  */
-/* jget() on the value v of key, found (or NULL: missing) by the caller. */
 static int jcheck(const struct jval *v, struct jctx *ctx, const char *key, enum jtype type,
 		  bool nullable, const struct jval **ret)
 {
@@ -1291,6 +1273,7 @@ static int jcheck(const struct jval *v, struct jctx *ctx, const char *key, enum 
 	return 0;
 }
 
+/* jcheck() on obj[key]. */
 static int jget(const struct jval *obj, struct jctx *ctx, const char *key, enum jtype type,
 		bool nullable, const struct jval **ret)
 {
