@@ -17,24 +17,21 @@
 #include "sys.h"
 #include "tree.h"
 
-static int read_mountinfo_pid(pid_t pid, struct mntcr_tree **ret)
-{
-	_cleanup_fclose_ FILE *f = NULL;
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	return mntcr_tree_parse_mountinfo(f, ret);
-}
-
 static int open_mountinfo(pid_t pid)
 {
 	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
 	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static int read_mountinfo_pid(pid_t pid, struct mntcr_tree **ret)
+{
+	_cleanup_close_ int fd = open_mountinfo(pid);
+
+	if (fd < 0)
+		return -errno;
+	return mountinfo_read_fd(fd, ret);
 }
 
 /*
@@ -411,6 +408,11 @@ int tree_merge(struct mntcr_tree **parts, size_t n, struct mntcr_tree **ret)
 				goto fail;
 		}
 		p->n_mounts = 0; /* moved */
+		for (; p->n_texts > 0; p->n_texts--) {
+			r = tree_add_text(t, p->texts[p->n_texts - 1]);
+			if (r < 0)
+				goto fail;
+		}
 	}
 	t->ns_id = t->nss[0].id;
 	*ret = t;

@@ -280,233 +280,159 @@ static int stat_all(uint64_t ns_id, const uint64_t *ids, size_t n, struct mntcr_
 
 /* -------------------------------------------------------------------------- */
 /*
- * The quick read, through a process of the namespace. statmount's strings
- * cost 0.4 us a mount more than its numbers, and two threads reading
- * them contend in the kernel; mountinfo prints a mount's strings in 0.4
- * (binds) to 1 us (a tmpfs each). So this thread reads the strings from
- * the process's mountinfo, line by line, while a second one lists the
- * mounts and reads their numbers with statmount (0.3 us a mount); when
- * that is done before the text, the second thread reads the mounts the
- * text has not reached yet from the end of the list, strings included, and
- * the text stops where the two meet (claim_line(), claim_tail(): mountinfo
- * lists the mounts in listmount's order). The lines are then joined to
- * their mounts by the 32-bit ids both give, checked field by field
- * (mountinfo_line_strings()), on both threads. Dumps, interleaved medians:
- * 10,000 binds 16.8 -> 15.7 ms, 50,000 binds 79.1 -> 68.2 ms, 50,000 tmpfs
- * 106.3 -> 101.1 ms. It needs the process to see every mount (its root is
- * its namespace's root): mountinfo leaves out what lies outside the root,
- * the two then disagree (-EXDEV), and statmount reads all.
+ * The text read, through a process of the namespace: its mountinfo, read
+ * whole and parsed, with the mounts numbered by listmount's unique ids.
+ * Both list a namespace's mounts in the order of those ids (the namespace
+ * keeps its mounts in a tree by them, Linux >= 6.8), so line k is mount
+ * ids[k] as long as the namespace did not change in between, which
+ * events_fd tells. statmount costs a system call a mount: 0.3 us on one
+ * machine, 3 us on another whose system calls are dearer (page-table
+ * isolation); mountinfo prints 1 MiB of lines a call. Past one chunk of
+ * ids, a second thread lists the rest while this one reads the text.
+ *
+ * statmount reads the parent of a mount whose parent the text does not
+ * show (it lies outside the namespace), and TEXT_CHECKS mounts spread
+ * over the list, which must be the text's: a kernel that ordered the two
+ * otherwise fails there. A process whose root is not its namespace's sees
+ * only part of it in its mountinfo: the counts differ. Either way the
+ * answer is -EXDEV, and statmount reads every mount.
  */
 
-#define BOUND_OPEN UINT32_MAX /* tail: the list is not read yet */
-#define QUICK_MIN 768	      /* mounts: fewer are read faster without a thread (500: 0.25 ms) */
+#define TEXT_CHECKS 8	      /* mounts checked against statmount, spread over the list */
+#define TEXT_ORPHANS_MAX 16   /* mounts whose parent is not in the text */
+#define OLD_ID_MAX (1U << 24) /* the text's ids index a table */
 
-struct quick {
+struct listing {
 	uint64_t ns_id;
-	int text_fd;
-	struct id_list *list;		   /* its first chunk read; statmount's thread reads the rest */
-	struct mntcr_tree *t;		   /* the mounts: numbers, strings from the tail on */
-	uint32_t *parent_old;		   /* per mount, its parent's old id */
-	_Atomic uint64_t bounds;	   /* lines claimed (low 32 bits), tail (high: from it on, statmount's) */
-	bool tail;			   /* statmount reads the mounts the text has not reached */
-	char *buf;			   /* the mountinfo text, its lines NUL-terminated */
-	size_t *line_at;		   /* the lines claimed, in order: where each starts in buf */
-	size_t n_lines, cap_lines;
-	int r_text, r_stat;
+	struct id_list *list;
+	int r;
 };
 
-static inline uint32_t bound_lo(uint64_t v)
+static void *list_run(void *arg)
 {
-	return (uint32_t)v;
-}
+	struct listing *l = arg;
 
-static inline uint32_t bound_hi(uint64_t v)
-{
-	return (uint32_t)(v >> 32);
-}
-
-/* Line i of the text is the text's to join, unless the tail got there first. */
-static bool claim_line(struct quick *q, uint32_t i)
-{
-	uint64_t v = atomic_load(&q->bounds);
-
-	do {
-		if (bound_lo(v) != i || i >= bound_hi(v))
-			return false;
-	} while (!atomic_compare_exchange_weak(&q->bounds, &v, v + 1));
-	return true;
-}
-
-/* The last mount neither side has: statmount's to read whole; false when they met. */
-static bool claim_tail(struct quick *q, uint32_t *ret)
-{
-	uint64_t v = atomic_load(&q->bounds);
-
-	do {
-		if (bound_hi(v) <= bound_lo(v))
-			return false;
-		*ret = bound_hi(v) - 1;
-	} while (!atomic_compare_exchange_weak(&q->bounds, &v, ((uint64_t)*ret << 32) | bound_lo(v)));
-	return true;
-}
-
-/* The text, read and claimed line by line until its end or the tail. */
-static int quick_text(struct quick *q)
-{
-	size_t len = 0, cap = 0, scanned = 0;
-	int r;
-
-	if (lseek(q->text_fd, 0, SEEK_SET) < 0)
-		return -errno;
-	for (;;) {
-		ssize_t n;
-		char *nl;
-
-		r = GROW(q->buf, cap, len + 65536 + 1);
-		if (r < 0)
-			return r;
-		n = read(q->text_fd, q->buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		while ((nl = memchr(q->buf + scanned, '\n', len - scanned))) {
-			if (!claim_line(q, (uint32_t)q->n_lines))
-				goto claimed;
-			r = GROW(q->line_at, q->cap_lines, q->n_lines + 1);
-			if (r < 0)
-				return r;
-			q->line_at[q->n_lines++] = scanned;
-			*nl = 0;
-			scanned = (size_t)(nl - q->buf) + 1;
-		}
-	}
-claimed:
-	return 0;
-}
-
-/* The mounts' numbers, then the ones the text has not reached, whole. */
-static int quick_statmount(struct quick *q)
-{
-	size_t bufsize = 4096, n;
-	struct mntcr_statmount *buf = malloc(bufsize);
-	const uint64_t *ids;
-	uint64_t v;
-	uint32_t i;
-	int r = buf ? list_rest(q->ns_id, q->list) : -ENOMEM;
-
-	n = q->list->n;
-	ids = q->list->ids;
-	if (r == 0 && n >= BOUND_OPEN)
-		r = -E2BIG;
-	if (r == 0)
-		r = GROW(q->t->mounts, q->t->cap_mounts, n);
-	if (r == 0 && !(q->parent_old = malloc((n + 1) * sizeof(*q->parent_old))))
-		r = -ENOMEM;
-	if (r < 0) {
-		/* nothing for the text to wait for: it stops at once */
-		atomic_store(&q->bounds, 0);
-		free(buf);
-		return r;
-	}
-	/* the tail starts at the end of the list */
-	v = atomic_load(&q->bounds);
-	while (!atomic_compare_exchange_weak(&q->bounds, &v, ((uint64_t)n << 32) | bound_lo(v)))
-		;
-	for (size_t k = 0; k < n && r == 0; k++) {
-		r = stat_one(q->ns_id, ids[k], STATMOUNT_BASIC, &buf, &bufsize);
-		if (r == 0) {
-			fill_basic(buf, &q->t->mounts[k]);
-			q->parent_old[k] = buf->mnt_parent_id_old;
-			q->t->n_mounts = k + 1;
-		}
-	}
-	while (r == 0 && q->tail && claim_tail(q, &i)) {
-		struct mntcr_mount *m = &q->t->mounts[i];
-
-		r = stat_one(q->ns_id, ids[i], STATMOUNT_WANT, &buf, &bufsize);
-		if (r == 0)
-			r = fill_mount(buf, m);
-	}
-	free(buf);
-	/* a mount gone since listmount: the namespace changed, and the caller sees it */
-	return r == -ENOENT ? -EXDEV : r;
-}
-
-static void *quick_stat_run(void *arg)
-{
-	struct quick *q = arg;
-
-	q->r_stat = quick_statmount(q);
+	l->r = list_rest(l->ns_id, l->list);
 	return NULL;
 }
 
-/* Strings for the mounts [lo, hi) of the quick read from their lines (parallel_ranges()). */
-static int join_lines(void *arg, size_t lo, size_t hi)
+/* statmount's numbers of m (numbered with its unique id) into *buf: its old id and device must be the text's. */
+static int stat_check(uint64_t ns_id, const struct mntcr_mount *m, struct mntcr_statmount **buf,
+		      size_t *bufsize)
 {
-	struct quick *q = arg;
-	int r = 0;
+	int r = stat_one(ns_id, m->id, STATMOUNT_BASIC, buf, bufsize);
 
-	for (size_t i = lo; i < hi && r == 0; i++)
-		r = mountinfo_line_strings(q->buf + q->line_at[i], &q->t->mounts[i], q->parent_old[i]);
-	return r;
+	if (r == -ENOENT)
+		return -EXDEV;
+	if (r < 0)
+		return r;
+	if ((*buf)->mnt_id_old != m->old_id || (*buf)->sb_dev_major != m->dev_major ||
+	    (*buf)->sb_dev_minor != m->dev_minor)
+		return log_debug_errno(-EXDEV, "Mount %" PRIu64 " is not mountinfo's mount %" PRIu32, m->id,
+				       m->old_id);
+	return 0;
 }
 
 /*
- * The mounts of namespace ns_id into t, their strings from text_fd (the
- * mountinfo of one of its processes); list: its mount ids, from the first
- * chunk on. -EXDEV: the two do not describe the same mounts; t is then
- * left empty.
+ * The parsed lines of t (ids as mountinfo gives them) numbered with the
+ * list's unique ids, each parent's too; then the checks.
  */
-static int quick_read(uint64_t ns_id, int text_fd, struct id_list *list, struct mntcr_tree *t)
+static int text_number(uint64_t ns_id, const struct id_list *list, struct mntcr_tree *t)
 {
-	struct quick q = { .ns_id = ns_id, .text_fd = text_fd, .list = list, .t = t,
-			   .bounds = (uint64_t)BOUND_OPEN << 32 };
-	pthread_t stat_thread;
-	bool threaded;
-	size_t lo, hi;
-	uint64_t v;
+	_cleanup_free_ uint32_t *at = NULL; /* old id -> 1 + index */
+	_cleanup_free_ struct mntcr_statmount *buf = NULL;
+	size_t n = t->n_mounts, bufsize = 4096, orphans = 0;
+	uint64_t max_old = 0;
 	int r;
 
-	q.tail = parallel_shares(2, 1) > 1;
-	threaded = q.tail && thread_start(&stat_thread, quick_stat_run, &q) == 0;
-	if (!threaded) { /* one CPU: the numbers first, then all lines */
-		q.tail = false;
-		quick_stat_run(&q);
+	assert(n == list->n && n > 0);
+	for (size_t i = 0; i < n; i++)
+		if (t->mounts[i].id > max_old)
+			max_old = t->mounts[i].id;
+	if (max_old >= OLD_ID_MAX)
+		return log_debug_errno(-EXDEV, "Mount id %" PRIu64 " in mountinfo is too large", max_old);
+	at = calloc(max_old + 1, sizeof(*at));
+	buf = malloc(bufsize);
+	if (!at || !buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (at[t->mounts[i].id])
+			return log_debug_errno(-EXDEV, "Mount id %" PRIu64 " twice in mountinfo", t->mounts[i].id);
+		at[t->mounts[i].id] = (uint32_t)(i + 1);
 	}
-	q.r_text = quick_text(&q);
+	for (size_t i = 0; i < n; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+		uint64_t parent_old = m->parent_id;
+		uint32_t k = parent_old <= max_old ? at[parent_old] : 0;
+
+		m->id = list->ids[i];
+		if (k) {
+			m->parent_id = list->ids[k - 1];
+			continue;
+		}
+		if (++orphans > TEXT_ORPHANS_MAX)
+			return log_debug_errno(-EXDEV, "More than %d mounts' parents are not in mountinfo",
+					       TEXT_ORPHANS_MAX);
+		r = stat_check(ns_id, m, &buf, &bufsize);
+		if (r == 0 && buf->mnt_parent_id_old != parent_old)
+			r = log_debug_errno(-EXDEV, "Mount %" PRIu64 "'s parent is not mountinfo's", m->id);
+		if (r < 0)
+			return r;
+		m->parent_id = buf->mnt_parent_id;
+	}
+	for (size_t c = 0; c < TEXT_CHECKS; c++) {
+		const struct mntcr_mount *m = &t->mounts[(n - 1) * c / (TEXT_CHECKS - 1)];
+
+		r = stat_check(ns_id, m, &buf, &bufsize);
+		if (r == 0 && buf->mnt_parent_id != m->parent_id)
+			r = log_debug_errno(-EXDEV, "Mount %" PRIu64 "'s parent is not mountinfo's", m->id);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * The mounts of namespace ns_id into t from text_fd (the mountinfo of one
+ * of its processes), numbered by list (its first chunk read). -EXDEV: the
+ * two do not describe the same mounts; t is then left empty.
+ */
+static int text_read(uint64_t ns_id, int text_fd, struct id_list *list, struct mntcr_tree *t)
+{
+	struct listing l = { .ns_id = ns_id, .list = list };
+	struct mountinfo_text x = { 0 };
+	pthread_t list_thread;
+	bool threaded = !list->done && parallel_shares(2, 1) > 1 &&
+			thread_start(&list_thread, list_run, &l) == 0;
+	int r;
+
+	if (!threaded)
+		list_run(&l);
+	r = lseek(text_fd, 0, SEEK_SET) < 0 ? -errno : mountinfo_text_read(text_fd, &x);
 	if (threaded)
-		pthread_join(stat_thread, NULL);
-	v = atomic_load(&q.bounds);
-	lo = bound_lo(v);
-	hi = bound_hi(v);
-	r = q.r_text < 0 ? q.r_text : q.r_stat;
-	/*
-	 * The text's lines and statmount's tail met: the text did not end
-	 * before (fewer lines than mounts) or run past the end of the list
-	 * (more lines).
-	 */
-	if (r == 0 && (lo != hi || lo != q.n_lines))
-		r = -EXDEV;
+		pthread_join(list_thread, NULL);
+	if (r == 0)
+		r = l.r;
+	if (r == 0 && x.n_lines != list->n)
+		r = log_debug_errno(-EXDEV, "Namespace %" PRIu64 ": %zu mounts, %zu mountinfo lines", ns_id,
+				    list->n, x.n_lines);
+	if (r == 0 && list->n >= UINT32_MAX) /* text_number()'s table */
+		r = -E2BIG;
 	if (r == 0) {
-		r = parallel_ranges(lo, STAT_SHARE_MIN, join_lines, &q);
-		if (r == -ESTALE || r == -EBADMSG)
+		r = mountinfo_text_parse(&x, t);
+		if (r == -EBADMSG)
 			r = -EXDEV;
 	}
+	mountinfo_text_free(&x);
+	if (r == 0)
+		r = text_number(ns_id, list, t);
 	if (r < 0) {
 		for (size_t i = 0; i < t->n_mounts; i++)
 			mount_clear(&t->mounts[i]);
 		t->n_mounts = 0;
-	} else
-		log_debug("Namespace %" PRIu64 ": %zu mounts, the strings of %zu from mountinfo, "
-			  "of the last %zu from statmount",
-			  ns_id, t->n_mounts, lo, t->n_mounts - lo);
-	free(q.buf);
-	free(q.line_at);
-	free(q.parent_old);
+		for (; t->n_texts > 0; t->n_texts--)
+			free(t->texts[t->n_texts - 1]);
+	}
 	return r;
 }
 
@@ -524,26 +450,23 @@ static bool mounts_changed(int events_fd)
 }
 
 /*
- * MNTCR_STATMOUNT_STRINGS: 1, every string through statmount; 0, the
- * quick read whatever the size of the namespace; unset, the quick read
- * from QUICK_MIN mounts on. The tests compare the reads.
+ * MNTCR_STATMOUNT_STRINGS=1: every mount through statmount, not through
+ * the text (=0, as unset: the text). The tests compare the reads.
  */
-static int statmount_strings(void)
+static bool statmount_strings(void)
 {
 	const char *e = getenv("MNTCR_STATMOUNT_STRINGS");
 
-	if (!e || !*e)
-		return -1;
-	return !streq(e, "0");
+	return e && *e && !streq(e, "0");
 }
 
 /*
  * Read the namespace with id ns_id. -ENOSYS (or -EINVAL from an older
  * kernel's statmount) tells the caller to fall back to mountinfo.
- * text_fd: as statmount_read(); *quick: try the quick read, cleared when
+ * text_fd: as statmount_read(); *text: try the text read, cleared when
  * it cannot be had.
  */
-static int statmount_read_once(uint64_t ns_id, int events_fd, int text_fd, bool *quick,
+static int statmount_read_once(uint64_t ns_id, int events_fd, int text_fd, bool *text,
 			       struct mntcr_tree **ret_tree, bool *ret_stable)
 {
 	_cleanup_free_ uint64_t *ids = NULL;
@@ -563,10 +486,11 @@ static int statmount_read_once(uint64_t ns_id, int events_fd, int text_fd, bool 
 	r = list_more(ns_id, &list);
 	if (r < 0)
 		goto fail;
-	/* a namespace of a few mounts (the caller's own, often) is read quicker without a thread */
-	if (*quick && (!list.done || list.n >= QUICK_MIN || statmount_strings() == 0)) {
-		r = quick_read(ns_id, text_fd, &list, t);
+	if (*text && list.n > 0) {
+		r = text_read(ns_id, text_fd, &list, t);
 		if (r == 0) {
+			log_debug("Namespace %" PRIu64 ": %zu mounts, read from its process's mountinfo",
+				  ns_id, t->n_mounts);
 			if (timing_enabled())
 				statmount_read_ms = timing_now_ms() - t0;
 			free(list.ids);
@@ -577,9 +501,9 @@ static int statmount_read_once(uint64_t ns_id, int events_fd, int text_fd, bool 
 		if (r != -EXDEV)
 			goto fail;
 		log_debug("Namespace %" PRIu64 ": its process's mountinfo and statmount differ "
-			  "(a root of its own, or a change), reading every string with statmount",
+			  "(a root of its own, or a change), reading every mount with statmount",
 			  ns_id);
-		*quick = false;
+		*text = false;
 	}
 	r = list_rest(ns_id, &list);
 	if (r < 0)
@@ -620,12 +544,12 @@ fail:
 
 int statmount_read(uint64_t ns_id, int events_fd, int text_fd, struct mntcr_tree **ret_tree)
 {
-	bool quick = events_fd >= 0 && text_fd >= 0 && statmount_strings() != 1;
+	bool text = events_fd >= 0 && text_fd >= 0 && !statmount_strings();
 
 	for (unsigned attempt = 0;; attempt++) {
 		struct mntcr_tree *t = NULL;
 		bool stable = false;
-		int r = statmount_read_once(ns_id, events_fd, text_fd, &quick, &t, &stable);
+		int r = statmount_read_once(ns_id, events_fd, text_fd, &text, &t, &stable);
 
 		if (r < 0)
 			return r;

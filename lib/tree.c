@@ -18,7 +18,7 @@ void mount_clear(struct mntcr_mount *m)
 {
 	if (m->strings) {
 		free(m->strings);
-	} else {
+	} else if (!m->in_text) {
 		free(m->root);
 		free(m->mountpoint);
 		free(m->fstype);
@@ -126,6 +126,9 @@ MNTCR_EXPORT struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t)
 	free(t->sb_mount_idx);
 	free(t->kernel);
 	free(t->hostname);
+	for (size_t i = 0; i < t->n_texts; i++)
+		free(t->texts[i]);
+	free(t->texts);
 	for (size_t i = 0; i < t->n_procs; i++) {
 		free(t->procs[i].root);
 		free(t->procs[i].cwd);
@@ -135,6 +138,16 @@ MNTCR_EXPORT struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t)
 	u64map_release(&t->by_id);
 	free(t);
 	return NULL;
+}
+
+int tree_add_text(struct mntcr_tree *t, char *text)
+{
+	int r = GROW(t->texts, t->cap_texts, t->n_texts + 1);
+
+	if (r < 0)
+		return r;
+	t->texts[t->n_texts++] = text;
+	return 0;
 }
 
 int tree_add_mount(struct mntcr_tree *t, struct mntcr_mount *m)

@@ -47,6 +47,7 @@ struct mntcr_mount {
 	char *source;     /* may be NULL ("none") */
 	char *sb_opts;    /* superblock options as mountinfo prints them, "rw,..." */
 	char *strings;    /* NULL, or the one allocation the five strings above are in */
+	bool in_text;     /* the five strings are in a text of the tree's (texts): not its own */
 	uint64_t shared;  /* peer group id, 0 = not shared */
 	uint64_t master;  /* master peer group id, 0 = not a slave */
 	uint64_t propagate_from;
@@ -121,6 +122,8 @@ struct mntcr_tree {
 	bool live;       /* read from a running process (pid), whose content can be dumped */
 	char *kernel;    /* uname -r of the dumping machine */
 	char *hostname;
+	char **texts; /* mountinfo texts that mounts' strings point into (in_text) */
+	size_t n_texts, cap_texts;
 
 	/* Indexes, built by tree_index(). */
 	struct u64map by_id;  /* mount id -> index */
@@ -132,6 +135,8 @@ struct mntcr_tree {
 int tree_new(struct mntcr_tree **ret);
 /* Append a mount; takes ownership of the strings in *m, which is cleared. */
 int tree_add_mount(struct mntcr_tree *t, struct mntcr_mount *m);
+/* Take text, which mounts' strings point into (in_text), for as long as the tree lives. */
+int tree_add_text(struct mntcr_tree *t, char *text);
 /* Append a superblock (image reader); takes ownership of the strings. */
 int tree_add_sb(struct mntcr_tree *t, struct mntcr_sb *sb);
 /* Declare the namespaces a tree's mounts belong to (mount.ns indexes them). */

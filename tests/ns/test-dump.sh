@@ -24,9 +24,8 @@ expect_model() {
 }
 
 # The two sources agree on the whole namespace, host mounts included; and so do
-# statmount's reads: the strings from the process's mountinfo (on one or two
-# threads; MNTCR_STATMOUNT_STRINGS=0 reads them so whatever the namespace's size),
-# or from statmount itself (=1).
+# statmount's reads: the mounts from the process's mountinfo numbered by listmount
+# (the default, =0; on one thread or two), or every mount from statmount itself (=1).
 expect_sources_agree() {
 	local name=$1 pid a b
 	pid=$(ns_pid "$name")
@@ -36,7 +35,7 @@ expect_sources_agree() {
 	b=$(MNTCR_STATMOUNT_STRINGS=1 "$MNTCR_INSPECT" "$pid" 2>&1)
 	is "$b" "$a" "$name: statmount's own strings agree"
 	b=$(MNTCR_STATMOUNT_STRINGS=0 "$MNTCR_INSPECT" "$pid" 2>&1)
-	is "$b" "$a" "$name: the strings from its process's mountinfo agree"
+	is "$b" "$a" "$name: the mounts from its process's mountinfo agree"
 	b=$(MNTCR_STATMOUNT_STRINGS=0 MNTCR_THREADS=1 "$MNTCR_INSPECT" "$pid" 2>&1)
 	is "$b" "$a" "$name: ... read on one thread"
 }
@@ -396,6 +395,14 @@ if ns_start many 'mount -t tmpfs M $D; mkdir $D/a; mount -t tmpfs A $D/a; mkdir 
 		--pid "$(ns_pid many)" -o "$NS_TMP/many.img"
 	check "many: the same image from one thread and from several" \
 		cmp "$NS_TMP/many1.img" "$NS_TMP/many.img"
+	MNTCR_DEBUG=1 "$MNTCR" dump --no-content --compress=none --pid "$(ns_pid many)" \
+		-o "$NS_TMP/many-debug.img" 2>"$NS_TMP/many.err"
+	check "many: its mounts are read from its process's mountinfo" \
+		grep -q "Namespace [0-9]*: [0-9]* mounts, read from its process's mountinfo" "$NS_TMP/many.err"
+	check_exit 0 "many: dump with every mount read by statmount" env MNTCR_STATMOUNT_STRINGS=1 \
+		"$MNTCR" dump --no-content --compress=none --pid "$(ns_pid many)" -o "$NS_TMP/many-sm.img"
+	check "many: the same image read from the mountinfo and by statmount" \
+		cmp "$NS_TMP/many.img" "$NS_TMP/many-sm.img"
 	check "many: the image has every mount" \
 		test "$(tar --warning=no-unknown-keyword -xOf "$NS_TMP/many.img" manifest.json |
 			grep -c '"mountpoint": "'"$S/many")" = 8193

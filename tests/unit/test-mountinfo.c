@@ -3,7 +3,9 @@
  * The mountinfo parser: fixtures in tests/data/mountinfo/ (escapes, optional
  * fields, over-mounts, stacks, binds, deleted roots, a real host table),
  * then malformed lines and inconsistent tables, which must give -EBADMSG.
- * Every parsed field of every fixture line is checked.
+ * Every parsed field of every fixture line is checked. A large table is
+ * parsed on one thread and on two, from a FILE and from a file descriptor
+ * (more than one read): the same mounts.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "mntcr/mntcr.h"
@@ -665,4 +668,104 @@ TEST(parse_line_direct)
 	CHECK_STREQ(m.source, "/dev/root");
 	CHECK_STREQ(m.sb_opts, "rw,errors=continue");
 	mount_clear(&m);
+}
+
+/*
+ * A table of n mounts: tmpfs on /, then binds of one tmpfs, every
+ * seventh with an escaped space in its mountpoint, every fifth shared;
+ * bad_line (1-based; 0: none) is malformed.
+ */
+static char *big_table(size_t n, size_t bad_line)
+{
+	struct strbuf sb = { 0 };
+
+	strbuf_puts(&sb, "1 0 0:1 / / rw - tmpfs root rw\n");
+	for (size_t i = 2; i <= n; i++) {
+		if (i == bad_line) {
+			strbuf_printf(&sb, "%zu 1 0:2 / /m%zu rw,bogus - tmpfs src rw\n", i, i);
+			continue;
+		}
+		strbuf_printf(&sb, "%zu 1 0:2 /d%zu /m%zu%s rw,nosuid%s - tmpfs src\\040%zu rw,size=%zuk\n", i,
+			      i % 3, i, i % 7 ? "" : "\\040x", i % 5 ? "" : " shared:5", i % 11, i);
+	}
+	return strbuf_detach(&sb);
+}
+
+/* The mounts of a and b are the same, field by field. */
+static void check_same_mounts(const struct mntcr_tree *a, const struct mntcr_tree *b)
+{
+	CHECK_INT(a->n_mounts, b->n_mounts);
+	for (size_t i = 0; i < a->n_mounts && i < b->n_mounts; i++) {
+		const struct mntcr_mount *x = &a->mounts[i], *y = &b->mounts[i];
+
+		if (x->id != y->id || x->parent_id != y->parent_id || x->old_id != y->old_id ||
+		    x->dev_major != y->dev_major || x->dev_minor != y->dev_minor || x->attr != y->attr ||
+		    x->shared != y->shared || !streq(x->root, y->root) || !streq(x->mountpoint, y->mountpoint) ||
+		    !streq(x->fstype, y->fstype) || !streq(x->source, y->source) || !streq(x->sb_opts, y->sb_opts)) {
+			printf("#   mount %zu differs: %s / %s\n", i, x->mountpoint, y->mountpoint);
+			tap_failed_checks++;
+			return;
+		}
+	}
+}
+
+TEST(large_table_threads_and_reads)
+{
+	const size_t n = 20000; /* about 1.3 MB: more than one read of the file */
+	_cleanup_free_ char *text = big_table(n, 0);
+	struct mntcr_tree *one = NULL, *two = NULL, *by_fd = NULL;
+	char path[] = "/tmp/mntcr-test-mountinfo.XXXXXX";
+	int fd;
+
+	CHECK(text && strlen(text) > (1U << 20));
+	if (!text)
+		return;
+	setenv("MNTCR_THREADS", "1", 1);
+	CHECK_INT(parse_string(text, &one), 0);
+	unsetenv("MNTCR_THREADS");
+	CHECK_INT(parse_string(text, &two), 0);
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		CHECK_INT(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+		CHECK_INT(lseek(fd, 0, SEEK_SET), 0);
+		CHECK_INT(mountinfo_read_fd(fd, &by_fd), 0);
+		close(fd);
+		unlink(path);
+	}
+	if (one && two && by_fd) {
+		const struct mntcr_mount *m = by_id(one, 14);
+
+		CHECK_INT(one->n_mounts, n);
+		CHECK(m != NULL);
+		if (m) {
+			CHECK_STREQ(m->mountpoint, "/m14 x");
+			CHECK_STREQ(m->source, "src 3");
+			CHECK(m->in_text && m->strings == NULL);
+			CHECK_INT(m->attr, MOUNT_ATTR_NOSUID | STRICT);
+			CHECK_INT(m->shared, 0);
+		}
+		m = by_id(one, 15);
+		CHECK(m && streq(m->root, "/d0") && m->shared == 5 && streq(m->sb_opts, "rw,size=15k"));
+		CHECK_INT(one->n_texts, 1);
+		check_same_mounts(one, two);
+		check_same_mounts(one, by_fd);
+	}
+	mntcr_tree_free(one);
+	mntcr_tree_free(two);
+	mntcr_tree_free(by_fd);
+}
+
+/* A bad line in either thread's share: -EBADMSG, and nothing leaks (ASan, valgrind). */
+TEST(large_table_bad_line)
+{
+	static const size_t bad[] = { 2, 2999, 3001, 6000 };
+
+	for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
+		_cleanup_free_ char *text = big_table(6000, bad[k]);
+		struct mntcr_tree *t = NULL;
+
+		CHECK_INT(parse_string(text, &t), -EBADMSG);
+		CHECK(t == NULL);
+	}
 }
