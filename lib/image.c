@@ -537,7 +537,7 @@ static int items_to_json(const struct mntcr_tree *t, const struct manifest_extra
 			share[j].b = *out;
 		else
 			share[j].w.has_children[w->depth - 1] = true;
-		if (strbuf_reserve(&share[j].b, reserve / k) < 0)
+		if (strbuf_reserve_exact(&share[j].b, reserve / k) < 0)
 			share[j].r = -ENOMEM;
 	}
 	parallel_run(items_share_run, share, sizeof(share[0]), k);
@@ -640,7 +640,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 				MANIFEST_MAX);
 	}
 	/* Keys, numbers and flags take some 350 bytes a mount, 200 a superblock: one allocation. */
-	r = strbuf_reserve(b, raw + t->n_mounts * 420 + t->n_sbs * 200 + 4096);
+	r = strbuf_reserve_exact(b, raw + t->n_mounts * 420 + t->n_sbs * 200 + 4096);
 	if (r < 0)
 		return r;
 

@@ -285,6 +285,7 @@ static ssize_t file_source(void *src, char *buf, size_t n)
 
 static int text_read(text_source read_fn, void *src, struct mountinfo_text *x)
 {
+	char *p;
 	int r;
 
 	*x = (struct mountinfo_text){ 0 };
@@ -300,6 +301,12 @@ static int text_read(text_source read_fn, void *src, struct mountinfo_text *x)
 		if (n == 0)
 			break;
 		x->len += (size_t)n;
+	}
+	/* the room left goes back to the heap, for what comes next */
+	p = realloc(x->buf, x->len + 1);
+	if (p) {
+		x->buf = p;
+		x->cap = x->len + 1;
 	}
 	return text_lines(x);
 }
@@ -342,7 +349,7 @@ int mountinfo_text_parse(struct mountinfo_text *x, struct mntcr_tree *t)
 	int r;
 
 	assert(t->n_mounts == 0);
-	r = GROW(t->mounts, t->cap_mounts, x->n_lines);
+	r = GROW_EXACT(t->mounts, t->cap_mounts, x->n_lines);
 	if (r == 0)
 		r = parallel_ranges(x->n_lines, PARSE_SHARE_MIN, parse_lines_run,
 				    &(struct parse_lines){ .x = x, .out = t->mounts });

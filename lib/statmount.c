@@ -262,7 +262,7 @@ static int stat_all(uint64_t ns_id, const uint64_t *ids, size_t n, struct mntcr_
 	size_t kept = 0;
 	int r;
 
-	r = GROW(t->mounts, t->cap_mounts, n);
+	r = GROW_EXACT(t->mounts, t->cap_mounts, n);
 	if (r < 0)
 		return r;
 	r = parallel_ranges(n, STAT_SHARE_MIN, stat_ids_run,

@@ -65,19 +65,11 @@ void log_internal(int level, const char *fmt, ...)
 /* -------------------------------------------------------------------------- */
 /* strbuf */
 
-int grow_array(void **arr, size_t *cap, size_t need, size_t elem_size)
+/* *arr to exactly ncap elements (at least need). */
+static int resize_array(void **arr, size_t *cap, size_t ncap, size_t elem_size)
 {
-	size_t ncap;
 	void *p;
 
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? *cap : 8;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2)
-			return -ENOMEM;
-		ncap *= 2;
-	}
 	if (ncap > SIZE_MAX / elem_size)
 		return -ENOMEM;
 	p = realloc(*arr, ncap * elem_size);
@@ -88,11 +80,38 @@ int grow_array(void **arr, size_t *cap, size_t need, size_t elem_size)
 	return 0;
 }
 
+int grow_array(void **arr, size_t *cap, size_t need, size_t elem_size)
+{
+	size_t ncap;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap : 8;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2)
+			return -ENOMEM;
+		ncap *= 2;
+	}
+	return resize_array(arr, cap, ncap, elem_size);
+}
+
+int grow_array_exact(void **arr, size_t *cap, size_t need, size_t elem_size)
+{
+	return need <= *cap ? 0 : resize_array(arr, cap, need, elem_size);
+}
+
 int strbuf_reserve(struct strbuf *sb, size_t extra)
 {
 	if (sb->len + extra + 1 < sb->len)
 		return -ENOMEM;
 	return grow_array((void **)&sb->buf, &sb->cap, sb->len + extra + 1, 1);
+}
+
+int strbuf_reserve_exact(struct strbuf *sb, size_t extra)
+{
+	if (sb->len + extra + 1 < sb->len)
+		return -ENOMEM;
+	return grow_array_exact((void **)&sb->buf, &sb->cap, sb->len + extra + 1, 1);
 }
 
 int strbuf_add(struct strbuf *sb, const void *data, size_t n)

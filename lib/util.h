@@ -117,6 +117,7 @@ struct strbuf {
 };
 
 int strbuf_reserve(struct strbuf *sb, size_t extra);
+int strbuf_reserve_exact(struct strbuf *sb, size_t extra); /* grow_array_exact() */
 int strbuf_add(struct strbuf *sb, const void *data, size_t n);
 int strbuf_puts(struct strbuf *sb, const char *s);
 int strbuf_printf(struct strbuf *sb, const char *fmt, ...) _printf_(2, 3);
@@ -124,9 +125,16 @@ void strbuf_release(struct strbuf *sb);
 /* Returns the NUL-terminated buffer (never NULL on success) and empties sb. */
 char *strbuf_detach(struct strbuf *sb);
 
-/* Grow an array of elements to hold at least `need` items. */
+/*
+ * Grow an array of elements to hold at least `need` items: to the next
+ * power of two, or (exact) to need alone, for a size known in advance.
+ * Room reserved but never written costs no memory, but a large block's
+ * last page partly used does: 2 MiB with the heap in huge pages.
+ */
 int grow_array(void **arr, size_t *cap, size_t need, size_t elem_size);
+int grow_array_exact(void **arr, size_t *cap, size_t need, size_t elem_size);
 #define GROW(arr, cap, need) grow_array((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+#define GROW_EXACT(arr, cap, need) grow_array_exact((void **)&(arr), &(cap), (need), sizeof(*(arr)))
 
 /* -------------------------------------------------------------------------- */
 /* Hash map: uint64_t key -> size_t value. Open addressing, linear probing. */
