@@ -256,7 +256,7 @@ static void log_to_stderr(int level, const char *msg, void *userdata)
  * allocation (glibc maps each block of 128 KiB or more anew and unmaps it
  * when freed, and gives the top of the heap back past 128 KiB).
  */
-#define HEAP_PAD (64UL << 20)
+#define HEAP_PAD (256UL << 20)
 #define HUGE_PAGE (2UL << 20)
 
 static void heap_setup(void)
@@ -265,8 +265,8 @@ static void heap_setup(void)
 	void *p;
 	bool got;
 
-	mallopt(M_MMAP_THRESHOLD, 64 << 20);
-	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mallopt(M_TOP_PAD, HEAP_PAD);
 	/* grow the heap now, by more than its top holds; then mark what it grew by */
 	p = malloc(256 << 10);
