@@ -283,7 +283,7 @@ static ssize_t file_source(void *src, char *buf, size_t n)
 	return k == 0 && ferror((FILE *)src) ? -EIO : (ssize_t)k;
 }
 
-static int text_read(text_source read_fn, void *src, struct mountinfo_text *x)
+static int read_text(text_source read_fn, void *src, struct mountinfo_text *x)
 {
 	char *p;
 	int r;
@@ -313,7 +313,7 @@ static int text_read(text_source read_fn, void *src, struct mountinfo_text *x)
 
 int mountinfo_text_read(int fd, struct mountinfo_text *x)
 {
-	return text_read(fd_source, &fd, x);
+	return read_text(fd_source, &fd, x);
 }
 
 void mountinfo_text_free(struct mountinfo_text *x)
@@ -402,7 +402,7 @@ MNTCR_EXPORT int mntcr_tree_parse_mountinfo(FILE *f, struct mntcr_tree **ret_tre
 
 	if (!f || !ret_tree)
 		return -EINVAL;
-	r = text_read(file_source, f, &x);
+	r = read_text(file_source, f, &x);
 	if (r < 0) {
 		mountinfo_text_free(&x);
 		return r;
