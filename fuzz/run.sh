@@ -3,7 +3,7 @@
 #
 # Build the libFuzzer targets with clang, ASan and UBSan, and run each one:
 #
-#	bash fuzz/run.sh [SECONDS]	(default 60 per target; CI gives each 40)
+#	bash fuzz/run.sh [SECONDS]	(default 60 per target; CI gives each 20)
 #
 # New inputs go to a scratch copy of the corpus, so the seed corpus in
 # fuzz/corpus/ stays as committed. Prints, per target, the executions and

@@ -395,14 +395,20 @@ if ns_start many 'mount -t tmpfs M $D; mkdir $D/a; mount -t tmpfs A $D/a; mkdir 
 		--pid "$(ns_pid many)" -o "$NS_TMP/many.img"
 	check "many: the same image from one thread and from several" \
 		cmp "$NS_TMP/many1.img" "$NS_TMP/many.img"
-	MNTCR_DEBUG=1 "$MNTCR" dump --no-content --compress=none --pid "$(ns_pid many)" \
-		-o "$NS_TMP/many-debug.img" 2>"$NS_TMP/many.err"
-	check "many: its mounts are read from its process's mountinfo" \
-		grep -q "Namespace [0-9]*: [0-9]* mounts, read from its process's mountinfo" "$NS_TMP/many.err"
-	check_exit 0 "many: dump with every mount read by statmount" env MNTCR_STATMOUNT_STRINGS=1 \
-		"$MNTCR" dump --no-content --compress=none --pid "$(ns_pid many)" -o "$NS_TMP/many-sm.img"
-	check "many: the same image read from the mountinfo and by statmount" \
-		cmp "$NS_TMP/many.img" "$NS_TMP/many-sm.img"
+	if [[ -n ${MNTCR_VG_LOGS:-} ]]; then
+		# valgrind 3.19 knows neither listmount nor statmount: mntcr reads the mountinfo alone
+		skip "many: read from the mountinfo, numbered by listmount, and by statmount alone" \
+			"valgrind has no listmount or statmount"
+	else
+		MNTCR_DEBUG=1 "$MNTCR" dump --no-content --compress=none --pid "$(ns_pid many)" \
+			-o "$NS_TMP/many-debug.img" 2>"$NS_TMP/many.err"
+		check "many: its mounts are read from its process's mountinfo" \
+			grep -q "Namespace [0-9]*: [0-9]* mounts, read from its process's mountinfo" "$NS_TMP/many.err"
+		check_exit 0 "many: dump with every mount read by statmount" env MNTCR_STATMOUNT_STRINGS=1 \
+			"$MNTCR" dump --no-content --compress=none --pid "$(ns_pid many)" -o "$NS_TMP/many-sm.img"
+		check "many: the same image read from the mountinfo and by statmount" \
+			cmp "$NS_TMP/many.img" "$NS_TMP/many-sm.img"
+	fi
 	check "many: the image has every mount" \
 		test "$(tar --warning=no-unknown-keyword -xOf "$NS_TMP/many.img" manifest.json |
 			grep -c '"mountpoint": "'"$S/many")" = 8193

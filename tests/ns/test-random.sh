@@ -5,7 +5,7 @@
 # mount operations (tests/ns/gen-topology.sh); it must dump, restore and diff
 # equal, with the engine of MNTCR_ENGINE (default: the best one).
 #
-#	MNTCR_RANDOM_COUNT=N	how many seeds (default 250)
+#	MNTCR_RANDOM_COUNT=N	how many seeds (default 100)
 #	MNTCR_RANDOM_SEED=S	the first seed (default: a new one each run, printed)
 #	MNTCR_RANDOM_STEPS=K	operations per topology (default 12)
 #
@@ -14,7 +14,7 @@
 # shellcheck source=tests/ns/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-count=${MNTCR_RANDOM_COUNT:-250}
+count=${MNTCR_RANDOM_COUNT:-100}
 first=${MNTCR_RANDOM_SEED:-$(((RANDOM << 15 | RANDOM) % 1000000))}
 steps=${MNTCR_RANDOM_STEPS:-12}
 diag "random topologies: seeds $first..$((first + count - 1)), $steps steps each${MNTCR_ENGINE:+, engine $MNTCR_ENGINE}"
