@@ -362,17 +362,20 @@ int mountinfo_text_parse(struct mountinfo_text *x, struct mntcr_tree *t)
 	return 0;
 }
 
-/* A mountinfo text into a new tree, indexed; takes x's text. */
-static int text_tree(struct mountinfo_text *x, struct mntcr_tree **ret_tree)
+/* The mountinfo text read from src into a new tree, indexed. */
+static int source_tree(text_source read_fn, void *src, struct mntcr_tree **ret_tree)
 {
+	struct mountinfo_text x;
 	struct mntcr_tree *t = NULL;
-	int r = tree_new(&t);
+	int r = read_text(read_fn, src, &x);
 
+	if (r == 0)
+		r = tree_new(&t);
 	if (r == 0) {
 		t->source = MNTCR_SOURCE_MOUNTINFO;
-		r = mountinfo_text_parse(x, t);
+		r = mountinfo_text_parse(&x, t);
 	}
-	mountinfo_text_free(x);
+	mountinfo_text_free(&x);
 	if (r == 0)
 		r = tree_index(t);
 	if (r < 0) {
@@ -385,27 +388,12 @@ static int text_tree(struct mountinfo_text *x, struct mntcr_tree **ret_tree)
 
 int mountinfo_read_fd(int fd, struct mntcr_tree **ret_tree)
 {
-	struct mountinfo_text x;
-	int r = mountinfo_text_read(fd, &x);
-
-	if (r < 0) {
-		mountinfo_text_free(&x);
-		return r;
-	}
-	return text_tree(&x, ret_tree);
+	return source_tree(fd_source, &fd, ret_tree);
 }
 
 MNTCR_EXPORT int mntcr_tree_parse_mountinfo(FILE *f, struct mntcr_tree **ret_tree)
 {
-	struct mountinfo_text x;
-	int r;
-
 	if (!f || !ret_tree)
 		return -EINVAL;
-	r = read_text(file_source, f, &x);
-	if (r < 0) {
-		mountinfo_text_free(&x);
-		return r;
-	}
-	return text_tree(&x, ret_tree);
+	return source_tree(file_source, f, ret_tree);
 }

@@ -426,13 +426,8 @@ static int text_read(uint64_t ns_id, int text_fd, struct id_list *list, struct m
 	mountinfo_text_free(&x);
 	if (r == 0)
 		r = text_number(ns_id, list, t);
-	if (r < 0) {
-		for (size_t i = 0; i < t->n_mounts; i++)
-			mount_clear(&t->mounts[i]);
-		t->n_mounts = 0;
-		for (; t->n_texts > 0; t->n_texts--)
-			free(t->texts[t->n_texts - 1]);
-	}
+	if (r < 0)
+		tree_clear_mounts(t);
 	return r;
 }
 

@@ -112,12 +112,21 @@ void sb_clear(struct mntcr_sb *sb)
 	*sb = (struct mntcr_sb){ 0 };
 }
 
+void tree_clear_mounts(struct mntcr_tree *t)
+{
+	for (size_t i = 0; i < t->n_mounts; i++)
+		mount_clear(&t->mounts[i]);
+	t->n_mounts = 0;
+	for (size_t i = 0; i < t->n_texts; i++)
+		free(t->texts[i]);
+	t->n_texts = 0;
+}
+
 MNTCR_EXPORT struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t)
 {
 	if (!t)
 		return NULL;
-	for (size_t i = 0; i < t->n_mounts; i++)
-		mount_clear(&t->mounts[i]);
+	tree_clear_mounts(t);
 	for (size_t i = 0; i < t->n_sbs; i++)
 		sb_clear(&t->sbs[i]);
 	free(t->mounts);
@@ -126,8 +135,6 @@ MNTCR_EXPORT struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t)
 	free(t->sb_mount_idx);
 	free(t->kernel);
 	free(t->hostname);
-	for (size_t i = 0; i < t->n_texts; i++)
-		free(t->texts[i]);
 	free(t->texts);
 	for (size_t i = 0; i < t->n_procs; i++) {
 		free(t->procs[i].root);

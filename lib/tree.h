@@ -137,6 +137,8 @@ int tree_new(struct mntcr_tree **ret);
 int tree_add_mount(struct mntcr_tree *t, struct mntcr_mount *m);
 /* Take text, which mounts' strings point into (in_text), for as long as the tree lives. */
 int tree_add_text(struct mntcr_tree *t, char *text);
+/* The mounts cleared and the texts their strings lie in freed; n_mounts 0. */
+void tree_clear_mounts(struct mntcr_tree *t);
 /* Append a superblock (image reader); takes ownership of the strings. */
 int tree_add_sb(struct mntcr_tree *t, struct mntcr_sb *sb);
 /* Declare the namespaces a tree's mounts belong to (mount.ns indexes them). */
