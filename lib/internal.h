@@ -9,22 +9,14 @@
 
 /* mountinfo.c */
 int mountinfo_parse_line(char *line, struct mntcr_mount *m);
-/* A mountinfo text: its lines, NUL-terminated, start at buf + line_at[k]. */
-struct mountinfo_text {
-	char *buf;
-	size_t len, cap;
-	size_t *line_at;
-	size_t n_lines, cap_lines;
-};
-/* The rest of fd's text (mountinfo: all of it, from a fresh open or after lseek 0), split into lines. */
-int mountinfo_text_read(int fd, struct mountinfo_text *x);
-void mountinfo_text_free(struct mountinfo_text *x);
 /*
- * x's lines into t's mounts (t has none yet), on two threads when they are
- * many; ids as the text gives them. Their strings stay in the text, which
- * t takes (x->buf is NULL then).
+ * The rest of fd's mountinfo text (all of it, from a fresh open or after
+ * lseek 0) into t's mounts (t has none yet), parsed while it is read, on a
+ * second thread when it is long; ids as the text gives them. Their strings
+ * stay in the text, which t keeps. On failure t has no mounts. expect:
+ * the lines the text likely has (room for them is made first), or 0.
  */
-int mountinfo_text_parse(struct mountinfo_text *x, struct mntcr_tree *t);
+int mountinfo_text_load(int fd, size_t expect, struct mntcr_tree *t);
 /* The mountinfo text of fd into a new tree, indexed. */
 int mountinfo_read_fd(int fd, struct mntcr_tree **ret_tree);
 

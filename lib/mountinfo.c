@@ -19,6 +19,7 @@
  * \040 \011 \012 \134; any \ooo octal escape is decoded. Lines come in
  * mount-id order, which is not topological order.
  */
+#include <assert.h>
 #include <inttypes.h>
 
 #include "flags.h"
@@ -229,39 +230,19 @@ int mountinfo_parse_line(char *line, struct mntcr_mount *m)
 }
 
 /*
- * A whole mountinfo text, its lines split (NUL-terminated in place). The
- * kernel prints as many lines as a read asks for, and each read is a
- * system call that first looks up where the last one stopped: reads of
- * 1 MiB, as the benchmark's floor does (a FILE's 4 KiB buffer made the
- * 10,000 binds' text 150 reads).
+ * The text is read in chunks and parsed as it comes. The kernel prints
+ * mountinfo at about 1 us a line on a machine with dear system calls, and
+ * parsing a line costs a fraction of that: past the first chunk a second
+ * thread parses each chunk while this one reads the next, so the parse
+ * hides behind the read. A read of mountinfo returns one page of lines
+ * however much it asks for (the kernel fills its page-sized buffer, then
+ * looks up where it stopped in its tree of mounts on the next read): a
+ * chunk is TEXT_CHUNK bytes of reads, so that a 10,000-line text makes
+ * ten. A chunk holds whole lines; the end of a line the chunk cut off
+ * starts the next one. The strings stay in the chunks, which the tree
+ * keeps as its texts.
  */
-#define TEXT_READ (1U << 20)
-
-static int text_lines(struct mountinfo_text *x)
-{
-	char *p = x->buf, *end = x->buf + x->len;
-	int r;
-
-	if (memchr(x->buf, 0, x->len))
-		return log_debug_errno(-EBADMSG, "mountinfo holds a NUL byte");
-	while (p < end) {
-		char *nl = memchr(p, '\n', (size_t)(end - p));
-
-		if (!nl)
-			nl = end; /* a last line without its newline: x->buf has room for the NUL */
-		if ((size_t)(nl - p) > MOUNTINFO_MAX_LINE)
-			return log_debug_errno(-EBADMSG, "mountinfo line %zu is too long", x->n_lines + 1);
-		*nl = 0;
-		if (nl > p) {
-			r = GROW(x->line_at, x->cap_lines, x->n_lines + 1);
-			if (r < 0)
-				return r;
-			x->line_at[x->n_lines++] = (size_t)(p - x->buf);
-		}
-		p = nl + 1;
-	}
-	return 0;
-}
+#define TEXT_CHUNK (64U << 10)
 
 /* A read of up to n bytes from a file descriptor or a FILE: the bytes, 0 at the end, or -errno. */
 typedef ssize_t (*text_source)(void *src, char *buf, size_t n);
@@ -283,99 +264,256 @@ static ssize_t file_source(void *src, char *buf, size_t n)
 	return k == 0 && ferror((FILE *)src) ? -EIO : (ssize_t)k;
 }
 
-static int read_text(text_source read_fn, void *src, struct mountinfo_text *x)
-{
-	char *p;
-	int r;
-
-	*x = (struct mountinfo_text){ 0 };
-	for (;;) {
-		ssize_t n;
-
-		r = GROW(x->buf, x->cap, x->len + TEXT_READ + 1);
-		if (r < 0)
-			return r;
-		n = read_fn(src, x->buf + x->len, x->cap - x->len - 1);
-		if (n < 0)
-			return (int)n;
-		if (n == 0)
-			break;
-		x->len += (size_t)n;
-	}
-	/* the room left goes back to the heap, for what comes next */
-	p = realloc(x->buf, x->len + 1);
-	if (p) {
-		x->buf = p;
-		x->cap = x->len + 1;
-	}
-	return text_lines(x);
-}
-
-int mountinfo_text_read(int fd, struct mountinfo_text *x)
-{
-	return read_text(fd_source, &fd, x);
-}
-
-void mountinfo_text_free(struct mountinfo_text *x)
-{
-	free(x->buf);
-	free(x->line_at);
-	*x = (struct mountinfo_text){ 0 };
-}
-
-struct parse_lines {
-	const struct mountinfo_text *x;
-	struct mntcr_mount *out;
+struct chunk {
+	struct chunk *next;
+	char *text; /* len bytes of whole lines, and room for a NUL after them */
+	size_t len;
 };
 
-static int parse_lines_run(void *arg, size_t lo, size_t hi)
+struct text_load {
+	struct mntcr_tree *t; /* the parser's alone while it runs */
+	struct chunk *held;   /* the first chunk, until a second one says whether a thread pays */
+	bool may_thread, threaded;
+	pthread_t thread;
+	/* the chunks read and not parsed yet, from the reader to the parser thread */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct chunk *head, **tail;
+	bool eof;
+	int r; /* the parser thread's first error */
+};
+
+static void chunk_free(struct chunk *c)
 {
-	const struct parse_lines *p = arg;
+	free(c->text);
+	free(c);
+}
 
-	for (size_t i = lo; i < hi; i++) {
-		int r = parse_line(p->x->buf + p->x->line_at[i], &p->out[i], true);
+/* A chunk's lines into l->t's mounts; the tree takes the text. */
+static int chunk_parse(struct text_load *l, struct chunk *c)
+{
+	struct mntcr_tree *t = l->t;
+	char *p = c->text, *end = c->text + c->len;
+	int r = tree_add_text(t, c->text);
 
-		if (r < 0)
-			return log_debug_errno(r, "mountinfo line %zu is malformed", i + 1);
+	if (r < 0) {
+		free(c->text);
+		return r;
+	}
+	if (memchr(c->text, 0, c->len))
+		return log_debug_errno(-EBADMSG, "mountinfo holds a NUL byte");
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		if (!nl)
+			nl = end; /* the last line, without its newline */
+		*nl = 0;
+		if (nl > p) {
+			r = GROW(t->mounts, t->cap_mounts, t->n_mounts + 1);
+			if (r < 0)
+				return r;
+			r = parse_line(p, &t->mounts[t->n_mounts], true);
+			if (r < 0)
+				return log_debug_errno(r, "mountinfo line %zu is malformed", t->n_mounts + 1);
+			t->n_mounts++; /* owns nothing: its strings are in the text */
+		}
+		p = nl + 1;
 	}
 	return 0;
 }
 
-/* Below this many lines a second thread costs more than it saves. */
-#define PARSE_SHARE_MIN 2048
+static void *parse_run(void *arg)
+{
+	struct text_load *l = arg;
+	int r = 0;
 
-int mountinfo_text_parse(struct mountinfo_text *x, struct mntcr_tree *t)
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		struct chunk *c;
+
+		while (!l->head && !l->eof)
+			pthread_cond_wait(&l->cond, &l->lock);
+		c = l->head;
+		if (!c)
+			break;
+		l->head = c->next;
+		if (!l->head)
+			l->tail = &l->head;
+		pthread_mutex_unlock(&l->lock);
+		if (r == 0) {
+			r = chunk_parse(l, c);
+			free(c);
+		} else
+			chunk_free(c); /* after an error: drained until the reader stops */
+		pthread_mutex_lock(&l->lock);
+		if (r < 0 && l->r == 0)
+			l->r = r;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+/* To the parser thread, or parsed here; takes c. */
+static int chunk_pass(struct text_load *l, struct chunk *c)
 {
 	int r;
 
-	assert(t->n_mounts == 0);
-	r = GROW_EXACT(t->mounts, t->cap_mounts, x->n_lines);
-	if (r == 0)
-		r = parallel_ranges(x->n_lines, PARSE_SHARE_MIN, parse_lines_run,
-				    &(struct parse_lines){ .x = x, .out = t->mounts });
-	if (r == 0)
-		r = tree_add_text(t, x->buf);
+	if (!l->threaded && l->held) {
+		/* a second chunk: the text is long enough for a thread */
+		if (l->may_thread && thread_start(&l->thread, parse_run, l) == 0)
+			l->threaded = true;
+		else {
+			l->may_thread = false;
+			r = chunk_parse(l, l->held);
+			free(TAKE_PTR(l->held));
+			if (r < 0) {
+				chunk_free(c);
+				return r;
+			}
+		}
+	}
+	if (!l->threaded) {
+		l->held = c;
+		return 0;
+	}
+	pthread_mutex_lock(&l->lock);
+	if (l->held) { /* the thread's first chunk */
+		*l->tail = TAKE_PTR(l->held);
+		l->tail = &(*l->tail)->next;
+	}
+	r = l->r;
+	if (r == 0) {
+		*l->tail = c;
+		l->tail = &c->next;
+		pthread_cond_signal(&l->cond);
+	}
+	pthread_mutex_unlock(&l->lock);
 	if (r < 0)
-		return r; /* the mounts parsed own nothing: their strings are in the text */
-	x->buf = NULL; /* the tree's now */
-	t->n_mounts = x->n_lines;
-	return 0;
+		chunk_free(c);
+	return r;
+}
+
+/* The held chunk parsed, or the parser thread told the text ended and joined. */
+static int load_finish(struct text_load *l)
+{
+	int r = 0;
+
+	if (l->threaded) {
+		pthread_mutex_lock(&l->lock);
+		l->eof = true;
+		pthread_cond_signal(&l->cond);
+		pthread_mutex_unlock(&l->lock);
+		pthread_join(l->thread, NULL);
+		r = l->r;
+	} else if (l->held) {
+		r = chunk_parse(l, l->held);
+		free(TAKE_PTR(l->held));
+	}
+	return r;
+}
+
+/*
+ * Read the text into chunks of whole lines, each passed on as soon as it
+ * is read: buf[0..len) is the chunk being filled, its first bytes the end
+ * of the last chunk's cut line.
+ */
+static int load_chunks(struct text_load *l, text_source read_fn, void *src)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int r;
+
+	for (;;) {
+		struct chunk *c;
+		char *nl, *next = NULL;
+		size_t whole, cut;
+		ssize_t n;
+
+		if (cap - len <= 1) { /* full, or none yet */
+			r = GROW_EXACT(buf, cap, len + TEXT_CHUNK + 1);
+			if (r < 0)
+				return r;
+		}
+		n = read_fn(src, buf + len, cap - len - 1);
+		if (n < 0)
+			return (int)n;
+		if (n == 0 && len == 0)
+			return 0;
+		len += (size_t)n;
+		if (n > 0 && cap - len > 1)
+			continue; /* a read of mountinfo returns a page of lines */
+		nl = n == 0 ? buf + len - 1 : memrchr(buf, '\n', len); /* at the end, a last line without '\n' */
+		if (!nl) {
+			if (len > MOUNTINFO_MAX_LINE)
+				return log_debug_errno(-EBADMSG, "mountinfo has a line longer than %u bytes",
+						       MOUNTINFO_MAX_LINE);
+			continue; /* one line longer than a chunk: read on */
+		}
+		whole = (size_t)(nl - buf) + 1;
+		cut = len - whole;
+		if (n > 0) {
+			next = malloc(cut + TEXT_CHUNK + 1);
+			if (!next)
+				return -ENOMEM;
+			memcpy(next, buf + whole, cut);
+		}
+		c = malloc(sizeof(*c));
+		if (!c) {
+			free(next);
+			return -ENOMEM;
+		}
+		*c = (struct chunk){ .text = TAKE_PTR(buf), .len = whole };
+		r = chunk_pass(l, c);
+		buf = next;
+		len = cut;
+		cap = next ? cut + TEXT_CHUNK + 1 : 0;
+		if (r < 0 || n == 0)
+			return r;
+	}
+}
+
+static int load_text(text_source read_fn, void *src, size_t expect, struct mntcr_tree *t)
+{
+	struct text_load l = {
+		.t = t,
+		.may_thread = parallel_shares(2, 1) > 1,
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+	};
+	int r, k;
+
+	assert(t->n_mounts == 0);
+	/* room made here, not on the parser thread: there glibc's heap is another one, without huge pages */
+	r = GROW_EXACT(t->mounts, t->cap_mounts, expect);
+	if (r < 0)
+		return r;
+	l.tail = &l.head;
+	r = load_chunks(&l, read_fn, src);
+	k = load_finish(&l);
+	if (r == 0)
+		r = k;
+	if (r == 0)
+		(void)SHRINK(t->mounts, t->cap_mounts, t->n_mounts);
+	if (r < 0)
+		tree_clear_mounts(t);
+	return r;
+}
+
+int mountinfo_text_load(int fd, size_t expect, struct mntcr_tree *t)
+{
+	return load_text(fd_source, &fd, expect, t);
 }
 
 /* The mountinfo text read from src into a new tree, indexed. */
 static int source_tree(text_source read_fn, void *src, struct mntcr_tree **ret_tree)
 {
-	struct mountinfo_text x;
 	struct mntcr_tree *t = NULL;
-	int r = read_text(read_fn, src, &x);
+	int r = tree_new(&t);
 
-	if (r == 0)
-		r = tree_new(&t);
 	if (r == 0) {
 		t->source = MNTCR_SOURCE_MOUNTINFO;
-		r = mountinfo_text_parse(&x, t);
+		r = load_text(read_fn, src, 0, t);
 	}
-	mountinfo_text_free(&x);
 	if (r == 0)
 		r = tree_index(t);
 	if (r < 0) {

@@ -280,14 +280,14 @@ static int stat_all(uint64_t ns_id, const uint64_t *ids, size_t n, struct mntcr_
 
 /* -------------------------------------------------------------------------- */
 /*
- * The text read, through a process of the namespace: its mountinfo, read
- * whole and parsed, with the mounts numbered by listmount's unique ids.
+ * The text read, through a process of the namespace: its mountinfo, parsed
+ * as it is read, with the mounts numbered by listmount's unique ids.
  * Both list a namespace's mounts in the order of those ids (the namespace
  * keeps its mounts in a tree by them, Linux >= 6.8), so line k is mount
  * ids[k] as long as the namespace did not change in between, which
  * events_fd tells. statmount costs a system call a mount: 0.3 us on one
  * machine, 3 us on another whose system calls are dearer (page-table
- * isolation); mountinfo prints 1 MiB of lines a call. Past one chunk of
+ * isolation); mountinfo prints a page of lines a call. Past one chunk of
  * ids, a second thread lists the rest while this one reads the text.
  *
  * statmount reads the parent of a mount whose parent the text does not
@@ -301,6 +301,12 @@ static int stat_all(uint64_t ns_id, const uint64_t *ids, size_t n, struct mntcr_
 #define TEXT_CHECKS 8	      /* mounts checked against statmount, spread over the list */
 #define TEXT_ORPHANS_MAX 16   /* mounts whose parent is not in the text */
 #define OLD_ID_MAX (1U << 24) /* the text's ids index a table */
+/*
+ * The mounts a text holds when the list is not whole yet: fs.mount-max's
+ * default, the most a namespace holds unless raised. Room that the parse
+ * does not fill costs address space only, and goes back after it.
+ */
+#define TEXT_EXPECT 100000
 
 struct listing {
 	uint64_t ns_id;
@@ -400,7 +406,6 @@ static int text_number(uint64_t ns_id, const struct id_list *list, struct mntcr_
 static int text_read(uint64_t ns_id, int text_fd, struct id_list *list, struct mntcr_tree *t)
 {
 	struct listing l = { .ns_id = ns_id, .list = list };
-	struct mountinfo_text x = { 0 };
 	pthread_t list_thread;
 	bool threaded = !list->done && parallel_shares(2, 1) > 1 &&
 			thread_start(&list_thread, list_run, &l) == 0;
@@ -408,22 +413,19 @@ static int text_read(uint64_t ns_id, int text_fd, struct id_list *list, struct m
 
 	if (!threaded)
 		list_run(&l);
-	r = lseek(text_fd, 0, SEEK_SET) < 0 ? -errno : mountinfo_text_read(text_fd, &x);
+	r = lseek(text_fd, 0, SEEK_SET) < 0 ? -errno :
+		mountinfo_text_load(text_fd, list->done ? list->n : TEXT_EXPECT, t);
+	if (r == -EBADMSG)
+		r = -EXDEV;
 	if (threaded)
 		pthread_join(list_thread, NULL);
 	if (r == 0)
 		r = l.r;
-	if (r == 0 && x.n_lines != list->n)
+	if (r == 0 && t->n_mounts != list->n)
 		r = log_debug_errno(-EXDEV, "Namespace %" PRIu64 ": %zu mounts, %zu mountinfo lines", ns_id,
-				    list->n, x.n_lines);
+				    list->n, t->n_mounts);
 	if (r == 0 && list->n >= UINT32_MAX) /* text_number()'s table */
 		r = -E2BIG;
-	if (r == 0) {
-		r = mountinfo_text_parse(&x, t);
-		if (r == -EBADMSG)
-			r = -EXDEV;
-	}
-	mountinfo_text_free(&x);
 	if (r == 0)
 		r = text_number(ns_id, list, t);
 	if (r < 0)

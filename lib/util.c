@@ -100,6 +100,11 @@ int grow_array_exact(void **arr, size_t *cap, size_t need, size_t elem_size)
 	return need <= *cap ? 0 : resize_array(arr, cap, need, elem_size);
 }
 
+int shrink_array(void **arr, size_t *cap, size_t n, size_t elem_size)
+{
+	return n == 0 || n >= *cap ? 0 : resize_array(arr, cap, n, elem_size);
+}
+
 int strbuf_reserve(struct strbuf *sb, size_t extra)
 {
 	if (sb->len + extra + 1 < sb->len)

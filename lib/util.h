@@ -135,6 +135,9 @@ int grow_array(void **arr, size_t *cap, size_t need, size_t elem_size);
 int grow_array_exact(void **arr, size_t *cap, size_t need, size_t elem_size);
 #define GROW(arr, cap, need) grow_array((void **)&(arr), &(cap), (need), sizeof(*(arr)))
 #define GROW_EXACT(arr, cap, need) grow_array_exact((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+/* The room past n elements (n > 0) back to the heap. */
+int shrink_array(void **arr, size_t *cap, size_t n, size_t elem_size);
+#define SHRINK(arr, cap, n) shrink_array((void **)&(arr), &(cap), (n), sizeof(*(arr)))
 
 /* -------------------------------------------------------------------------- */
 /* Hash map: uint64_t key -> size_t value. Open addressing, linear probing. */
