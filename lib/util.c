@@ -700,10 +700,23 @@ void timing_mark(const char *phase)
 /* -------------------------------------------------------------------------- */
 /* Parallel shares */
 
+/* The CPUs online, read once: sysconf() opens and reads a sysfs file each time. */
+static long cpus_online(void)
+{
+	static _Atomic long cached;
+	long n = cached;
+
+	if (n == 0) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		cached = n > 0 ? n : 1;
+	}
+	return n > 0 ? n : 1;
+}
+
 size_t parallel_shares(size_t n, size_t per_share)
 {
 	const char *e = getenv("MNTCR_THREADS");
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	long cpus = cpus_online();
 	size_t k = per_share ? n / per_share : 1;
 	uint64_t v;
 
