@@ -607,6 +607,15 @@ static int content_to_json(const struct manifest_extra *x, size_t i, struct jw *
  * The manifest text: JSON indented as json-c prints it, but each item of its
  * arrays on one line (flat_depth), and a final newline.
  */
+/*
+ * Keys, numbers and flags take some 140 bytes a mount besides its strings,
+ * and a superblock's line some 95 in all (a tmpfs each; a few more with
+ * options): room for a little more than that. A share that needs more
+ * grows its buffer.
+ */
+#define MOUNT_JSON_BYTES 200
+#define SB_JSON_BYTES 120
+
 static int manifest_build(const struct mntcr_tree *t, const struct manifest_extra *x,
 			  struct manifest_text *ret)
 {
@@ -639,8 +648,13 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 				"Cannot write an image: the manifest would exceed %zu bytes",
 				MANIFEST_MAX);
 	}
-	/* Keys, numbers and flags take some 350 bytes a mount, 200 a superblock: one allocation. */
-	r = strbuf_reserve_exact(b, raw + t->n_mounts * 420 + t->n_sbs * 200 + 4096);
+	/*
+	 * The head: each array's first share reserves its part (items_to_json()),
+	 * so that the parts lie end to end in the heap, with no reserved room
+	 * between them: with the heap in huge pages, every 2 MiB page a part
+	 * touches is resident whole.
+	 */
+	r = strbuf_reserve_exact(b, 4096);
 	if (r < 0)
 		return r;
 
@@ -660,11 +674,12 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 	jw_u64(&w, "superblocks", t->n_sbs);
 	jw_object_end(&w);
 	jw_array_begin(&w, "superblocks");
-	if ((r = items_to_json(t, x, &sb_items, t->n_sbs, &w, t->n_sbs * 300, &text)) < 0)
+	if ((r = items_to_json(t, x, &sb_items, t->n_sbs, &w, t->n_sbs * SB_JSON_BYTES, &text)) < 0)
 		goto fail;
 	jw_array_end(&w);
 	jw_array_begin(&w, "mounts");
-	if ((r = items_to_json(t, x, &mount_items, t->n_mounts, &w, raw + t->n_mounts * 420, &text)) < 0)
+	if ((r = items_to_json(t, x, &mount_items, t->n_mounts, &w, raw + t->n_mounts * MOUNT_JSON_BYTES,
+				 &text)) < 0)
 		goto fail;
 	jw_array_end(&w);
 	if ((r = namespaces_to_json(t, &w)) < 0)

@@ -973,7 +973,13 @@ TEST(round_trip_pipe)
  * two threads (when there are two CPUs), each share into a part of its
  * own; the image has the bytes one thread writes.
  */
-TEST(write_threads_same_bytes)
+/*
+ * One image, written on one thread and on two: the same bytes. many_keys:
+ * every mount has every flag and propagation field and a long superblock
+ * option, more than the writer reserves room for, so every share's buffer
+ * grows.
+ */
+static void same_bytes(bool many_keys)
 {
 	struct strbuf b = { 0 };
 	struct mntcr_tree *t, *u = NULL;
@@ -982,8 +988,15 @@ TEST(write_threads_same_bytes)
 
 	strbuf_printf(&b, "1 0 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n");
 	for (size_t i = 2; i <= 9000; i++)
-		strbuf_printf(&b, "%zu 1 0:%zu / /m/%zu%s rw%s - tmpfs t%zu rw,size=%zuk\n", i, i, i,
-			      i % 7 ? "" : "/caf\303\251\\x41", i % 3 ? ",nosuid" : ",noexec", i, i);
+		if (many_keys)
+			strbuf_printf(&b,
+				      "%zu 1 0:%zu / /m%zu ro,nosuid,nodev,noexec,nodiratime,nosymfollow "
+				      "shared:%zu master:1 propagate_from:1 - tmpfs t rw,size=%zuk,"
+				      "nr_inodes=%zu,mode=1777,uid=%zu,gid=%zu,huge=within_size\n",
+				      i, i, i, i + 1000000, i, i * 1000, i + 100000, i + 100000);
+		else
+			strbuf_printf(&b, "%zu 1 0:%zu / /m/%zu%s rw%s - tmpfs t%zu rw,size=%zuk\n", i, i, i,
+				      i % 7 ? "" : "/caf\303\251\\x41", i % 3 ? ",nosuid" : ",noexec", i, i);
 	t = parse_mountinfo(b.buf);
 	strbuf_release(&b);
 	CHECK(t && mntcr_tree_n_mounts(t) == 9000);
@@ -1000,6 +1013,12 @@ TEST(write_threads_same_bytes)
 	free(two);
 	mntcr_tree_free(t);
 	mntcr_tree_free(u);
+}
+
+TEST(write_threads_same_bytes)
+{
+	same_bytes(false);
+	same_bytes(true);
 }
 
 /* Give m the source src: its strings in a new allocation. */
