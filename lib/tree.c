@@ -266,6 +266,56 @@ static int cmp_sib(const void *a, const void *b)
 	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
 }
 
+/*
+ * keys[0..n) in cmp_sib() order (tmp: room for n more). Past a few dozen,
+ * by their prefixes first, with a radix sort a byte at a time from the
+ * last (stable, and skipping the bytes they all share), then each run of
+ * equal prefixes by cmp_sib(): most siblings differ in their first 8
+ * bytes, and qsort() compared each some 16 times.
+ */
+#define SIB_RADIX_MIN 64
+
+static void sort_siblings(const struct sib_key **keys, const struct sib_key **tmp, size_t n)
+{
+	const struct sib_key **src = keys, **dst = tmp;
+	size_t count[8][256];
+
+	if (n < SIB_RADIX_MIN) {
+		qsort(keys, n, sizeof(*keys), cmp_sib);
+		return;
+	}
+	memset(count, 0, sizeof(count));
+	for (size_t i = 0; i < n; i++)
+		for (unsigned b = 0; b < 8; b++)
+			count[b][keys[i]->pre >> (8 * b) & 0xff]++;
+	for (unsigned b = 0; b < 8; b++) {
+		size_t *c = count[b], sum = 0;
+		const struct sib_key **swap;
+
+		if (c[src[0]->pre >> (8 * b) & 0xff] == n)
+			continue; /* the same byte in every key */
+		for (unsigned v = 0; v < 256; v++) {
+			size_t k = c[v];
+
+			c[v] = sum;
+			sum += k;
+		}
+		for (size_t i = 0; i < n; i++)
+			dst[c[src[i]->pre >> (8 * b) & 0xff]++] = src[i];
+		swap = src;
+		src = dst;
+		dst = swap;
+	}
+	if (src != keys)
+		memcpy(keys, src, n * sizeof(*keys));
+	for (size_t lo = 0, hi; lo < n; lo = hi) {
+		for (hi = lo + 1; hi < n && keys[hi]->pre == keys[lo]->pre; hi++)
+			;
+		if (hi - lo > 1)
+			qsort(keys + lo, hi - lo, sizeof(*keys), cmp_sib);
+	}
+}
+
 static int index_ids(struct mntcr_tree *t)
 {
 	int r;
@@ -438,8 +488,9 @@ static int index_covers(struct mntcr_tree *t)
 	_cleanup_free_ size_t *mlen = malloc(size * sizeof(size_t));
 	_cleanup_free_ struct sib_key *key = malloc(size * sizeof(struct sib_key));
 	_cleanup_free_ const struct sib_key **keys = malloc(size * sizeof(struct sib_key *));
+	_cleanup_free_ const struct sib_key **tmp = malloc(size * sizeof(struct sib_key *));
 
-	if (!sorted || !mlen || !key || !keys)
+	if (!sorted || !mlen || !key || !keys || !tmp)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->n_mounts; i++) {
 		mlen[i] = strlen(t->mounts[i].mountpoint);
@@ -470,7 +521,7 @@ static int index_covers(struct mntcr_tree *t)
 						   .idx = kids[k] };
 			keys[k] = &key[k];
 		}
-		qsort(keys, nk, sizeof(*keys), cmp_sib);
+		sort_siblings(keys, tmp, nk);
 		for (size_t k = 0; k < nk; k++) {
 			kids[k] = keys[k]->idx;
 			/* on p's own path: the newest of them, the last in (path, id) order */

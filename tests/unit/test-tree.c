@@ -712,3 +712,86 @@ TEST(fifty_thousand)
 	mntcr_tree_free(t);
 #undef LINE
 }
+
+/*
+ * Many siblings on random paths (stacks on one path, siblings on a prefix
+ * of another's path, paths sharing their first 8 bytes and more), in
+ * random id order: each one's cover is what a search of all its siblings
+ * gives. Below 64 siblings they are sorted by qsort() alone, past that by
+ * their prefixes first.
+ */
+static bool is_prefix_dir(const char *pre, const char *path)
+{
+	size_t n = strlen(pre);
+
+	return strncmp(pre, path, n) == 0 && path[n] == '/';
+}
+
+static void random_siblings(size_t n)
+{
+	static const char *const parts[] = { "a", "b", "ab", "ba", "longprefix_a", "longprefix_b",
+					     "x1234567", "abcdef1", "abcdef2" };
+	struct strbuf text = { 0 };
+	char **path = calloc(n, sizeof(char *));
+	uint64_t *id = calloc(n, sizeof(uint64_t));
+	struct mntcr_tree *t = NULL;
+	size_t bad = 0;
+
+	CHECK(path && id);
+	if (!path || !id)
+		goto out;
+	strbuf_puts(&text, "1 0 254:0 / / rw - ext4 /dev/vda rw\n2 1 0:2 / /p rw - tmpfs p rw\n");
+	for (size_t i = 0; i < n; i++) {
+		struct strbuf p = { 0 };
+		size_t depth = 1 + rng() % 3;
+
+		strbuf_puts(&p, "/p");
+		for (size_t d = 0; d < depth; d++)
+			strbuf_printf(&p, "/%s", parts[rng() % ARRAY_SIZE(parts)]);
+		path[i] = strbuf_detach(&p);
+		id[i] = 3 + i;
+	}
+	for (size_t i = n; i > 1; i--) { /* ids in random order of the paths */
+		size_t j = rng() % i;
+		uint64_t x = id[i - 1];
+
+		id[i - 1] = id[j];
+		id[j] = x;
+	}
+	for (size_t i = 0; i < n; i++)
+		strbuf_printf(&text, "%" PRIu64 " 2 0:3 / %s rw - tmpfs s rw\n", id[i], path[i]);
+	CHECK_INT(parse_string(text.buf, &t), 0);
+	for (size_t i = 0; t && i < n; i++) {
+		uint64_t want = 0;
+		size_t best_len = SIZE_MAX;
+
+		/* a sibling on the shortest prefix of its path, the oldest there */
+		for (size_t j = 0; j < n; j++)
+			if (is_prefix_dir(path[j], path[i]) &&
+			    (strlen(path[j]) < best_len || (strlen(path[j]) == best_len && id[j] < want))) {
+				best_len = strlen(path[j]);
+				want = id[j];
+			}
+		/* else the next newer on its own path */
+		for (size_t j = 0; best_len == SIZE_MAX && j < n; j++)
+			if (streq(path[j], path[i]) && id[j] > id[i] && (want == 0 || id[j] < want))
+				want = id[j];
+		if (cov(t, id[i]) != want || kind(t, id[i]) != (want ? MNTCR_COVER_SIBLING : MNTCR_COVER_NONE))
+			bad++;
+	}
+	CHECK_INT(bad, 0);
+out:
+	for (size_t i = 0; path && i < n; i++)
+		free(path[i]);
+	free(path);
+	free(id);
+	strbuf_release(&text);
+	mntcr_tree_free(t);
+}
+
+TEST(random_siblings_covers)
+{
+	random_siblings(40);
+	random_siblings(300);
+	random_siblings(3000);
+}
