@@ -78,6 +78,8 @@ static int read_raw(pid_t pid, unsigned flags, struct mntcr_tree **ret)
 			*ret = t;
 			return 0;
 		}
+		if (r == -EAGAIN)
+			return r; /* kept changing: mountinfo alone would not tell */
 		log_debug_errno(r, "statmount of namespace %" PRIu64 " failed (%s), reading mountinfo",
 				ns_id, strerror(-r));
 	}
