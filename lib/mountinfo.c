@@ -307,6 +307,8 @@ static int chunk_parse(struct text_load *l, struct chunk *c)
 
 		if (!nl)
 			nl = end; /* the last line, without its newline */
+		if ((size_t)(nl - p) > MOUNTINFO_MAX_LINE)
+			return log_debug_errno(-EBADMSG, "mountinfo line %zu is too long", t->n_mounts + 1);
 		*nl = 0;
 		if (nl > p) {
 			r = GROW(t->mounts, t->cap_mounts, t->n_mounts + 1);
@@ -444,7 +446,7 @@ static int load_chunks(struct text_load *l, text_source read_fn, void *src)
 			continue; /* a read of mountinfo returns a page of lines */
 		nl = n == 0 ? buf + len - 1 : memrchr(buf, '\n', len); /* at the end, a last line without '\n' */
 		if (!nl) {
-			if (len > MOUNTINFO_MAX_LINE)
+			if (len > MOUNTINFO_MAX_LINE) /* chunk_parse() refuses it: read no more of it */
 				return log_debug_errno(-EBADMSG, "mountinfo has a line longer than %u bytes",
 						       MOUNTINFO_MAX_LINE);
 			continue; /* one line longer than a chunk: read on */

@@ -772,7 +772,7 @@ TEST(large_table_bad_line)
 
 /*
  * Lines longer than a chunk are read whole, on one thread or two; a line
- * past 1 MiB or a NUL byte in a later chunk is -EBADMSG.
+ * past 1 MiB (the last one too) or a NUL byte in a later chunk is -EBADMSG.
  */
 TEST(long_lines)
 {
@@ -832,4 +832,19 @@ TEST(long_lines)
 	text = strbuf_detach(&sb);
 	CHECK_INT(parse_string(text, &t), -EBADMSG);
 	CHECK(t == NULL);
+
+	/* a last line a little over 1 MiB, with and without its newline */
+	for (int newline = 0; newline <= 1; newline++) {
+		huge[(1U << 20) + 100] = 0;
+		sb = (struct strbuf){ 0 };
+		strbuf_puts(&sb, "1 0 0:1 / / rw - tmpfs root rw\n");
+		strbuf_puts(&sb, huge);
+		if (newline)
+			strbuf_puts(&sb, "\n");
+		free(text);
+		text = strbuf_detach(&sb);
+		CHECK_INT(parse_string(text, &t), -EBADMSG);
+		CHECK(t == NULL);
+		t = mntcr_tree_free(t);
+	}
 }
