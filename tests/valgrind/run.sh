@@ -7,7 +7,8 @@
 #
 # Each suite runs with MNTCR_ENGINE=compat (what mntcr picks under valgrind,
 # which lacks the new mount syscalls). Passes when every suite passes and no
-# valgrind log reports an error or a definite or indirect leak. Prints
+# valgrind log reports an error or a definite or indirect leak. The suites
+# run side by side, as many as there are CPUs (MNTCR_VG_JOBS=N sets it). Prints
 # "N passed, N failed" last.
 set -uo pipefail
 
@@ -29,14 +30,29 @@ export MNTCR_ENGINE=compat MNTCR_INSPECT=$build/tests/mntcr-inspect MNTCR_TREESU
 export MNTCR_FORGE=$build/tests/mntcr-forge MNTCR_FAULTS=$build/tests/restore-faults NONEWAPI=$build/tests/nonewapi
 export JSON_CHECK=$build/tests/json-check
 export MNTCR_TESTS=$root/tests MNTCR_BUILD=$build
+# The suites run side by side, one per CPU (MNTCR_VG_JOBS), and report in order.
+jobs=${MNTCR_VG_JOBS:-$(nproc)}
+run_suite() {
+	local start=$SECONDS rc
+	bash "$root/tests/ns/test-$1.sh" >"$logs/$1.tap" 2>&1
+	rc=$?
+	echo "$rc $((SECONDS - start))" >"$logs/$1.rc"
+}
+for s in "${suites[@]}"; do
+	while (($(jobs -pr | wc -l) >= jobs)); do
+		wait -n
+	done
+	run_suite "$s" &
+done
+wait
 pass=0 fail=0
 for s in "${suites[@]}"; do
-	start=$SECONDS
-	if bash "$root/tests/ns/test-$s.sh" >"$logs/$s.tap" 2>&1; then
-		echo "ns-$s under valgrind: $(tail -n1 "$logs/$s.tap" | sed 's/^# //') ($((SECONDS - start)) s)"
+	read -r rc secs <"$logs/$s.rc" 2>/dev/null || rc=1 secs=?
+	if ((rc == 0)); then
+		echo "ns-$s under valgrind: $(tail -n1 "$logs/$s.tap" | sed 's/^# //') ($secs s)"
 		pass=$((pass + 1))
 	else
-		echo "ns-$s under valgrind: FAILED ($((SECONDS - start)) s)"
+		echo "ns-$s under valgrind: FAILED ($secs s)"
 		grep -A3 '^not ok' "$logs/$s.tap" | head -40
 		fail=$((fail + 1))
 	fi
