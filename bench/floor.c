@@ -28,7 +28,8 @@
  * It prints one line: "mounts=M build_ms=B total_ms=T", B from unshare to
  * the last mount, T from the start of main to the end of --persist.
  *
- * mountinfo reads /proc/PID/mountinfo to the end with 1 MiB reads and
+ * mountinfo reads /proc/PID/mountinfo to the end, asking for 1 MiB a read
+ * (the kernel returns a page of lines a read), and
  * prints "bytes=N read_ms=R".
  */
 #ifndef _GNU_SOURCE
