@@ -280,6 +280,8 @@ static void heap_setup(void)
 	hi &= ~(HUGE_PAGE - 1);
 	if (hi > lo)
 		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+	/* and the heaps of the library's threads that allocate megabytes */
+	mntcr_set_huge_pages(true);
 }
 
 int main(int argc, char **argv)

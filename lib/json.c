@@ -931,7 +931,7 @@ static void helpers_start(struct parser *ps, struct helper *helpers)
 			continue; /* no helper: the parse does all */
 		}
 		memcpy(h->copy, sp->at, h->len);
-		h->running = thread_start(&h->thread, helper_run, h) == 0;
+		h->running = thread_start_heap(&h->thread, helper_run, h) == 0;
 		ps->helpers = helpers;
 	}
 }

@@ -295,6 +295,8 @@ void timing_report(const char *phase, double ms);
 #define PARALLEL_MAX 2
 /* pthread_create(), on another CPU than the caller's when it can: -errno. */
 int thread_start(pthread_t *ret, void *(*fn)(void *), void *arg);
+/* The same for a thread that allocates megabytes: its heap in huge pages (mntcr_set_huge_pages()). */
+int thread_start_heap(pthread_t *ret, void *(*fn)(void *), void *arg);
 size_t parallel_shares(size_t n, size_t per_share);
 void parallel_run(void *(*fn)(void *), void *shares, size_t size, size_t k);
 /*

@@ -1043,6 +1043,24 @@ static void set_source(struct mntcr_mount *m, const char *src)
 
 static bool saw_second_thread;
 
+/* Some mapping of this process has VmFlags flag (smaps: "hg" is madvise(MADV_HUGEPAGE)). */
+static bool smaps_has_flag(const char *flag)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *tok, *save = NULL;
+
+		if (strncmp(line, "VmFlags:", 8) != 0)
+			continue;
+		for (tok = strtok_r(line + 8, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+			if (streq(tok, flag))
+				return true;
+	}
+	return false;
+}
+
 static void watch_log(int level, const char *msg, void *userdata)
 {
 	(void)level;
@@ -1095,6 +1113,20 @@ TEST(manifest_two_threads)
 	CHECK_INT(read_both_ways(manifest, &a, &b, &split), 0);
 	CHECK(split);
 	CHECK(a && b && trees_equal(t, a, true) && trees_equal(t, b, true));
+	mntcr_tree_free(a);
+	mntcr_tree_free(b);
+	a = b = NULL;
+
+	/* the same with the second thread's heap in huge pages, which it asks for */
+	mntcr_set_huge_pages(true);
+	CHECK_INT(read_both_ways(manifest, &a, &b, &split), 0);
+	mntcr_set_huge_pages(false);
+	CHECK(split);
+	CHECK(a && b && trees_equal(t, a, true) && trees_equal(t, b, true));
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	if (!getenv("LD_PRELOAD") || !strstr(getenv("LD_PRELOAD"), "vgpreload")) /* valgrind's malloc has no arenas */
+		CHECK(smaps_has_flag("hg"));
+#endif
 	mntcr_tree_free(a);
 	mntcr_tree_free(b);
 	a = b = NULL;
