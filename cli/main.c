@@ -258,6 +258,9 @@ static void log_to_stderr(int level, const char *msg, void *userdata)
  */
 #define HEAP_PAD (256UL << 20)
 #define HUGE_PAGE (2UL << 20)
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1; glibc 2.36's headers lack it */
+#endif
 
 static void heap_setup(void)
 {
@@ -265,6 +268,13 @@ static void heap_setup(void)
 	void *p;
 	bool got;
 
+	/*
+	 * The heap starts at a huge page's boundary: else its first up to 2 MiB,
+	 * where the first large blocks go (the mounts read), are 4 KiB pages.
+	 */
+	if (lo != (uintptr_t)-1 && (lo & (HUGE_PAGE - 1)) &&
+	    sbrk((intptr_t)(HUGE_PAGE - (lo & (HUGE_PAGE - 1)))) != (void *)-1)
+		lo = (uintptr_t)sbrk(0);
 	mallopt(M_MMAP_THRESHOLD, 256 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mallopt(M_TOP_PAD, HEAP_PAD);
@@ -278,8 +288,9 @@ static void heap_setup(void)
 		return;
 	lo = (lo + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
 	hi &= ~(HUGE_PAGE - 1);
-	if (hi > lo)
-		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+	/* malloc wrote its first bytes before the advice: that huge page is made now */
+	if (hi > lo && madvise((void *)lo, hi - lo, MADV_HUGEPAGE) == 0)
+		(void)madvise((void *)lo, HUGE_PAGE, MADV_COLLAPSE);
 	/* and the heaps of the library's threads that allocate megabytes */
 	mntcr_set_huge_pages(true);
 }
