@@ -737,6 +737,24 @@ size_t parallel_shares(size_t n, size_t per_share)
  * where it waits for the busy creator's time slice to end (4 ms here),
  * while the other CPU idles.
  */
+int thread_start(pthread_t *ret, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	cpu_set_t cpus;
+	int cpu = sched_getcpu(), r;
+
+	if (pthread_attr_init(&attr) != 0)
+		return -ENOMEM;
+	if (cpu >= 0 && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_ISSET(cpu, &cpus) &&
+	    CPU_COUNT(&cpus) > 1) {
+		CPU_CLR(cpu, &cpus);
+		(void)pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
+	}
+	r = pthread_create(ret, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return -r;
+}
+
 static atomic_bool huge_pages;
 
 MNTCR_EXPORT void mntcr_set_huge_pages(bool on)
@@ -790,24 +808,6 @@ static void *thread_heap_run(void *arg)
 	free(arg);
 	arena_huge();
 	return call.fn(call.arg);
-}
-
-int thread_start(pthread_t *ret, void *(*fn)(void *), void *arg)
-{
-	pthread_attr_t attr;
-	cpu_set_t cpus;
-	int cpu = sched_getcpu(), r;
-
-	if (pthread_attr_init(&attr) != 0)
-		return -ENOMEM;
-	if (cpu >= 0 && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_ISSET(cpu, &cpus) &&
-	    CPU_COUNT(&cpus) > 1) {
-		CPU_CLR(cpu, &cpus);
-		(void)pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
-	}
-	r = pthread_create(ret, &attr, fn, arg);
-	pthread_attr_destroy(&attr);
-	return -r;
 }
 
 int thread_start_heap(pthread_t *ret, void *(*fn)(void *), void *arg)
