@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "sys.h"
 
 const char *cli_verb = NULL;
 
@@ -257,10 +258,6 @@ static void log_to_stderr(int level, const char *msg, void *userdata)
  * when freed, and gives the top of the heap back past 128 KiB).
  */
 #define HEAP_PAD (256UL << 20)
-#define HUGE_PAGE (2UL << 20)
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25 /* Linux 6.1; glibc 2.36's headers lack it */
-#endif
 
 static void heap_setup(void)
 {
@@ -272,8 +269,8 @@ static void heap_setup(void)
 	 * The heap starts at a huge page's boundary: else its first up to 2 MiB,
 	 * where the first large blocks go (the mounts read), are 4 KiB pages.
 	 */
-	if (lo != (uintptr_t)-1 && (lo & (HUGE_PAGE - 1)) &&
-	    sbrk((intptr_t)(HUGE_PAGE - (lo & (HUGE_PAGE - 1)))) != (void *)-1)
+	if (lo != (uintptr_t)-1 && (lo & (HUGE_PAGE_SIZE - 1)) &&
+	    sbrk((intptr_t)(HUGE_PAGE_SIZE - (lo & (HUGE_PAGE_SIZE - 1)))) != (void *)-1)
 		lo = (uintptr_t)sbrk(0);
 	mallopt(M_MMAP_THRESHOLD, 256 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
@@ -286,11 +283,11 @@ static void heap_setup(void)
 	/* (under a sanitizer or valgrind, malloc does not use the heap: it did not grow) */
 	if (!got || lo == (uintptr_t)-1 || hi == (uintptr_t)-1 || hi <= lo)
 		return;
-	lo = (lo + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-	hi &= ~(HUGE_PAGE - 1);
+	lo = (lo + HUGE_PAGE_SIZE - 1) & ~(HUGE_PAGE_SIZE - 1);
+	hi &= ~(HUGE_PAGE_SIZE - 1);
 	/* malloc wrote its first bytes before the advice: that huge page is made now */
 	if (hi > lo && madvise((void *)lo, hi - lo, MADV_HUGEPAGE) == 0)
-		(void)madvise((void *)lo, HUGE_PAGE, MADV_COLLAPSE);
+		(void)madvise((void *)lo, HUGE_PAGE_SIZE, MADV_COLLAPSE);
 	/* and the heaps of the library's threads that allocate megabytes */
 	mntcr_set_huge_pages(true);
 }

@@ -29,6 +29,12 @@
 #define __NR_pivot_root 155
 #endif
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1 */
+#endif
+/* A transparent huge page: one PMD of 4 KiB pages (x86-64, arm64 with 4 KiB pages). */
+#define HUGE_PAGE_SIZE ((size_t)2 << 20)
+
 #ifndef MOVE_MOUNT_SET_GROUP
 #define MOVE_MOUNT_SET_GROUP 0x00000100
 #endif

@@ -769,31 +769,35 @@ MNTCR_EXPORT void mntcr_set_huge_pages(bool on)
  * are collapsed into a huge page.
  */
 #define ARENA_SPAN ((uintptr_t)64 << 20)
-#define HUGE_PAGE_SIZE ((size_t)2 << 20)
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25
-#endif
 
+bool malloc_has_arenas(void)
+{
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-#define ARENAS_GLIBC 1
+	const char *preload = getenv("LD_PRELOAD");
+
+	/* valgrind's malloc, preloaded, has none */
+	return !(preload && strstr(preload, "vgpreload"));
+#else
+	return false;
 #endif
+}
 
 static void arena_huge(void)
 {
-#ifdef ARENAS_GLIBC
-	const char *preload = getenv("LD_PRELOAD");
-	/* larger than tcache takes: from this thread's arena, made now */
-	void *p = malloc(4096);
+	void *p;
 
-	/* above the main heap: an arena's (valgrind's malloc, preloaded, has none) */
-	if (p && (uintptr_t)p > (uintptr_t)sbrk(0) && !(preload && strstr(preload, "vgpreload"))) {
+	if (!malloc_has_arenas())
+		return;
+	/* larger than tcache takes: from this thread's arena, made now */
+	p = malloc(4096);
+	/* above the main heap: an arena's */
+	if (p && (uintptr_t)p > (uintptr_t)sbrk(0)) {
 		void *base = (void *)((uintptr_t)p & ~(ARENA_SPAN - 1));
 
 		if (madvise(base, ARENA_SPAN, MADV_HUGEPAGE) == 0)
 			(void)madvise(base, HUGE_PAGE_SIZE, MADV_COLLAPSE);
 	}
 	free(p);
-#endif
 }
 
 struct thread_call {

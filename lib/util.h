@@ -297,6 +297,8 @@ void timing_report(const char *phase, double ms);
 int thread_start(pthread_t *ret, void *(*fn)(void *), void *arg);
 /* The same for a thread that allocates megabytes: its heap in huge pages (mntcr_set_huge_pages()). */
 int thread_start_heap(pthread_t *ret, void *(*fn)(void *), void *arg);
+/* Whether malloc gives threads heaps of their own, glibc's way (not a sanitizer's or valgrind's). */
+bool malloc_has_arenas(void);
 size_t parallel_shares(size_t n, size_t per_share);
 void parallel_run(void *(*fn)(void *), void *shares, size_t size, size_t k);
 /*
