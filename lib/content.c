@@ -50,6 +50,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -395,8 +396,11 @@ int yard_open(int yard, size_t n, unsigned flags)
 /*
  * A clone sent to the dumper, parked before the helper closes its fd: each
  * unmount waits for an RCU grace period (50-100 us, KERNEL-FACTS 4.2); this
- * way all of them go in one, when the helper exits. A mount that cannot be
- * moved (a bind made by bind_private) is closed as it is.
+ * way all of them go in one, when the helper exits. Each in a directory of
+ * its own: mounted on the one parked before, each move would check the
+ * whole stack beneath (move_mount refuses a loop), 45 us a move at 10,000.
+ * A mount that cannot be moved (a bind made by bind_private) is closed as
+ * it is.
  */
 static void park_clone(struct helper *h, int fd)
 {
@@ -534,14 +538,17 @@ static int resolve_near(struct helper *h, const struct mntcr_mount *m)
 	return fd;
 }
 
-/* m, reached by resolve_near() at fd: the nearest ancestor of the mounts that follow. */
-static void near_keep(struct helper *h, const struct mntcr_mount *m, int fd)
+/*
+ * m, reached by resolve_near() at fd: the nearest ancestor of the mounts
+ * that follow. The fd is the helper's from then on (the caller may use it
+ * until its next resolve_near()); false: it is still the caller's.
+ */
+static bool near_keep(struct helper *h, const struct mntcr_mount *m, int fd)
 {
 	size_t idx = (size_t)(m - h->t->mounts);
-	int dup = h->near_on ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
 
-	if (dup < 0)
-		return;
+	if (!h->near_on)
+		return false;
 	if (h->n_near == NEAR_MAX) { /* the farthest goes */
 		near_drop(h, 0);
 		memmove(h->near_idx, h->near_idx + 1, (NEAR_MAX - 1) * sizeof(h->near_idx[0]));
@@ -549,8 +556,9 @@ static void near_keep(struct helper *h, const struct mntcr_mount *m, int fd)
 		h->n_near--;
 	}
 	h->near_idx[h->n_near] = idx;
-	h->near_fd[h->n_near++] = dup;
+	h->near_fd[h->n_near++] = fd;
 	h->near_on[idx] = true;
+	return true;
 }
 
 /* The id of the mount fd lies in, consistent within one namespace; whether fd is its root. */
@@ -888,16 +896,18 @@ static int reach_root(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 	/* 1. A mount with that root that a path walk reaches: clone it where it is. */
 	for (size_t k = 0; k < s->n_mounts; k++) {
 		const struct mntcr_mount *m = &t->mounts[tree_sb_mount_idx(t, s, k)];
-		_cleanup_close_ int fd = -EBADF;
+		_cleanup_close_ int own = -EBADF;
+		int fd;
 
 		if (m->hidden || !streq(m->root, root))
 			continue;
 		if ((h->in_copy || h->cur != m->ns) && (r = enter_target(h, m->ns)) < 0)
 			return r;
-		fd = resolve_near(h, m);
+		fd = own = resolve_near(h, m);
 		if (fd < 0 || !lands_on(t, fd, m))
 			continue;
-		near_keep(h, m, fd);
+		if (near_keep(h, m, fd))
+			own = -EBADF;
 		log_debug("Content of superblock %zu root %s: through mount %" PRIu64 " at %s", sb,
 			  root, m->id, m->mountpoint);
 		r = clone_private(h, fd, m->mountpoint, ret_fd);
@@ -1066,6 +1076,7 @@ struct dump {
 	size_t q_n, q_sent, q_done;
 	size_t sb;
 	dev_t dev;
+	bool sized_dirs;     /* tmpfs: a directory's size says how many entries it has (empty_dir()) */
 	char *buf;	     /* DATA_BUF_SIZE */
 	struct strbuf name;  /* the member name being built */
 	struct u64map links; /* inode -> index into link_names, for inodes with several links */
@@ -1088,14 +1099,45 @@ static void dump_links_reset(struct dump *d)
 	u64map_release(&d->links);
 }
 
-/* The attributes of the node at fd (xpath NULL) or at xpath (a /proc/self/fd/N/NAME path). */
-static int read_xattrs(int fd, const char *xpath, bool follow, struct archive_entry *e)
+/* Where a node's extended attributes are read: an fd on it, else its path (at), a symlink not followed unless follow. */
+struct xattr_at {
+	int fd;
+	int dirfd;	   /* with name: the node is name in dirfd */
+	const char *name;  /* NULL: xpath only */
+	const char *xpath; /* /proc/self/fd/<dirfd>[/name] */
+	bool follow;
+};
+
+/*
+ * Not opened: listxattrat(2) (Linux 6.13) finds the name in its directory;
+ * before it, the path through /proc/self/fd costs twice as much.
+ */
+static ssize_t xattr_list(const struct xattr_at *at, char *list, size_t size)
+{
+	static atomic_bool no_listxattrat;
+
+	if (at->fd >= 0)
+		return flistxattr(at->fd, list, size);
+	if (at->name && !no_listxattrat) {
+		long n = sys_listxattrat(at->dirfd, at->name, AT_SYMLINK_NOFOLLOW, list, size);
+
+		if (n >= 0 || errno != ENOSYS)
+			return n;
+		no_listxattrat = true;
+	}
+	return at->follow ? listxattr(at->xpath, list, size) : llistxattr(at->xpath, list, size);
+}
+
+/* The attributes of the node at, added to e. */
+static int read_xattrs(const struct xattr_at *at, struct archive_entry *e)
 {
 	_cleanup_free_ char *list = NULL, *val = NULL;
+	const char *xpath = at->fd >= 0 ? NULL : at->xpath;
+	bool follow = at->follow;
+	int fd = at->fd;
 	ssize_t n;
 
-	n = xpath ? (follow ? listxattr(xpath, NULL, 0) : llistxattr(xpath, NULL, 0))
-		  : flistxattr(fd, NULL, 0);
+	n = xattr_list(at, NULL, 0);
 	if (n < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP))
 		return 0;
 	if (n < 0)
@@ -1106,9 +1148,7 @@ static int read_xattrs(int fd, const char *xpath, bool follow, struct archive_en
 	val = malloc(XATTR_VALUE_MAX);
 	if (!list || !val)
 		return -ENOMEM;
-	n = xpath ? (follow ? listxattr(xpath, list, XATTR_LIST_MAX_)
-			    : llistxattr(xpath, list, XATTR_LIST_MAX_))
-		  : flistxattr(fd, list, XATTR_LIST_MAX_);
+	n = xattr_list(at, list, XATTR_LIST_MAX_);
 	if (n < 0)
 		return -errno;
 	for (char *p = list; p < list + n; p += strlen(p) + 1) {
@@ -1241,6 +1281,21 @@ static unsigned ae_type(mode_t mode)
  * One member: the node `name` in dirfd (name NULL: the clone's root, fd
  * dirfd). *ret_dirfd: an open fd of it when it is a directory to walk.
  */
+/*
+ * A directory that tmpfs says is empty: tmpfs counts 20 bytes of size per
+ * entry, "." and ".." included, and its directories have one link per
+ * subdirectory and two more. Most directories a dump meets are empty
+ * mountpoints; without it, each would be opened, listed (two getdents64)
+ * and closed.
+ */
+#define TMPFS_DIRENT_SIZE 20
+
+static bool empty_dir(const struct dump *d, const struct stat *st)
+{
+	return d->sized_dirs && S_ISDIR(st->st_mode) && st->st_size == 2 * TMPFS_DIRENT_SIZE &&
+	       st->st_nlink == 2;
+}
+
 static int dump_node(struct dump *d, int dirfd, const char *name, const struct stat *st0,
 		     int *ret_dirfd)
 {
@@ -1278,7 +1333,7 @@ static int dump_node(struct dump *d, int dirfd, const char *name, const struct s
 		return r;
 	}
 
-	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+	if (S_ISREG(st.st_mode) || (S_ISDIR(st.st_mode) && !empty_dir(d, &st))) {
 		int flags = O_RDONLY | O_CLOEXEC | O_NOATIME | O_NONBLOCK |
 			    (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0);
 
@@ -1325,7 +1380,8 @@ static int dump_node(struct dump *d, int dirfd, const char *name, const struct s
 		d->buf[n] = 0;
 		archive_entry_set_symlink(e, d->buf);
 	}
-	r = fd >= 0 ? read_xattrs(fd, NULL, false, e) : read_xattrs(-1, xpath, !name, e);
+	r = read_xattrs(&(struct xattr_at){ .fd = fd, .dirfd = dirfd, .name = name, .xpath = xpath, .follow = !name },
+			e);
 	if (r < 0) {
 		log_debug_errno(r, "Failed to read the extended attributes of %s", d->name.buf);
 		goto out;
@@ -1643,6 +1699,7 @@ int content_dump(struct image_writer *w, const struct mntcr_tree *t, char **cons
 		if (!n_roots[sb])
 			continue;
 		d.sb = sb;
+		d.sized_dirs = streq(t->sbs[sb].fstype, "tmpfs");
 		d.files = d.bytes = 0;
 		for (size_t k = 0; k < n_roots[sb] && r >= 0; k++)
 			r = dump_root(&d, sb, k, roots[sb][k]);

@@ -25,6 +25,9 @@
 #ifndef __NR_openat2
 #define __NR_openat2 437
 #endif
+#ifndef __NR_listxattrat
+#define __NR_listxattrat 465 /* Linux 6.13 */
+#endif
 #ifndef __NR_pivot_root
 #define __NR_pivot_root 155
 #endif
@@ -172,6 +175,12 @@ static inline long sys_listmount(const struct mntcr_mnt_id_req *req, uint64_t *i
 static inline int sys_openat2(int dfd, const char *path, struct mntcr_open_how *how)
 {
 	return (int)syscall(__NR_openat2, dfd, path, how, sizeof(*how));
+}
+
+static inline long sys_listxattrat(int dfd, const char *path, unsigned int at_flags, char *list,
+				   size_t size)
+{
+	return syscall(__NR_listxattrat, dfd, path, at_flags, list, size);
 }
 
 static inline int sys_pivot_root(const char *new_root, const char *put_old)

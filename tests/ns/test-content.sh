@@ -54,12 +54,13 @@ ns_start kinds '
 	$T --setxattr reg trusted.secret 00ff00
 	$T --setxattr d user.dirattr 78
 	$T --setxattr symrel trusted.onlink 6c
+	mkdir emptyx; $T --setxattr emptyx user.mark 6d; $T --setxattr emptyx trusted.t 01
 	setcap cap_net_raw,cap_net_bind_service+ep suid
 	mkdir "with space"; echo s >"with space/f i"; n=$(printf "bad\377\376name"); printf xy >"$n"
 	touch -h -d "2001-02-03 04:05:06.123456789" symrel symabs d/e/up
 	touch -a -d "2002-03-04 05:06:07.000000001" reg suid sgid fifo chr blk sock
 	touch -m -d "2003-04-05 06:07:08.999999999" reg suid sgid fifo chr blk sock
-	touch -d "1999-12-31 23:59:59.5" d/e/f d/e d sticky setgid-dir "with space"
+	touch -d "1999-12-31 23:59:59.5" d/e/f d/e d sticky setgid-dir "with space" emptyx
 	touch -d "2010-01-01 00:00:00.25" .
 	$T $D >$NS_TMP/kinds.before'
 mntcr_dump "$(ns_pid kinds)" "$NS_TMP/kinds.probe"
@@ -74,6 +75,25 @@ is "$(restored_sh "getcap $S/kinds/suid | sed 's/.* //'")" "$(nsenter -t "$(ns_p
 out=$(mntcr_show --image "$NS_TMP/kinds.img" --content)
 check "kinds: show --content lists the superblock" grep -Eq "tmpfs +kinds +[0-9]+ +[0-9]+ /$" <<<"$out"
 done_with kinds
+
+# ------------------------------------------------------------------------------------------------
+# Empty directories, which the dump knows from their size on tmpfs and does not open: the
+# root of M, with an attribute; M's mountpoint in E beneath it; a directory emptied again.
+
+ns_start empties '
+	mount -t tmpfs -o mode=0705,uid=3 E $D; $T --setxattr $D user.rootmark 72
+	mkdir -p $D/s/mp $D/gone; echo x >$D/gone/f; rm $D/gone/f; mount -t tmpfs -o mode=0700 M $D/s/mp
+	$T --setxattr $D/s/mp trusted.onroot 01
+	touch -d "2004-05-06 07:08:09.1" $D/s $D/gone $D
+	$T $D >$NS_TMP/empties.before; $T $D/s/mp >$NS_TMP/empties.mp'
+mntcr_dump "$(ns_pid empties)" "$NS_TMP/empties.probe"
+check "empties: dump" test "$MNTCR_RC" = 0
+untouched empties before "$(ns_dir empties)"
+restore_check empties
+same_tree empties before "$S/empties"
+same_tree empties mp "$S/empties/s/mp"
+check "empties: the listing shows the attribute of M's root" grep -q "onroot" "$NS_TMP/empties.mp"
+done_with empties
 
 # ------------------------------------------------------------------------------------------------
 # Hidden content (KERNEL-FACTS §2(a)): L at a, a file in L under B's mount
