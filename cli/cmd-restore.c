@@ -303,6 +303,8 @@ int cmd_restore(int argc, char **argv)
 		ret = cli_error("Out of memory");
 		goto out;
 	}
+	/* This process does nothing else meanwhile: the restore is built in it, not in a child. */
+	a.opts.in_process = true;
 	r = mntcr_restore_image_all(img, &a.opts, nsfds, &rep);
 	if (r < 0) {
 		cli_error("%s", rep.msg ? rep.msg : strerror(-r));

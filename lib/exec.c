@@ -1573,6 +1573,7 @@ int plan_execute_full(const struct mntcr_plan *p, struct mntcr_image *img, int *
 	size_t n_fds = p->n_slots + 64;
 	int r;
 
+	sys_fault_begin();
 	for (size_t i = 0; i < p->n_ops; i++)
 		c.content_left += p->ops[i].type == OP_CONTENT;
 

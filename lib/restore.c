@@ -14,6 +14,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "content.h"
@@ -176,6 +177,56 @@ static char *read_str(int fd, uint32_t len)
 	return s;
 }
 
+static bool same_file(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/*
+ * opts->in_process: what child_main() does, in the calling thread. The
+ * executor's first step is unshare(CLONE_NEWNS), which gives the thread a
+ * filesystem context of its own; whatever happens, the thread then goes
+ * back to its namespace (setns, which resets root and cwd: they are set
+ * back too). On failure, nothing refers to the new namespace any more and
+ * it goes, as with a child's exit.
+ */
+static int build_here(const struct mntcr_plan *plan, struct mntcr_image *img, size_t n_ns, int *ret_nsfds,
+		      struct mntcr_report *report)
+{
+	_cleanup_close_ int own = -EBADF, root = -EBADF, cwd = -EBADF, now = -EBADF;
+	int r;
+
+	own = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (own < 0 || root < 0 || cwd < 0) {
+		r = -errno;
+		report_set(report, "namespace", MNTCR_NONE, 0, own < 0 ? "/proc/thread-self/ns/mnt" : ".", "open", r,
+			   "Failed to open this thread's namespace, root and working directory: %s", strerror(-r));
+		return r;
+	}
+	r = plan_execute_full(plan, img, ret_nsfds, report);
+	if (r == 0 && n_ns == 1 && (ret_nsfds[0] = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC)) < 0) {
+		r = -errno;
+		report_set(report, "namespace", MNTCR_NONE, 0, "/proc/thread-self/ns/mnt", "open", r,
+			   "Failed to open the restored namespace: %s", strerror(-r));
+	}
+	/* Still in its own namespace (a failure before the unshare): nothing to undo. */
+	now = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (now >= 0 && same_file(now, own))
+		return r;
+	if (setns(own, CLONE_NEWNS) < 0 || fchdir(root) < 0 || chroot(".") < 0 || fchdir(cwd) < 0) {
+		(void)log_error_errno(-errno, "Cannot go back to this thread's mount namespace, root and working "
+					      "directory after the restore (%s): aborting",
+				      strerror(errno));
+		abort();
+	}
+	timing_mark("exit");
+	return r;
+}
+
 /*
  * image: the mount table; img: the image stream its content comes from,
  * NULL for none (a tree alone restores no content). ret_nsfds: one fd per
@@ -185,7 +236,7 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 		       const struct mntcr_restore_opts *opts, int *ret_nsfds,
 		       struct mntcr_report *report)
 {
-	bool want_content = false;
+	bool want_content = false, here = opts && opts->in_process;
 	struct mntcr_tree *host = NULL;
 	struct mntcr_plan *plan = NULL;
 	struct wire_report w;
@@ -237,6 +288,10 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 		timing_mark("plan");
 	}
 
+	if (here) {
+		r = build_here(plan, want_content ? img : NULL, image->n_ns, ret_nsfds, report);
+		goto out;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		r = -errno;
 		report_set(report, "namespace", MNTCR_NONE, 0, NULL, "socketpair", r,

@@ -146,6 +146,8 @@ struct mntcr_open_how {
  * hook can make the k-th one fail (MNTCR_FAULT_AT=k, MNTCR_FAULT_ERRNO=E).
  */
 int sys_fault_check(void);
+/* At the start of each run of the executor: read the environment, count from 0. */
+void sys_fault_begin(void);
 
 /* Make the syscall expression call, unless the fault hook says this one fails (errno set, -1). */
 #define FAULT_OR(call)                                                                             \

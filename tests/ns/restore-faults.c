@@ -4,7 +4,9 @@
  * mount-changing syscall failing (MNTCR_FAULT_AT=k, MNTCR_FAULT_ERRNO=E),
  * for k = 1, 2, ... until a restore gets past the last call. Each failed
  * restore must return the injected errno with a report naming the phase,
- * leave this process's fd table as it was, and leave no child behind.
+ * leave this process's fd table, mount namespace and working directory as
+ * they were, and leave no child behind. With MNTCR_IN_PROCESS=1 the
+ * restores are built in this process (mntcr_restore_opts.in_process).
  * Prints TAP.
  *
  *	restore-faults IMAGE ERRNO-NAME
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +39,21 @@ static int count_fds(void)
 			n++;
 	closedir(d);
 	return n - 1; /* the DIR's own fd */
+}
+
+/* The inode of this thread's mount namespace, and its working directory's. */
+static unsigned long long ns_ino(void)
+{
+	struct stat st;
+
+	return stat("/proc/thread-self/ns/mnt", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+static unsigned long long cwd_ino(void)
+{
+	struct stat st;
+
+	return stat(".", &st) == 0 ? (unsigned long long)st.st_ino : 0;
 }
 
 static int errno_of(const char *name)
@@ -65,6 +83,11 @@ int main(int argc, char **argv)
 	/* MNTCR_ENGINE=compat: fail every call of the compat engine instead */
 	if (getenv("MNTCR_ENGINE") && strcmp(getenv("MNTCR_ENGINE"), "compat") == 0)
 		opts.engine = MNTCR_ENGINE_COMPAT;
+	opts.in_process = getenv("MNTCR_IN_PROCESS") && strcmp(getenv("MNTCR_IN_PROCESS"), "1") == 0;
+	if (chdir("/tmp") < 0) { /* a working directory that is not the root, to see it kept */
+		printf("not ok 1 - chdir /tmp\n1..1\n");
+		return 1;
+	}
 	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || mntcr_image_read(fd, &t) < 0) {
 		printf("not ok 1 - read %s\n1..1\n", argv[1]);
@@ -78,6 +101,7 @@ int main(int argc, char **argv)
 		struct mntcr_report rep = { .op_index = MNTCR_NONE };
 		char kbuf[16];
 		int before = count_fds(), nsfd = -1, r, after;
+		unsigned long long ns_before = ns_ino(), cwd_before = cwd_ino();
 		bool good;
 
 		struct mntcr_image *img = NULL;
@@ -97,14 +121,25 @@ int main(int argc, char **argv)
 		mntcr_image_free(img);
 		close(fd);
 		if (r == 0) {
+			bool back = ns_ino() == ns_before && cwd_ino() == cwd_before;
+
 			close(nsfd);
+			if (!back) {
+				printf("not ok %d - fault at call %d: the restore succeeds, but this thread is not back in "
+				       "its namespace and directory\n",
+				       ++n, k);
+				failed++;
+				mntcr_report_clear(&rep);
+				break;
+			}
 			printf("ok %d - fault at call %d: past the last call, the restore succeeds\n", ++n, k);
 			mntcr_report_clear(&rep);
 			break;
 		}
 		after = count_fds();
 		good = r == -want && rep.msg && rep.phase && strstr(rep.msg, "phase") && after == before &&
-		       waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+		       ns_ino() == ns_before && cwd_ino() == cwd_before && waitpid(-1, NULL, WNOHANG) < 0 &&
+		       errno == ECHILD;
 		printf("%s %d - fault at call %d: %s, fds %d -> %d, phase %s\n", good ? "ok" : "not ok", ++n, k,
 		       strerror(-r), before, after, rep.phase ? rep.phase : "?");
 		if (!good) {

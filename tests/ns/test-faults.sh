@@ -15,10 +15,13 @@
 
 : "${MNTCR_FAULTS:=$(dirname "$MNTCR")/../tests/restore-faults}"
 
+# run_faults TOPOLOGY ERRNO [in-process]: the restores in a child (the library's default) or in
+# the calling process (mntcr_restore_opts.in_process, as mntcr(1) restores).
 run_faults() {
-	local name=$1 err=$2 before
+	local name=$1 err=$2 how=${3:-} before
 	before=$(cat /proc/self/mountinfo)
-	if "$MNTCR_FAULTS" "$NS_TMP/$name.img" "$err" >"$OUT" 2>"$ERR"; then
+	[[ -n $how ]] && name+=" ($how)"
+	if MNTCR_IN_PROCESS=$([[ -n $how ]] && echo 1) "$MNTCR_FAULTS" "$NS_TMP/$1.img" "$err" >"$OUT" 2>"$ERR"; then
 		ok "$name, $err: every call failed in turn ($(grep -c '^ok' "$OUT") restores), cleanly"
 	else
 		not_ok "$name, $err: every call failed in turn, cleanly" "$(grep -A1 '^not ok' "$OUT" | head -20)" \
@@ -73,4 +76,7 @@ for err in EPERM ENOMEM EBUSY ENOSPC; do
 	for topo in "${topologies[@]}"; do
 		run_faults "$topo" $err
 	done
+done
+for topo in "${topologies[@]}"; do
+	run_faults "$topo" EPERM in-process
 done
