@@ -177,11 +177,12 @@ static char *read_str(int fd, uint32_t len)
 	return s;
 }
 
-static bool same_file(int a, int b)
+/* fd is the namespace at path (no fd needed: the fd table may be full). */
+static bool same_ns(int fd, const char *path)
 {
 	struct stat sa, sb;
 
-	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	return fstat(fd, &sa) == 0 && stat(path, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /*
@@ -195,7 +196,7 @@ static bool same_file(int a, int b)
 static int build_here(const struct mntcr_plan *plan, struct mntcr_image *img, size_t n_ns, int *ret_nsfds,
 		      struct mntcr_report *report)
 {
-	_cleanup_close_ int own = -EBADF, root = -EBADF, cwd = -EBADF, now = -EBADF;
+	_cleanup_close_ int own = -EBADF, root = -EBADF, cwd = -EBADF;
 	int r;
 
 	own = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
@@ -214,8 +215,7 @@ static int build_here(const struct mntcr_plan *plan, struct mntcr_image *img, si
 			   "Failed to open the restored namespace: %s", strerror(-r));
 	}
 	/* Still in its own namespace (a failure before the unshare): nothing to undo. */
-	now = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
-	if (now >= 0 && same_file(now, own))
+	if (same_ns(own, "/proc/thread-self/ns/mnt"))
 		return r;
 	if (setns(own, CLONE_NEWNS) < 0 || fchdir(root) < 0 || chroot(".") < 0 || fchdir(cwd) < 0) {
 		(void)log_error_errno(-errno, "Cannot go back to this thread's mount namespace, root and working "

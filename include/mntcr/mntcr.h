@@ -328,8 +328,8 @@ struct mntcr_restore_opts {
 	bool no_content;
 	/*
 	 * Build the namespace in the calling thread instead of a child process:
-	 * no fork, no copy of the caller's memory (a restore of 1,000 binds in
-	 * two thirds of the time). The thread enters a new namespace while it
+	 * no fork, no copy of the caller's memory (a restore of 1,000 binds
+	 * 16% faster on a small VM). The thread enters a new namespace while it
 	 * builds and comes back to its own, its root and working directory as
 	 * they were; it has a filesystem context (root, cwd, umask) of its own
 	 * from then on, no longer shared with the process's other threads. A

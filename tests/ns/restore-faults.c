@@ -17,6 +17,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,9 +71,28 @@ static int errno_of(const char *name)
 	return EINVAL;
 }
 
+/*
+ * A second thread, blocked on a pipe while the restores run in the main
+ * one: a restore in the process moves only its own thread. It reports its
+ * namespace's inode when the pipe closes.
+ */
+static int bystander_pipe[2] = { -1, -1 };
+
+static void *bystander(void *arg)
+{
+	char c;
+
+	(void)arg;
+	while (read(bystander_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	return (void *)(uintptr_t)ns_ino();
+}
+
 int main(int argc, char **argv)
 {
 	struct mntcr_restore_opts opts = { 0 };
+	pthread_t bystander_thread;
+	unsigned long long ns_start;
 	struct mntcr_tree *t = NULL;
 	int fd, n = 0, failed = 0, want;
 
@@ -84,6 +105,12 @@ int main(int argc, char **argv)
 	if (getenv("MNTCR_ENGINE") && strcmp(getenv("MNTCR_ENGINE"), "compat") == 0)
 		opts.engine = MNTCR_ENGINE_COMPAT;
 	opts.in_process = getenv("MNTCR_IN_PROCESS") && strcmp(getenv("MNTCR_IN_PROCESS"), "1") == 0;
+	if (opts.in_process && (pipe2(bystander_pipe, O_CLOEXEC) < 0 ||
+				pthread_create(&bystander_thread, NULL, bystander, NULL) != 0)) {
+		printf("not ok 1 - a second thread\n1..1\n");
+		return 1;
+	}
+	ns_start = ns_ino();
 	if (chdir("/tmp") < 0) { /* a working directory that is not the root, to see it kept */
 		printf("not ok 1 - chdir /tmp\n1..1\n");
 		return 1;
@@ -147,6 +174,18 @@ int main(int argc, char **argv)
 			failed++;
 		}
 		mntcr_report_clear(&rep);
+	}
+	if (opts.in_process) {
+		void *seen = NULL;
+
+		close(bystander_pipe[1]);
+		pthread_join(bystander_thread, &seen);
+		if ((unsigned long long)(uintptr_t)seen == ns_start)
+			printf("ok %d - the other thread stayed in the namespace all along\n", ++n);
+		else {
+			printf("not ok %d - the other thread's namespace changed\n", ++n);
+			failed++;
+		}
 	}
 	printf("1..%d\n", n);
 	return failed ? 1 : 0;
