@@ -324,6 +324,9 @@ struct helper_req {
 	uint32_t root;
 };
 
+/* Requests the dumper has sent and the helper not answered yet, at most (send_ahead()). */
+#define REQ_WINDOW 32
+
 struct helper_reply {
 	int32_t err;
 	char msg[480];
@@ -773,9 +776,20 @@ static int clone_private(struct helper *h, int fd, const char *what, int *ret_fd
 		.attr_clr = MOUNT_ATTR__ATIME,
 		.propagation = MS_PRIVATE,
 	};
+	static bool no_open_tree_attr; /* the helper is one thread */
 	_cleanup_close_ int c = -EBADF;
 	int r;
 
+	/* Both steps in one call (Linux 6.15); on a failure, the two calls below say which step. */
+	if (!no_open_tree_attr) {
+		c = sys_open_tree_attr(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH, &attr,
+				       sizeof(attr));
+		if (c >= 0) {
+			*ret_fd = TAKE_FD(c);
+			return 0;
+		}
+		no_open_tree_attr = errno == ENOSYS;
+	}
 	c = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (c < 0 && errno == ENOSYS)
 		return -ENOSYS; /* bind_private() */
@@ -1040,28 +1054,32 @@ static _Noreturn void helper_main(const struct mntcr_tree *t, char **const *root
 	rep.msg[0] = 0;
 	setup = enter_target(&h, 0);
 	for (;;) {
-		struct helper_req req;
-		_cleanup_close_ int fd = -EBADF;
+		struct helper_req reqs[REQ_WINDOW];
 		ssize_t n;
 
-		n = recv(sock, &req, sizeof(req), 0);
+		n = recv(sock, reqs, sizeof(reqs), 0);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n != sizeof(req))
+		if (n <= 0 || n % sizeof(reqs[0]))
 			_exit(0); /* the dumper is done (or gone) */
-		if (setup < 0)
-			rep.err = setup;
-		else {
-			rep.msg[0] = 0;
-			if (req.sb >= t->n_sbs || !roots[req.sb])
-				rep.err = -EINVAL;
-			else
-				rep.err = helper_clone(&h, req.sb, req.root, &fd);
+		for (size_t i = 0; i < (size_t)n / sizeof(reqs[0]); i++) {
+			const struct helper_req *req = &reqs[i];
+			_cleanup_close_ int fd = -EBADF;
+
+			if (setup < 0)
+				rep.err = setup;
+			else {
+				rep.msg[0] = 0;
+				if (req->sb >= t->n_sbs || !roots[req->sb])
+					rep.err = -EINVAL;
+				else
+					rep.err = helper_clone(&h, req->sb, req->root, &fd);
+			}
+			if (send_reply(sock, &rep, rep.err < 0 ? -EBADF : fd) < 0)
+				_exit(1);
+			if (rep.err == 0)
+				park_clone(&h, fd);
 		}
-		if (send_reply(sock, &rep, rep.err < 0 ? -EBADF : fd) < 0)
-			_exit(1);
-		if (rep.err == 0)
-			park_clone(&h, fd);
 	}
 }
 
@@ -1533,22 +1551,25 @@ static int dump_dir(struct dump *d, int dirfd, unsigned depth)
 }
 
 /*
- * Requests go ahead of the replies, up to a window: the helper clones the
+ * Requests go ahead of the replies, up to REQ_WINDOW: the helper clones the
  * next roots while the dumper reads this one, and a namespace of many small
- * tmpfs does not pay a round trip between two processes for each.
+ * tmpfs does not pay a round trip between two processes for each. They go
+ * in batches, one message each, once half the window is free: one send and
+ * one recv for many roots.
  */
-#define REQ_WINDOW 32
-
 static int send_ahead(struct dump *d)
 {
-	while (d->q_sent < d->q_n && d->q_sent < d->q_done + REQ_WINDOW) {
-		struct helper_req req = d->q[d->q_sent];
+	size_t out = d->q_sent - d->q_done, k;
 
-		while (send(d->sock, &req, sizeof(req), MSG_NOSIGNAL) < 0)
-			if (errno != EINTR)
-				return -errno;
-		d->q_sent++;
-	}
+	if (d->q_sent == d->q_n || out > REQ_WINDOW / 2)
+		return 0;
+	k = REQ_WINDOW - out;
+	if (k > d->q_n - d->q_sent)
+		k = d->q_n - d->q_sent;
+	while (send(d->sock, d->q + d->q_sent, k * sizeof(struct helper_req), MSG_NOSIGNAL) < 0)
+		if (errno != EINTR)
+			return -errno;
+	d->q_sent += k;
 	return 0;
 }
 

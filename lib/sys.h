@@ -28,6 +28,9 @@
 #ifndef __NR_listxattrat
 #define __NR_listxattrat 465 /* Linux 6.13 */
 #endif
+#ifndef __NR_open_tree_attr
+#define __NR_open_tree_attr 467 /* Linux 6.15 */
+#endif
 #ifndef __NR_pivot_root
 #define __NR_pivot_root 155
 #endif
@@ -183,6 +186,13 @@ static inline long sys_listxattrat(int dfd, const char *path, unsigned int at_fl
 				   size_t size)
 {
 	return syscall(__NR_listxattrat, dfd, path, at_flags, list, size);
+}
+
+/* open_tree(2) and mount_setattr(2) of the result in one call. */
+static inline int sys_open_tree_attr(int dfd, const char *path, unsigned int flags, struct mount_attr *attr,
+				     size_t size)
+{
+	return (int)syscall(__NR_open_tree_attr, dfd, path, flags, attr, size);
 }
 
 static inline int sys_pivot_root(const char *new_root, const char *put_old)
