@@ -3,9 +3,11 @@
  * Restore: validate and plan in the caller, then build the namespace in a
  * child process. The child enters a new mount namespace and makes every
  * mount in it private before anything else, so nothing it mounts can
- * propagate to the caller. On success the caller opens the child's
- * namespace and lets the child exit; on failure the child exits and takes
- * the half-built namespace with it. Either way no process is left behind.
+ * propagate to the caller. On success the child passes the namespace's fd
+ * to the caller and exits; on failure it exits and takes the half-built
+ * namespace with it. Either way no process is left behind. With
+ * opts->in_process the calling thread does the same itself and then goes
+ * back to its own namespace (build_here()).
  */
 #include <fcntl.h>
 #include <inttypes.h>
