@@ -123,6 +123,25 @@ static int recv_fds(int sock, int *fds, size_t n)
 }
 
 /*
+ * Run the plan; one namespace's fd is then its own (this thread's, entered
+ * by the executor), several come from the executor. A child and
+ * build_here() both build this way.
+ */
+static int build_namespaces(const struct mntcr_plan *p, struct mntcr_image *img, int *nsfds,
+			    struct mntcr_report *report)
+{
+	int r = plan_execute_full(p, img, nsfds, report);
+
+	if (r == 0 && p->tree->n_ns == 1 &&
+	    (nsfds[0] = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC)) < 0) {
+		r = -errno;
+		report_set(report, "namespace", MNTCR_NONE, 0, "/proc/thread-self/ns/mnt", "open", r,
+			   "Failed to open the restored namespace: %s", strerror(-r));
+	}
+	return r;
+}
+
+/*
  * The child: build the namespaces, report, and pass their fds to the
  * caller. The fds in flight keep the namespaces alive after it exits.
  */
@@ -140,12 +159,7 @@ static _Noreturn void child_main(const struct mntcr_plan *p, struct mntcr_image 
 		_exit(1);
 
 	/* With content, this process reads the rest of the image's stream. */
-	r = plan_execute_full(p, img, nsfds, &rep);
-	if (r == 0 && n_ns == 1 && (nsfds[0] = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC)) < 0) {
-		r = -errno;
-		report_set(&rep, "namespace", MNTCR_NONE, 0, "/proc/self/ns/mnt", "open", r,
-			   "Failed to open the restored namespace: %s", strerror(-r));
-	}
+	r = build_namespaces(p, img, nsfds, &rep);
 
 	w.err = r;
 	w.phase = phase_from_name(rep.phase);
@@ -195,7 +209,7 @@ static bool same_ns(int fd, const char *path)
  * back too). On failure, nothing refers to the new namespace any more and
  * it goes, as with a child's exit.
  */
-static int build_here(const struct mntcr_plan *plan, struct mntcr_image *img, size_t n_ns, int *ret_nsfds,
+static int build_here(const struct mntcr_plan *plan, struct mntcr_image *img, int *ret_nsfds,
 		      struct mntcr_report *report)
 {
 	_cleanup_close_ int own = -EBADF, root = -EBADF, cwd = -EBADF;
@@ -210,12 +224,7 @@ static int build_here(const struct mntcr_plan *plan, struct mntcr_image *img, si
 			   "Failed to open this thread's namespace, root and working directory: %s", strerror(-r));
 		return r;
 	}
-	r = plan_execute_full(plan, img, ret_nsfds, report);
-	if (r == 0 && n_ns == 1 && (ret_nsfds[0] = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC)) < 0) {
-		r = -errno;
-		report_set(report, "namespace", MNTCR_NONE, 0, "/proc/thread-self/ns/mnt", "open", r,
-			   "Failed to open the restored namespace: %s", strerror(-r));
-	}
+	r = build_namespaces(plan, img, ret_nsfds, report);
 	/* Still in its own namespace (a failure before the unshare): nothing to undo. */
 	if (same_ns(own, "/proc/thread-self/ns/mnt"))
 		return r;
@@ -291,7 +300,7 @@ static int restore_run(const struct mntcr_tree *image, struct mntcr_image *img,
 	}
 
 	if (here) {
-		r = build_here(plan, want_content ? img : NULL, image->n_ns, ret_nsfds, report);
+		r = build_here(plan, want_content ? img : NULL, ret_nsfds, report);
 		goto out;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {

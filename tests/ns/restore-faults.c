@@ -43,19 +43,13 @@ static int count_fds(void)
 	return n - 1; /* the DIR's own fd */
 }
 
-/* The inode of this thread's mount namespace, and its working directory's. */
-static unsigned long long ns_ino(void)
+/* The inode at path: of this thread's mount namespace (NS), of its working directory ("."). */
+#define NS "/proc/thread-self/ns/mnt"
+static unsigned long long ino_of(const char *path)
 {
 	struct stat st;
 
-	return stat("/proc/thread-self/ns/mnt", &st) == 0 ? (unsigned long long)st.st_ino : 0;
-}
-
-static unsigned long long cwd_ino(void)
-{
-	struct stat st;
-
-	return stat(".", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+	return stat(path, &st) == 0 ? (unsigned long long)st.st_ino : 0;
 }
 
 static int errno_of(const char *name)
@@ -85,7 +79,7 @@ static void *bystander(void *arg)
 	(void)arg;
 	while (read(bystander_pipe[0], &c, 1) < 0 && errno == EINTR)
 		;
-	return (void *)(uintptr_t)ns_ino();
+	return (void *)(uintptr_t)ino_of(NS);
 }
 
 int main(int argc, char **argv)
@@ -110,7 +104,7 @@ int main(int argc, char **argv)
 		printf("not ok 1 - a second thread\n1..1\n");
 		return 1;
 	}
-	ns_start = ns_ino();
+	ns_start = ino_of(NS);
 	if (chdir("/tmp") < 0) { /* a working directory that is not the root, to see it kept */
 		printf("not ok 1 - chdir /tmp\n1..1\n");
 		return 1;
@@ -128,7 +122,7 @@ int main(int argc, char **argv)
 		struct mntcr_report rep = { .op_index = MNTCR_NONE };
 		char kbuf[16];
 		int before = count_fds(), nsfd = -1, r, after;
-		unsigned long long ns_before = ns_ino(), cwd_before = cwd_ino();
+		unsigned long long ns_before = ino_of(NS), cwd_before = ino_of(".");
 		bool good;
 
 		struct mntcr_image *img = NULL;
@@ -148,7 +142,7 @@ int main(int argc, char **argv)
 		mntcr_image_free(img);
 		close(fd);
 		if (r == 0) {
-			bool back = ns_ino() == ns_before && cwd_ino() == cwd_before;
+			bool back = ino_of(NS) == ns_before && ino_of(".") == cwd_before;
 
 			close(nsfd);
 			if (!back) {
@@ -165,7 +159,7 @@ int main(int argc, char **argv)
 		}
 		after = count_fds();
 		good = r == -want && rep.msg && rep.phase && strstr(rep.msg, "phase") && after == before &&
-		       ns_ino() == ns_before && cwd_ino() == cwd_before && waitpid(-1, NULL, WNOHANG) < 0 &&
+		       ino_of(NS) == ns_before && ino_of(".") == cwd_before && waitpid(-1, NULL, WNOHANG) < 0 &&
 		       errno == ECHILD;
 		printf("%s %d - fault at call %d: %s, fds %d -> %d, phase %s\n", good ? "ok" : "not ok", ++n, k,
 		       strerror(-r), before, after, rep.phase ? rep.phase : "?");
