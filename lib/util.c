@@ -765,8 +765,10 @@ MNTCR_EXPORT void mntcr_set_huge_pages(bool on)
 /*
  * glibc's heaps for threads (arenas): HEAP_MAX_SIZE each (64 MiB on 64-bit),
  * aligned to it. With mntcr(1)'s M_TOP_PAD the whole of one is writable at
- * once; its first bytes were written before the advice, so its first 2 MiB
- * are collapsed into a huge page.
+ * once. Its first 2 MiB, where its first bytes were just written, are
+ * collapsed into a huge page; the rest stays in 4 KiB pages, since a huge
+ * page is resident whole and the last one such a thread touches is mostly
+ * empty (at 10,000 mounts, 2 MiB of 4).
  */
 #define ARENA_SPAN ((uintptr_t)64 << 20)
 
@@ -794,8 +796,7 @@ static void arena_huge(void)
 	if (p && (uintptr_t)p > (uintptr_t)sbrk(0)) {
 		void *base = (void *)((uintptr_t)p & ~(ARENA_SPAN - 1));
 
-		if (madvise(base, ARENA_SPAN, MADV_HUGEPAGE) == 0)
-			(void)madvise(base, HUGE_PAGE_SIZE, MADV_COLLAPSE);
+		(void)madvise(base, HUGE_PAGE_SIZE, MADV_COLLAPSE);
 	}
 	free(p);
 }

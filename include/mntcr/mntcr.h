@@ -48,12 +48,12 @@ void mntcr_set_log_func(mntcr_log_func_t fn, void *userdata, int level);
 
 /*
  * on: the library's threads that allocate megabytes (the second thread
- * that reads a large image's manifest) keep their heap in transparent huge
- * pages: glibc gives each thread a heap of its own (an arena), and the
- * library marks that arena madvise(MADV_HUGEPAGE) and makes its first
- * 2 MiB one huge page (MADV_COLLAPSE, Linux >= 6.1). Off by default: an
- * arena outlives its thread and serves the process's other threads after
- * it. mntcr(1) turns it on, with its own heap in huge pages.
+ * that reads a large image's manifest) start their heap with a transparent
+ * huge page: glibc gives each thread a heap of its own (an arena), and the
+ * library makes that arena's first 2 MiB one huge page (MADV_COLLAPSE,
+ * Linux >= 6.1). Off by default: an arena outlives its thread and serves
+ * the process's other threads after it. mntcr(1) turns it on, with its own
+ * heap in huge pages.
  */
 void mntcr_set_huge_pages(bool on);
 
