@@ -347,10 +347,18 @@ static int do_mkpath(struct exec_ctx *c, const struct plan_op *op)
 	return make_node(c, c->fds[op->slot], op->path, dir, c->plain && c->plain[op->slot], 0);
 }
 
-static int do_clone(struct exec_ctx *c, const struct plan_op *op)
+static int do_setattr(struct exec_ctx *c, const struct plan_op *op);
+
+/*
+ * A clone, and with_attr: NULL, or the OP_SETATTR of the same slot that
+ * comes right after it, made in the same call (open_tree_attr, Linux 6.15;
+ * the flags of a read-only bind come with it). Without that call, the two.
+ */
+static int do_clone(struct exec_ctx *c, const struct plan_op *op, const struct plan_op *with_attr)
 {
+	static _Atomic bool no_open_tree_attr;
 	_cleanup_close_ int at = -EBADF;
-	int fd;
+	int fd, from;
 
 	log_debug("open_tree #%zu:/%s OPEN_TREE_CLONE", op->src, op->path);
 	if (*op->path) {
@@ -358,12 +366,29 @@ static int do_clone(struct exec_ctx *c, const struct plan_op *op)
 		if (at < 0)
 			return sys_fail(c, "openat2");
 	}
-	fd = (int)FAULT_OR(open_tree(at >= 0 ? at : c->fds[op->src], "",
-				     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+	from = at >= 0 ? at : c->fds[op->src];
+	if (with_attr && !no_open_tree_attr) {
+		struct mount_attr attr = { .attr_set = with_attr->attr_set, .attr_clr = with_attr->attr_clr };
+
+		log_debug("  with set 0x%" PRIx32 " clear 0x%" PRIx32, with_attr->attr_set, with_attr->attr_clr);
+		fd = (int)FAULT_OR(sys_open_tree_attr(from, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH,
+						      &attr, sizeof(attr)));
+		if (fd >= 0) {
+			c->fds[op->slot] = fd;
+			return 0;
+		}
+		if (errno != ENOSYS)
+			return sys_fail(c, "open_tree_attr");
+		no_open_tree_attr = true;
+	}
+	fd = (int)FAULT_OR(open_tree(from, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
 	if (fd < 0)
 		return sys_fail(c, "open_tree");
 	c->fds[op->slot] = fd;
-	return 0;
+	if (!with_attr)
+		return 0;
+	c->op = (size_t)(with_attr - c->p->ops); /* a failure names the setattr */
+	return do_setattr(c, with_attr);
 }
 
 static int do_attach(struct exec_ctx *c, const struct plan_op *op)
@@ -507,7 +532,7 @@ static int run_op(struct exec_ctx *c, const struct plan_op *op)
 	case OP_MKPATH:
 		return do_mkpath(c, op);
 	case OP_CLONE:
-		return do_clone(c, op);
+		return do_clone(c, op, NULL);
 	case OP_ATTACH:
 		return do_attach(c, op);
 	case OP_SETATTR:
@@ -791,13 +816,20 @@ static size_t yard_name(const struct mntcr_plan *p, enum yard_row row, size_t s)
 
 static void eco_park(struct economy *e, size_t s, int fd);
 
+/* op, and with_attr (a clone's flags, do_clone()) or NULL. */
+static int run_op_with(struct exec_ctx *c, const struct plan_op *op, const struct plan_op *with_attr)
+{
+	return op->type == OP_CLONE ? do_clone(c, op, with_attr) : run_op(c, op);
+}
+
 /*
- * A queued op. A clone runs later than planned, and its template may by
+ * A queued op (with_attr: as do_clone()'s). A clone runs later than planned, and its template may by
  * then be attached, carry flags and have mounts on it (it is also one of
  * the mounts): so clones are taken of an alias instead, a clone of the
  * template made right after the superblock, still private, bare and alone.
  */
-static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *op)
+static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *op,
+		   const struct plan_op *with_attr)
 {
 	size_t n_slots = c->p->n_slots;
 	int r, saved;
@@ -819,7 +851,7 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 		}
 		saved = c->fds[op->src];
 		c->fds[op->src] = e->alias[op->src];
-		r = run_op(c, op);
+		r = run_op_with(c, op, with_attr);
 		c->fds[op->src] = saved;
 		if (r == 0 && --e->clones[op->src] == 0) { /* the last clone of it */
 			if (!e->alias_parked[op->src])
@@ -834,7 +866,7 @@ static int eco_run(struct exec_ctx *c, struct economy *e, const struct plan_op *
 		}
 		return r;
 	}
-	r = run_op(c, op);
+	r = run_op_with(c, op, with_attr);
 	if (r < 0 || op->type != OP_SB_CREATE || !e->aliased[op->slot])
 		return r;
 	e->alias[op->slot] = open_tree(c->fds[op->slot], "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
@@ -876,9 +908,16 @@ static int eco_flush(struct exec_ctx *c, struct economy *e, size_t s)
 
 	while (e->head[s] != IDX_NONE) {
 		size_t j = e->head[s], refs[3], n;
+		const struct plan_op *with_attr = NULL;
 		int r;
 
 		e->head[s] = e->next[j];
+		/* a clone and the flags it is given next: one call */
+		if (c->p->ops[j].type == OP_CLONE && c->p->ops[j].slot == s && e->head[s] != IDX_NONE &&
+		    c->p->ops[e->head[s]].type == OP_SETATTR && c->p->ops[e->head[s]].slot == s) {
+			with_attr = &c->p->ops[e->head[s]];
+			e->head[s] = e->next[e->head[s]];
+		}
 		n = eco_refs(c->p, &c->p->ops[j], refs);
 		/* What it reads: the template of a clone (or its alias, then only made), a like mount. */
 		for (size_t k = 1; k < n; k++) {
@@ -891,7 +930,7 @@ static int eco_flush(struct exec_ctx *c, struct economy *e, size_t s)
 		c->op = j; /* a failure names the op that failed */
 		c->syscall = NULL;
 		c->kmsg[0] = 0;
-		r = eco_run(c, e, &c->p->ops[j]);
+		r = eco_run(c, e, &c->p->ops[j], with_attr);
 		if (r < 0)
 			return r;
 		c->op = saved;

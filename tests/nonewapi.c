@@ -8,9 +8,14 @@
  * every child, so `nonewapi mntcr restore ...` restores with the compat
  * engine. Exit status: CMD's, or 125 if the filter cannot be installed,
  * 127 if CMD cannot be executed.
+ *
+ * nonewapi --only CALL CMD ARGS...: only CALL (one of the names below)
+ * fails, as on a kernel that has the rest: `--only open_tree_attr` is
+ * Linux 5.12 to 6.14.
  */
 #include <errno.h>
 #include <seccomp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,14 +33,27 @@ static const struct {
 
 int main(int argc, char **argv)
 {
+	const char *only = NULL;
 	scmp_filter_ctx ctx;
+	bool known = false;
 	int r;
 
+	if (argc > 2 && strcmp(argv[1], "--only") == 0) {
+		only = argv[2];
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc < 2 || strcmp(argv[1], "--help") == 0) {
 		fprintf(argc < 2 ? stderr : stdout,
-			"Usage: nonewapi CMD [ARGS...]\n"
-			"Run CMD with the new mount API failing with ENOSYS.\n");
+			"Usage: nonewapi [--only CALL] CMD [ARGS...]\n"
+			"Run CMD with the new mount API (or CALL alone) failing with ENOSYS.\n");
 		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; only && i < sizeof(calls) / sizeof(calls[0]); i++)
+		known = known || strcmp(calls[i].name, only) == 0;
+	if (only && !known) {
+		fprintf(stderr, "nonewapi: %s is not a call of the new mount API\n", only);
+		return 2;
 	}
 	ctx = seccomp_init(SCMP_ACT_ALLOW);
 	if (!ctx) {
@@ -46,6 +64,8 @@ int main(int argc, char **argv)
 		/* by name where libseccomp knows it, else by the number */
 		int nr = seccomp_syscall_resolve_name(calls[i].name);
 
+		if (only && strcmp(calls[i].name, only) != 0)
+			continue;
 		if (nr == __NR_SCMP_ERROR)
 			nr = calls[i].nr;
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);

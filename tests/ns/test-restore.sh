@@ -114,6 +114,24 @@ ns_start flags '
 restore_check flags
 check "flags: the ro bind is read-only" restored_sh "! touch $S/flags/ro/x 2>/dev/null"
 check "flags: the rw tmpfs under it is writable" restored_sh "touch $S/flags/t/x"
+if [[ -z ${ENGINE_ARGS[*]} ]]; then
+	# The ro bind's clone is made with its flags in one call (open_tree_attr, Linux 6.15);
+	# without that call, the flags are set on the clone after it (mount_setattr).
+	for how in attr noattr; do
+		wrap=()
+		[[ $how == noattr ]] && wrap=("$NONEWAPI" --only open_tree_attr)
+		: >"$NSF.$how"
+		check_exit 0 "flags ($how): restore" env MNTCR_DEBUG=1 "${wrap[@]}" "$MNTCR" restore \
+			--image "$NS_TMP/flags.img" --persist "$NSF.$how"
+		cp "$ERR" "$NS_TMP/flags.$how.log"
+		check_exit 0 "flags ($how): diff image ns:restored finds no difference" \
+			"$MNTCR" diff "$NS_TMP/flags.img" "ns:$NSF.$how"
+		umount "$NSF.$how"
+	done
+	check "flags: a clone made with its flags" grep -q "debug:  *with set 0x" "$NS_TMP/flags.attr.log"
+	check "flags: without open_tree_attr, set after the clone" \
+		grep -q "mount_setattr #[0-9]* set 0x" "$NS_TMP/flags.noattr.log"
+fi
 done_with flags
 
 # A runc-like container: its own root after pivot_root.
