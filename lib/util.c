@@ -339,6 +339,16 @@ int strmap_reserve(struct strmap *m, size_t n)
 {
 	size_t cap = map_cap_for(m->cap, n);
 
+	/*
+	 * An empty map for a few keys: a table for them alone. The planner has
+	 * a set of paths per filesystem it makes; in a chain of nested tmpfs
+	 * each gets one, and 10,000 first tables of 64 took 10 MiB.
+	 */
+	if (m->cap == 0 && n > 0 && cap == MAP_FIRST_CAP) {
+		for (cap = 4; (n + 1) * 4 > cap * 3; cap *= 2)
+			;
+		return strmap_resize(m, cap);
+	}
 	if (cap == 0)
 		return -ENOMEM;
 	/* An empty map that its first table holds: that table comes with a first key, if one comes. */
