@@ -5,7 +5,7 @@
  *
  * Two kinds of input. Raw: the bytes are the image. Wrapped: 'W', a
  * version byte, then a manifest; the target wraps the manifest in an image
- * of that version (1 to 4) with every digest right (tests/forge.h), so that
+ * of that version (1 to 5) with every digest right (tests/forge.h), so that
  * mutations get past the checksums to the manifest's own checks
  * (namespaces, processes, superblocks, the table's consistency) and on to
  * the planner. Each image is read twice, its superblock and mount lines
@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (size >= 2 && data[0] == 'W') {
 		/* at most what wrap()'s buffer holds with the headers */
-		if (size > (1 << 20) - 16384 || wrap(fd, data + 2, size - 2, 1U + data[1] % 4U) < 0 ||
+		if (size > (1 << 20) - 16384 || wrap(fd, data + 2, size - 2, 1U + data[1] % 5U) < 0 ||
 		    lseek(fd, 0, SEEK_SET) != 0) {
 			close(fd);
 			return 0;

@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rd r = { data, size };
 	char *text = NULL, mp[MAXM][256];
-	size_t len = 0, n, n_ns, ns_of[MAXM];
+	size_t len = 0, n, n_ns, ns_of[MAXM], rel_off[MAXM] = { 0 }; /* rel_off: its point given relative */
 	struct mntcr_tree *t = NULL, *host = NULL;
 	FILE *f;
 	int rc = 0;
@@ -123,6 +123,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else
 			snprintf(mp[i], sizeof(mp[i]), "%s%s%s", mp[parent], streq(mp[parent], "/") ? "" : "/",
 				 names[take(&r, 5)]);
+		/* the model takes a mountpoint relative to the parent's too (image version 5, statmount) */
+		if (take(&r, 2))
+			rel_off[i] = how == 0 ? strlen(mp[parent]) : strlen(mp[parent]) + !streq(mp[parent], "/");
 		switch (take(&r, 5)) {
 		case 1:
 			snprintf(prop, sizeof(prop), " shared:%u", 1 + take(&r, 4));
@@ -159,6 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			rc = mountinfo_parse_line(line, &m);
 			if (rc < 0)
 				break;
+			m.point += rel_off[i]; /* inside the mount's one allocation */
 			m.ns = ns_of[i];
 			rc = tree_add_mount(t, &m);
 			if (rc < 0)

@@ -316,7 +316,7 @@ static int cop_format(const struct mntcr_plan *p, size_t i, struct strbuf *out)
 	}
 	if (r >= 0 && op->mount != IDX_NONE)
 		r = strbuf_printf(out, "  [mount %" PRIu64 " %s]", t->mounts[op->mount].id,
-				  t->mounts[op->mount].mountpoint);
+				  t->mounts[op->mount].abs);
 	return r;
 }
 
@@ -570,13 +570,13 @@ static int cfail(struct cplanner *pl, int err, size_t mi, const char *fmt, ...)
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
-	report_set(pl->report, "plan", MNTCR_NONE, m ? m->id : 0, m ? m->mountpoint : NULL, NULL,
+	report_set(pl->report, "plan", MNTCR_NONE, m ? m->id : 0, m ? m->abs : NULL, NULL,
 		   err, "%s", msg ? msg : "Out of memory");
 	return err;
 }
 
 /* "Mount 42 at /x" for messages; a static buffer per call site is enough for one message. */
-#define MNAME(pl, mi) (pl)->t->mounts[mi].id, (pl)->t->mounts[mi].mountpoint
+#define MNAME(pl, mi) (pl)->t->mounts[mi].id, (pl)->t->mounts[mi].abs
 
 static int keep_string(struct cplanner *pl, char *s)
 {
@@ -1103,7 +1103,7 @@ static int copy_tree(struct cplanner *pl, const struct vec *tree, size_t dest, c
 			     " at %s: attaching it would propagate a copy beneath mount %" PRIu64
 			     " at %s, which the image does not show (use the mount-api engine)",
 			     MNAME(pl, attached), in != IDX_NONE ? t->mounts[in].id : 0,
-			     in != IDX_NONE ? t->mounts[in].mountpoint : "?");
+			     in != IDX_NONE ? t->mounts[in].abs : "?");
 	}
 	if (tucked != IDX_NONE && (r = sm_unlink(pl, tucked)) < 0)
 		return r;
@@ -1115,7 +1115,7 @@ static int copy_tree(struct cplanner *pl, const struct vec *tree, size_t dest, c
 		size_t img = IDX_NONE, n;
 
 		if (!pm->yard) {
-			_cleanup_free_ char *mp = path_join(t->mounts[pm->img].mountpoint,
+			_cleanup_free_ char *mp = path_join(t->mounts[pm->img].abs,
 							    path_relative(dentry, pm->root));
 
 			if (!mp)
@@ -1132,7 +1132,7 @@ static int copy_tree(struct cplanner *pl, const struct vec *tree, size_t dest, c
 					     MNAME(pl, attached),
 					     k > 0 && d->img != IDX_NONE ? " of the mount at " : "",
 					     k > 0 && d->img != IDX_NONE
-						     ? t->mounts[d->img].mountpoint
+						     ? t->mounts[d->img].abs
 						     : "",
 					     mp,
 					     img == IDX_NONE ? "no such mount"
@@ -1532,7 +1532,7 @@ static int index_image(struct cplanner *pl)
 					      .t_fixup = IDX_NONE };
 		if (m->parent == IDX_NONE)
 			continue;
-		k = fmt_key(m->parent, m->mountpoint);
+		k = fmt_key(m->parent, m->abs);
 		if (!k)
 			return -ENOMEM;
 		if (strmap_get(&pl->img_at, k, &other)) {
@@ -1543,7 +1543,7 @@ static int index_image(struct cplanner *pl)
 				     ": mount(2) always stacks the second on the first; the compat "
 				     "engine cannot "
 				     "restore this (use the mount-api engine)",
-				     t->mounts[other].id, m->id, m->mountpoint,
+				     t->mounts[other].id, m->id, m->abs,
 				     t->mounts[m->parent].id);
 		}
 		r = strmap_put(&pl->img_at, k, mi);
@@ -1930,7 +1930,7 @@ static int collect_classes(struct cplanner *pl)
 
 				if (T == pi || !(rel = path_relative(x, t->mounts[T].root)))
 					continue;
-				mp = path_join(t->mounts[T].mountpoint, rel);
+				mp = path_join(t->mounts[T].abs, rel);
 				if (!mp)
 					return -ENOMEM;
 				cc = img_child(pl, T, mp);
@@ -2059,12 +2059,12 @@ static int collect_coverers(struct cplanner *pl)
 
 		if (c->parent == IDX_NONE)
 			continue;
-		pmp = t->mounts[c->parent].mountpoint;
+		pmp = t->mounts[c->parent].abs;
 		plen = streq(pmp, "/") ? 0 : strlen(pmp);
 		/* a layer of a stack covers the layer below it, even with nothing else beneath */
-		if (streq(c->mountpoint, pmp))
+		if (streq(c->abs, pmp))
 			pl->ms[ci].coverer = true;
-		q = strdup(c->mountpoint);
+		q = strdup(c->abs);
 		if (!q)
 			return -ENOMEM;
 		/* proper prefixes of c's mountpoint below the parent's, longest first, then the parent's own */
@@ -2202,7 +2202,7 @@ static int wait_late_peers(struct cplanner *pl)
 				if (!rel || T == pi || pl->ms[T].t_attach == IDX_NONE ||
 				    is_ancestor(t, T, ci) || is_ancestor(t, ci, T))
 					continue;
-				mp = path_join(t->mounts[T].mountpoint, rel);
+				mp = path_join(t->mounts[T].abs, rel);
 				if (!mp)
 					return -ENOMEM;
 				cc = img_child(pl, T, mp);
@@ -2796,7 +2796,7 @@ static bool needed_below(struct cplanner *pl, const char *dir)
 		if (pl->src.tmpl[k].path && path_startswith(pl->src.tmpl[k].path, dir))
 			return true;
 	for (size_t k = 0; k < pl->n_peers; k++)
-		if (path_startswith(pl->host->mounts[pl->peers[k].host].mountpoint, dir))
+		if (path_startswith(pl->host->mounts[pl->peers[k].host].abs, dir))
 			return true;
 	return false;
 }
@@ -2861,9 +2861,9 @@ static int plan_yard(struct cplanner *pl)
 		if (!dentry)
 			return -ENOMEM;
 		if ((r = emit_mkdir(pl, PHASE_CREATE, IDX_NONE, p->dir, NODE_UNKNOWN, BASE_HOST,
-				    h->mountpoint)) < 0 ||
+				    h->abs)) < 0 ||
 		    (r = emit(pl, COP_BIND, PHASE_CREATE, IDX_NONE, BASE_YARD, p->dir, BASE_HOST,
-			      h->mountpoint, NULL)) < 0 ||
+			      h->abs, NULL)) < 0 ||
 		    (r = sm_new(pl, IDX_NONE, p->sb, h->root, h->attr, true, &tmp)) < 0 ||
 		    (r = set_master(pl, tmp, EXT_GROUP | h->shared)) < 0 ||
 		    (r = sm_link(pl, tmp, pl->yard, dentry)) < 0)
@@ -3286,7 +3286,8 @@ int compat_plan_build(struct mntcr_plan *p, const struct mntcr_tree *host,
 
 	pl.cp = calloc(1, sizeof(*pl.cp));
 	pl.ms = calloc(t->n_mounts + 1, sizeof(*pl.ms));
-	if (!pl.cp || !pl.ms) {
+	/* this engine works with absolute paths throughout: m->abs */
+	if (!pl.cp || !pl.ms || tree_abs_paths(t) < 0 || (host && tree_abs_paths(host) < 0)) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -3743,7 +3744,7 @@ int compat_execute(const struct mntcr_plan *p, struct mntcr_image *img, struct m
 		(void)cop_format(p, i, &line);
 		if (m)
 			snprintf(who, sizeof(who), " for mount %" PRIu64 " at %.*s", m->id, PATH_MAX,
-				 m->mountpoint);
+				 m->abs);
 		else
 			snprintf(who, sizeof(who), " at %.*s", PATH_MAX,
 				 op->path && *op->path ? op->path : "-");

@@ -359,7 +359,16 @@ struct helper {
 	int near_fd[NEAR_MAX];
 	size_t n_near, near_ns;
 	bool *near_on; /* per mount: it is among them */
+	struct strbuf path; /* mpath()'s */
 };
+
+/* The absolute mountpoint of m, in h->path until the next call; "?" when out of memory. */
+static const char *mpath(struct helper *h, const struct mntcr_mount *m)
+{
+	const char *p = mount_path(h->t, (size_t)(m - h->t->mounts), &h->path);
+
+	return p ? p : "?";
+}
 
 #define SERVED SIZE_MAX
 #define KEPT_MAX 1024 /* clones save_cover() keeps at most, each an fd */
@@ -507,7 +516,7 @@ static void near_drop(struct helper *h, size_t k)
  * one component. A chain of 10,000 nested mounts has paths of thousands of
  * components: walked from "/" each time, that was most of its dump.
  */
-static int resolve_near(struct helper *h, const struct mntcr_mount *m)
+static int resolve_near(struct helper *h, const struct mntcr_mount *m, const char *path)
 {
 	const struct mntcr_tree *t = h->t;
 	struct mntcr_open_how how = {
@@ -528,13 +537,13 @@ static int resolve_near(struct helper *h, const struct mntcr_mount *m)
 	while (h->n_near > 0 && h->near_idx[h->n_near - 1] != a)
 		near_drop(h, --h->n_near);
 	if (a == IDX_NONE)
-		return resolve(m->mountpoint);
-	plen = strlen(t->mounts[a].mountpoint);
-	rel = m->mountpoint + (plen > 1 ? plen : 0);
+		return resolve(path);
+	plen = t->mounts[a].path_len;
+	rel = path + (plen > 1 ? plen : 0);
 	while (*rel == '/')
 		rel++;
 	if (!*rel) /* on a's own path: a walk from "/" goes up a's stack */
-		return resolve(m->mountpoint);
+		return resolve(path);
 	fd = sys_openat2(h->near_fd[h->n_near - 1], rel, &how);
 	if (fd < 0 && errno == ENOSYS)
 		fd = walk_open(h->near_fd[h->n_near - 1], rel, O_PATH, false);
@@ -699,7 +708,7 @@ static void save_cover(struct helper *h, uint64_t id, bool unique, dev_t dev, co
  */
 static int peel(struct helper *h, const struct mntcr_mount *m, int *ret_fd)
 {
-	const char *p = m->mountpoint;
+	const char *p = mpath(h, m); /* nothing below makes another */
 	size_t plen = strlen(p);
 
 	for (size_t round = 0; round <= h->t->n_mounts + 1; round++) {
@@ -873,6 +882,7 @@ static bool reenter_copy(struct helper *h, size_t ns)
 static int bind_private(struct helper *h, const struct mntcr_mount *m, int fd, int *ret_fd)
 {
 	_cleanup_close_ int own = -EBADF, top = -EBADF;
+	const char *path;
 	char src[64];
 	int r;
 
@@ -882,18 +892,19 @@ static int bind_private(struct helper *h, const struct mntcr_mount *m, int fd, i
 		fd = own;
 	}
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
-	if (mount(src, m->mountpoint, NULL, MS_BIND, NULL) < 0 ||
-	    mount(NULL, m->mountpoint, NULL,
+	path = mpath(h, m);
+	if (mount(src, path, NULL, MS_BIND, NULL) < 0 ||
+	    mount(NULL, path, NULL,
 		  MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOATIME | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
 		r = -errno;
-		hmsg(h, "mount MS_BIND of %s on itself, ro and noatime, in a private copy: %s", m->mountpoint,
+		hmsg(h, "mount MS_BIND of %s on itself, ro and noatime, in a private copy: %s", path,
 		     strerror(-r));
 		return r;
 	}
-	top = resolve(m->mountpoint);
+	top = resolve(path);
 	if (top < 0) {
 		r = -errno;
-		hmsg(h, "openat2 %s in a private copy: %s", m->mountpoint, strerror(-r));
+		hmsg(h, "openat2 %s in a private copy: %s", path, strerror(-r));
 		return r;
 	}
 	*ret_fd = TAKE_FD(top);
@@ -904,7 +915,7 @@ static int reach_root(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 {
 	const struct mntcr_tree *t = h->t;
 	const struct mntcr_sb *s = &t->sbs[sb];
-	const char *root = h->roots[sb][ri];
+	const char *root = h->roots[sb][ri], *path;
 	int r = -ENOENT;
 
 	/* 1. A mount with that root that a path walk reaches: clone it where it is. */
@@ -917,14 +928,15 @@ static int reach_root(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 			continue;
 		if ((h->in_copy || h->cur != m->ns) && (r = enter_target(h, m->ns)) < 0)
 			return r;
-		fd = own = resolve_near(h, m);
+		path = mpath(h, m);
+		fd = own = resolve_near(h, m, path);
 		if (fd < 0 || !lands_on(t, fd, m))
 			continue;
 		if (near_keep(h, m, fd))
 			own = -EBADF;
 		log_debug("Content of superblock %zu root %s: through mount %" PRIu64 " at %s", sb,
-			  root, m->id, m->mountpoint);
-		r = clone_private(h, fd, m->mountpoint, ret_fd);
+			  root, m->id, path);
+		r = clone_private(h, fd, path, ret_fd);
 		if (r == -ENOSYS)
 			return bind_private(h, m, -1, ret_fd);
 		/* EINVAL: an unbindable mount, which the private copy makes private. */
@@ -956,10 +968,11 @@ static int reach_root(struct helper *h, size_t sb, size_t ri, int *ret_fd)
 		}
 		if (r < 0)
 			continue;
+		path = mpath(h, m);
 		log_debug("Content of superblock %zu root %s: through mount %" PRIu64
 			  " at %s, uncovered in a private copy",
-			  sb, root, m->id, m->mountpoint);
-		r = clone_private(h, fd, m->mountpoint, ret_fd);
+			  sb, root, m->id, path);
+		r = clone_private(h, fd, path, ret_fd);
 		return r == -ENOSYS ? bind_private(h, m, fd, ret_fd) : r;
 	}
 	if (!h->msg[0])

@@ -134,7 +134,7 @@ static char *mount_name(const struct side *s, size_t i)
 	if (s->ns_prefix)
 		r = strbuf_printf(&b, "ns%zu:", m->ns);
 	if (r == 0)
-		r = put_escaped(&b, m->mountpoint);
+		r = put_escaped(&b, m->abs); /* tree_abs_paths(), in mntcr_diff() */
 	if (r == 0 && s->layers[i] > 1 && s->sib_m[i] > 1)
 		r = strbuf_printf(&b, " (layer %zu of %zu, sibling %zu of %zu)", s->layer[i],
 				  s->layers[i], s->sib_k[i], s->sib_m[i]);
@@ -225,7 +225,7 @@ static int side_init(struct side *s, const struct mntcr_tree *t, char tag, bool 
 	for (size_t k = 0; k < n_order; k++) {
 		size_t i = order[k], p = t->mounts[i].parent;
 
-		if (p != IDX_NONE && streq(t->mounts[p].mountpoint, t->mounts[i].mountpoint)) {
+		if (p != IDX_NONE && !*mount_relpath(t, &t->mounts[i])) {
 			s->layer[i] = s->layer[p] + 1;
 			bottom[i] = bottom[p];
 		} else {
@@ -661,7 +661,8 @@ static size_t sorted_kids(struct side *s, size_t i)
 	for (size_t k = 0; k < m->n_children; k++) {
 		size_t c = tree_child_idx(s->t, m, k);
 
-		s->kids[k] = (struct kid){ .mountpoint = s->t->mounts[c].mountpoint,
+		/* the children of two matched mounts: the paths below theirs decide */
+		s->kids[k] = (struct kid){ .mountpoint = mount_relpath(s->t, &s->t->mounts[c]),
 					   .pos = k,
 					   .idx = c };
 	}
@@ -722,6 +723,9 @@ MNTCR_EXPORT int mntcr_diff(const struct mntcr_tree *a, const struct mntcr_tree 
 	/* superblock pairs are packed into one 64-bit key */
 	if (a->n_sbs > UINT32_MAX || b->n_sbs > UINT32_MAX)
 		return -EINVAL;
+	/* the mounts are named by their absolute paths */
+	if ((r = tree_abs_paths(a)) < 0 || (r = tree_abs_paths(b)) < 0)
+		return r;
 
 	n_ns_a = tree_n_ns(a);
 	n_ns_b = tree_n_ns(b);

@@ -942,7 +942,8 @@ static int eco_flush(struct exec_ctx *c, struct economy *e, size_t s)
 /* Slot s, about to be used: its queue run, its fd reopened if it was closed for the propagation phase. */
 static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s)
 {
-	const struct mntcr_mount *m;
+	_cleanup_(strbuf_release) struct strbuf buf = { 0 };
+	const char *path;
 	struct statx stx;
 	int r, fd;
 
@@ -951,16 +952,17 @@ static int eco_ready(struct exec_ctx *c, struct economy *e, size_t s)
 		r = eco_flush(c, e, s);
 	if (r < 0 || c->fds[s] >= 0 || !e->id[s])
 		return r;
-	m = &c->p->tree->mounts[e->mount[s]];
-	fd = open_tree(AT_FDCWD, m->mountpoint, OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+	path = mount_path(c->p->tree, e->mount[s], &buf);
+	if (!path)
+		return -ENOMEM;
+	fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
 	if (fd < 0)
 		return sys_fail(c, "open_tree (reopen)");
 	if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) < 0 ||
 	    !(stx.stx_mask & STATX_MNT_ID_UNIQUE) || stx.stx_mnt_id != e->id[s]) {
 		close(fd);
 		c->syscall = "open_tree (reopen)";
-		snprintf(c->kmsg, sizeof(c->kmsg), "%s is no longer the mount restored there",
-			 m->mountpoint);
+		snprintf(c->kmsg, sizeof(c->kmsg), "%s is no longer the mount restored there", path);
 		return -ESTALE;
 	}
 	c->fds[s] = fd;
@@ -1033,7 +1035,7 @@ static void eco_done(struct exec_ctx *c, struct economy *e, size_t i)
 		    e->mount[s] == IDX_NONE || c->nsfds)
 			continue;
 		m = &c->p->tree->mounts[e->mount[s]];
-		if (m->hidden || strlen(m->mountpoint) >= PATH_MAX - 1 ||
+		if (m->hidden || m->path_len >= PATH_MAX - 1 ||
 		    statx(c->fds[s], "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) < 0 ||
 		    !(stx.stx_mask & STATX_MNT_ID_UNIQUE))
 			continue;
@@ -1331,7 +1333,7 @@ static int report_failure(struct exec_ctx *c, int r)
 
 	(void)plan_op_format(p, c->op, &line);
 	if (m)
-		r_asprintf(&who, " for mount %" PRIu64 " at %s", m->id, m->mountpoint);
+		r_asprintf(&who, " for mount %" PRIu64 " at %s", m->id, mount_abs(p->tree, m));
 	else if (op->path && op->type != OP_MKPATH)
 		r_asprintf(&who, " of %s", op->path);
 	report_op_failure(c->report, plan_phase_name(op->phase), c->op, m, op->path, call, who, r, c->kmsg,

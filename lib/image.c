@@ -61,8 +61,9 @@
 #define IMAGE_VERSION_CONTENT 2 /* content, and the manifest's digest before it */
 #define IMAGE_VERSION_NS 3      /* several namespaces, or processes (version 2's layout) */
 #define IMAGE_VERSION_BRIEF 4   /* version 3; a mount leaves out what its superblock or the default says, a superblock what is null */
-#define IMAGE_VERSION_MAX IMAGE_VERSION_BRIEF
-#define IMAGE_VERSION_WRITTEN IMAGE_VERSION_BRIEF /* what the writer writes */
+#define IMAGE_VERSION_REL 5     /* version 4; a mount's mountpoint is relative to its parent's */
+#define IMAGE_VERSION_MAX IMAGE_VERSION_REL
+#define IMAGE_VERSION_WRITTEN IMAGE_VERSION_REL /* what the writer writes */
 #define PROCS_MAX 65536
 #define IMAGE_MAGIC_PREFIX "mntcr-image\nversion "
 #define MAGIC_MEMBER "mntcr-image"
@@ -382,9 +383,23 @@ static int sb_write_error(const struct mntcr_tree *t, size_t i, int r)
 			       i, sb->dev_major, sb->dev_minor);
 }
 
+/*
+ * What the manifest says of where m is mounted: "/" for a namespace's
+ * root, else its path below its parent's mountpoint, in normal form. The
+ * absolute path is bounded as the path in older versions was.
+ */
+static const char *mount_point_text(const struct mntcr_tree *t, const struct mntcr_mount *m)
+{
+	const char *rel = mount_relpath(t, m);
+
+	if (m->parent == IDX_NONE)
+		return streq(m->point, "/") ? m->point : NULL;
+	return m->path_len <= IMAGE_PATH_MAX && relpath_is_normalized(rel) ? rel : NULL;
+}
+
 static bool mount_fields_ok(const struct mntcr_tree *t, const struct mntcr_mount *m)
 {
-	return m->sb < t->n_sbs && path_ok(m->root, false) && path_ok(m->mountpoint, true) &&
+	return m->sb < t->n_sbs && path_ok(m->root, false) && m->point && mount_point_text(t, m) &&
 	       text_ok(m->fstype, FSTYPE_MAX, true) && text_ok(m->source, TEXT_MAX, false) &&
 	       text_ok(m->sb_opts, TEXT_MAX, false);
 }
@@ -412,7 +427,7 @@ static int mount_to_json(const struct mntcr_tree *t, const struct manifest_extra
 	jw_u64(w, "old_id", m->old_id);
 	jw_u64(w, "sb", m->sb);
 	if ((r = json_add_str(w, "root", m->root)) < 0 ||
-	    (r = json_add_str(w, "mountpoint", m->mountpoint)) < 0 ||
+	    (r = json_add_str(w, "mountpoint", mount_point_text(t, m))) < 0 ||
 	    (r = flags_to_json(m->attr, w)) < 0 ||
 	    (r = str_to_json(w, "fstype", m->fstype, sb->fstype)) < 0 ||
 	    (r = str_to_json(w, "source", m->source, sb->source)) < 0 ||
@@ -438,18 +453,21 @@ static int mount_to_json(const struct mntcr_tree *t, const struct manifest_extra
 static int mount_write_error(const struct mntcr_tree *t, size_t i, int r)
 {
 	const struct mntcr_mount *m = &t->mounts[i];
+	_cleanup_(strbuf_release) struct strbuf buf = { 0 };
+	const char *path;
 
 	if (r != -EINVAL)
 		return r;
+	path = m->point ? mount_path(t, i, &buf) : NULL;
 	if (mount_fields_ok(t, m)) /* then it was the flags */
 		return log_debug_errno(r,
 				       "Cannot write mount %" PRIu64
 				       " (%s): per-mount flags 0x%" PRIx64 " have no option names",
-				       m->id, m->mountpoint, m->attr);
+				       m->id, path ? path : m->point, m->attr);
 	return log_debug_errno(r,
 			       "Cannot write mount %" PRIu64
-			       " (%s): a field is missing, too long or not a normalised absolute path",
-			       m->id, m->mountpoint ? m->mountpoint : "?");
+			       " (%s): a field is missing, too long or not a normalised path",
+			       m->id, path ? path : m->point ? m->point : "?");
 }
 
 /*
@@ -640,7 +658,7 @@ static int manifest_build(const struct mntcr_tree *t, const struct manifest_extr
 		const struct mntcr_mount *m = &t->mounts[i];
 
 		raw += (m->root ? strlen(m->root) : 0) +
-		       (m->mountpoint ? strlen(m->mountpoint) : 0) +
+		       (m->point ? strlen(mount_relpath(t, m)) : 0) +
 		       (m->source ? strlen(m->source) : 0) + (m->sb_opts ? strlen(m->sb_opts) : 0);
 		if (raw > MANIFEST_MAX)
 			return log_debug_errno(
@@ -1360,6 +1378,7 @@ enum str_kind {
 	STR_NONEMPTY,	/* at least one byte */
 	STR_PATH,	/* absolute */
 	STR_MOUNTPOINT, /* absolute and normalised */
+	STR_POINT,      /* a mount's: absolute or relative, and normalised */
 };
 
 /*
@@ -1413,6 +1432,9 @@ static int jval_str_into(const struct jval *v, const struct jctx *ctx, const cha
 	case STR_MOUNTPOINT:
 		ok = path_ok(out, true);
 		break;
+	case STR_POINT:
+		ok = out[0] == '/' ? path_ok(out, true) : relpath_is_normalized(out);
+		break;
 	default:
 		ok = false;
 	}
@@ -1421,6 +1443,7 @@ static int jval_str_into(const struct jval *v, const struct jctx *ctx, const cha
 				       key,
 				       kind == STR_NONEMPTY	? "empty"
 				       : kind == STR_MOUNTPOINT ? "not a normalised absolute path"
+				       : kind == STR_POINT	? "not a normalised path"
 								: "not an absolute path");
 	return 0;
 }
@@ -1712,7 +1735,7 @@ static const unsigned mount_str_key[_MOUNT_STR_MAX] = {
 /* A mount's strings in the manifest (MOUNT_STR_*). */
 static const struct str_field mount_strs[_MOUNT_STR_MAX] = {
 	[MOUNT_STR_ROOT] = { "root", STR_PATH, IMAGE_PATH_MAX },
-	[MOUNT_STR_MOUNTPOINT] = { "mountpoint", STR_MOUNTPOINT, IMAGE_PATH_MAX },
+	[MOUNT_STR_MOUNTPOINT] = { "mountpoint", STR_POINT, IMAGE_PATH_MAX },
 	[MOUNT_STR_FSTYPE] = { "fstype", STR_NONEMPTY, FSTYPE_MAX },
 	[MOUNT_STR_SOURCE] = { "source", STR_TEXT, TEXT_MAX },
 	[MOUNT_STR_SB_OPTS] = { "sb_options", STR_TEXT, TEXT_MAX },
@@ -1776,6 +1799,10 @@ static int mount_from_json(const struct jval *o, size_t i, unsigned version, str
 	r = strings_from_json(str, mount_strs, _MOUNT_STR_MAX, ctx, &m->strings, slot);
 	if (r < 0)
 		return r;
+	/* relative to the parent's from version 5 */
+	if (version < IMAGE_VERSION_REL && m->point[0] != '/')
+		return log_debug_errno(-EBADMSG, "Invalid image: %s.mountpoint is not an absolute path",
+				       ctx_str(ctx, buf));
 	/* missing from version 4: no propagation */
 	if ((r = jopt_u64(val[MK_SHARED], ctx, "shared", brief, &m->shared)) < 0 ||
 	    (r = jopt_u64(val[MK_MASTER], ctx, "master", brief, &m->master)) < 0 ||
@@ -2419,6 +2446,15 @@ static int manifest_parse(char *text, size_t len, unsigned version, struct mntcr
 				    root_id);
 		goto fail;
 	}
+	/* mountpoints relative to their parent's: the absolute paths bounded as a version 4 path is */
+	for (size_t i = 0; i < t->n_mounts; i++)
+		if (t->mounts[i].path_len > IMAGE_PATH_MAX) {
+			r = log_debug_errno(-EBADMSG,
+					    "Invalid manifest: the mountpoint of mount %" PRIu64
+					    " is longer than %d bytes",
+					    t->mounts[i].id, IMAGE_PATH_MAX);
+			goto fail;
+		}
 	for (size_t k = 0; ns_roots && k < t->n_ns; k++)
 		if (t->mounts[t->nss[k].root].id != ns_roots[k]) {
 			r = log_debug_errno(-EBADMSG,

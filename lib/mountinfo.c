@@ -191,7 +191,7 @@ static int take_strings(const struct line_fields *l, struct mntcr_mount *m, bool
 		for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
 			unescape_into(l->str[k], *mount_str(m, k));
 	}
-	if (!mount_root_is_valid(m->fstype, m->root) || m->mountpoint[0] != '/')
+	if (!mount_root_is_valid(m->fstype, m->root) || m->point[0] != '/')
 		return -EBADMSG;
 	return 0;
 }
@@ -272,6 +272,11 @@ struct chunk {
 
 struct text_load {
 	struct mntcr_tree *t; /* the parser's alone while it runs */
+	struct point_sum *sums; /* per mount of t */
+	size_t cap_sums;
+	bool ids_sorted;  /* the lines so far in id order: a parent is found by binary search */
+	struct u64map by_id; /* else by id, once a compact_chunk() needs it (old ids are reused) */
+	bool mapped;
 	struct chunk *held;   /* the first chunk, until a second one says whether a thread pays */
 	bool may_thread, threaded;
 	pthread_t thread;
@@ -289,11 +294,103 @@ static void chunk_free(struct chunk *c)
 	free(c);
 }
 
+/*
+ * Mountpoints longer than this on average in a chunk (a deep tree: its lines
+ * are kilobytes) are kept below their parent's (compact_chunk()).
+ */
+#define COMPACT_MIN_POINT 256
+
+/* The mount with id `id` among those parsed so far. */
+static bool find_mount(struct text_load *l, uint64_t id, size_t *ret)
+{
+	const struct mntcr_mount *ms = l->t->mounts;
+	size_t lo = 0, hi = l->t->n_mounts;
+
+	if (!l->ids_sorted) {
+		if (!l->mapped) {
+			for (size_t i = 0; i < l->t->n_mounts; i++)
+				if (u64map_put(&l->by_id, ms[i].id, i) < 0)
+					return false;
+			l->mapped = true;
+		}
+		return u64map_get(&l->by_id, id, ret);
+	}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ms[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*ret = lo;
+	return lo < l->t->n_mounts && ms[lo].id == id;
+}
+
+/* Where mount i's path below its parent's starts in its point, or 0: its parent is not in the text so far. */
+static size_t point_rel_off(struct text_load *l, size_t i)
+{
+	const struct mntcr_mount *m = &l->t->mounts[i];
+	size_t p;
+
+	if (!find_mount(l, m->parent_id, &p) || p == i)
+		return 0;
+	/* 0 when not below it: tree_index() says so */
+	return point_below(m->point, l->sums[i].len, &l->sums[p]);
+}
+
+/*
+ * The mounts parsed from a chunk, from index first: when their mountpoints
+ * are long, their strings are copied into one exact block, each mountpoint
+ * as the path below its parent's where the parent is among the lines read
+ * so far (nearly always: a child is mounted after its parent), and
+ * the chunk's text, the last of the tree's texts, is freed. A chain of
+ * 10,000 nested mounts holds 2 KB of text a mount otherwise.
+ */
+static int compact_chunk(struct text_load *l, size_t first)
+{
+	struct mntcr_tree *t = l->t;
+	size_t n = t->n_mounts, sum = 0, total = 0;
+	char *block, *p;
+
+	for (size_t i = first; i < n; i++)
+		sum += l->sums[i].len;
+	if (n == first || sum / (n - first) < COMPACT_MIN_POINT)
+		return 0;
+	for (size_t i = first; i < n; i++) {
+		struct mntcr_mount *m = &t->mounts[i];
+
+		m->point += point_rel_off(l, i);
+		for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
+			total += strlen(*mount_str(m, k)) + 1;
+	}
+	/*
+	 * Not a block of its own between two chunks: the chunks, a few bytes
+	 * longer each, would not fit in the holes the ones before left.
+	 */
+	block = arena_alloc(&t->text_arena, total);
+	if (!block)
+		return -ENOMEM;
+	p = block;
+	for (size_t i = first; i < n; i++)
+		for (size_t k = 0; k < _MOUNT_STR_MAX; k++) {
+			char **s = mount_str(&t->mounts[i], k);
+			size_t len = strlen(*s) + 1;
+
+			memcpy(p, *s, len);
+			*s = p;
+			p += len;
+		}
+	free(t->texts[--t->n_texts]);
+	return 0;
+}
+
 /* A chunk's lines into l->t's mounts; the tree takes the text. */
 static int chunk_parse(struct text_load *l, struct chunk *c)
 {
 	struct mntcr_tree *t = l->t;
 	char *p = c->text, *end = c->text + c->len;
+	size_t first = t->n_mounts;
 	int r = tree_add_text(t, c->text);
 
 	if (r < 0) {
@@ -311,17 +408,30 @@ static int chunk_parse(struct text_load *l, struct chunk *c)
 			return log_debug_errno(-EBADMSG, "mountinfo line %zu is too long", t->n_mounts + 1);
 		*nl = 0;
 		if (nl > p) {
+			struct mntcr_mount *m;
+			size_t len;
+
 			r = GROW(t->mounts, t->cap_mounts, t->n_mounts + 1);
+			if (r < 0)
+				return r;
+			r = GROW(l->sums, l->cap_sums, t->n_mounts + 1);
 			if (r < 0)
 				return r;
 			r = parse_line(p, &t->mounts[t->n_mounts], true);
 			if (r < 0)
 				return log_debug_errno(r, "mountinfo line %zu is malformed", t->n_mounts + 1);
+			m = &t->mounts[t->n_mounts];
+			len = strlen(m->point);
+			l->sums[t->n_mounts] = point_sum_of(m->point, len);
+			if (t->n_mounts > 0 && t->mounts[t->n_mounts - 1].id >= m->id)
+				l->ids_sorted = false;
+			if (l->mapped && (r = u64map_put(&l->by_id, m->id, t->n_mounts)) < 0)
+				return r;
 			t->n_mounts++; /* owns nothing: its strings are in the text */
 		}
 		p = nl + 1;
 	}
-	return 0;
+	return compact_chunk(l, first);
 }
 
 static void *parse_run(void *arg)
@@ -478,6 +588,7 @@ static int load_text(text_source read_fn, void *src, size_t expect, struct mntcr
 {
 	struct text_load l = {
 		.t = t,
+		.ids_sorted = true,
 		.may_thread = parallel_shares(2, 1) > 1,
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 		.cond = PTHREAD_COND_INITIALIZER,
@@ -494,6 +605,8 @@ static int load_text(text_source read_fn, void *src, size_t expect, struct mntcr
 	k = load_finish(&l);
 	if (r == 0)
 		r = k;
+	free(l.sums);
+	u64map_release(&l.by_id);
 	if (r == 0)
 		(void)SHRINK(t->mounts, t->cap_mounts, t->n_mounts);
 	if (r < 0)

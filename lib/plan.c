@@ -102,7 +102,7 @@ void report_op_failure(struct mntcr_report *r, const char *phase, size_t op_inde
 		       const char *path, const char *call, const char *who, int err, const char *detail,
 		       const struct strbuf *opline)
 {
-	report_set(r, phase, op_index, m ? m->id : 0, m ? m->mountpoint : path, call, err,
+	report_set(r, phase, op_index, m ? m->id : 0, m ? (m->abs ? m->abs : m->point) : path, call, err,
 		   "Restore failed in phase %s: %s%s: %s%s%s%s (operation %s)", phase, call, who ? who : "",
 		   strerror(-err), detail && *detail ? " (" : "", detail ? detail : "",
 		   detail && *detail ? ")" : "", opline->buf ? opline->buf + strspn(opline->buf, " ") : "?");
@@ -170,7 +170,8 @@ static int report_fail(struct mntcr_report *report, int err, const struct mntcr_
 
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
-	report_set(report, "plan", MNTCR_NONE, m ? m->id : 0, m ? m->mountpoint : NULL, NULL, err,
+	/* m->abs: the message named m with mount_abs(), which made it */
+	report_set(report, "plan", MNTCR_NONE, m ? m->id : 0, m ? (m->abs ? m->abs : m->point) : NULL, NULL, err,
 		   "%s", msg ? msg : "Out of memory");
 	return err;
 }
@@ -219,21 +220,22 @@ int plan_validate(const struct mntcr_tree *t, struct mntcr_report *report)
 		if (is_deleted(m->root))
 			return rfail(report, -EOPNOTSUPP, m,
 				     "Mount %" PRIu64 " at %s is a bind of a deleted file or directory (%s)",
-				     m->id, m->mountpoint, m->root);
-		if (!path_is_normalized(m->root) || !path_is_normalized(m->mountpoint))
+				     m->id, mount_abs(t, m), m->root);
+		if (!path_is_normalized(m->root) ||
+		    (m->point[0] == '/' ? !path_is_normalized(m->point) : !relpath_is_normalized(m->point)))
 			return rfail(report, -EBADMSG, m,
 				     "Mount %" PRIu64 " has an unsafe path: root %s, mountpoint %s", m->id,
-				     m->root, m->mountpoint);
+				     m->root, mount_abs(t, m));
 		if (m->attr & ~(uint64_t)MNTCR_ATTR_KNOWN)
 			return rfail(report, -EOPNOTSUPP, m,
 				     "Mount %" PRIu64 " at %s has flags mntcr cannot restore (idmapped mounts)",
-				     m->id, m->mountpoint);
+				     m->id, mount_abs(t, m));
 		if (sb->owned && !plan_fstype_creatable(sb->fstype))
 			return rfail(report, -EOPNOTSUPP, m,
 				     "Mount %" PRIu64 " at %s is on a %s filesystem that only the dumped namespace had; "
 				     "mntcr can create tmpfs, ramfs, proc, sysfs, devpts, mqueue and cgroup2 only "
 				     "(or map it with --external)",
-				     m->id, m->mountpoint, sb->fstype);
+				     m->id, mount_abs(t, m), sb->fstype);
 	}
 	return 0;
 }
@@ -306,6 +308,7 @@ static uint64_t dev_key(uint32_t major, uint32_t minor)
 }
 
 static const struct mntcr_tree *cmp_host;
+static struct strbuf cmp_path[2]; /* cmp_host_mounts()'s paths */
 static int cmp_host_mounts(const void *a, const void *b)
 {
 	const struct mntcr_mount *x = &cmp_host->mounts[*(const size_t *)a];
@@ -319,7 +322,9 @@ static int cmp_host_mounts(const void *a, const void *b)
 	ly = strlen(y->root);
 	if (lx != ly)
 		return lx < ly ? -1 : 1;
-	return strcmp(x->mountpoint, y->mountpoint);
+	/* the same device and root length: by path, made for the two alone */
+	return strcmp(mount_path(cmp_host, (size_t)(x - cmp_host->mounts), &cmp_path[0]) ?: "",
+		      mount_path(cmp_host, (size_t)(y - cmp_host->mounts), &cmp_path[1]) ?: "");
 }
 
 /* Index the restorer's visible mounts by device, shortest root first. */
@@ -339,6 +344,8 @@ static int index_host(struct resolver *rv)
 	cmp_host = h;
 	qsort(rv->host_sorted, n, sizeof(size_t), cmp_host_mounts);
 	cmp_host = NULL;
+	strbuf_release(&cmp_path[0]);
+	strbuf_release(&cmp_path[1]);
 	for (size_t k = n; k > 0; k--) {
 		const struct mntcr_mount *m = &h->mounts[rv->host_sorted[k - 1]];
 		int r = u64map_put(&rv->host_by_dev, dev_key(m->dev_major, m->dev_minor), k - 1);
@@ -374,7 +381,7 @@ static int resolve_external(struct resolver *rv, size_t mi)
 	int r;
 
 	/* 1. --external MOUNTPOINT=PATH: this mount's root is PATH */
-	e = find_external(opts, m->mountpoint);
+	e = opts && opts->n_externals ? find_external(opts, mount_abs(t, m)) : NULL;
 	if (e) {
 		r = template_for_path(rv, e->path, m->sb, &tmpl);
 		return r < 0 ? r : set_source(rv, mi, tmpl, "", UINT64_MAX);
@@ -394,7 +401,7 @@ static int resolve_external(struct resolver *rv, size_t mi)
 		if (!rel)
 			return rfail(rv->report, -ENOENT, m,
 				     "Mount %" PRIu64 " at %s has root %s, outside the root %s that --external %s maps",
-				     m->id, m->mountpoint, m->root, base, key);
+				     m->id, mount_abs(t, m), m->root, base, key);
 		r = template_for_path(rv, e->path, m->sb, &tmpl);
 		return r < 0 ? r : set_source(rv, mi, tmpl, rel, UINT64_MAX);
 	}
@@ -409,7 +416,10 @@ static int resolve_external(struct resolver *rv, size_t mi)
 			if (!rel)
 				continue;
 			if (!u64map_get(&rv->host_tmpl, rv->host_sorted[k], &tmpl)) {
-				r = template_for_path(rv, h->mountpoint, m->sb, &tmpl);
+				_cleanup_(strbuf_release) struct strbuf buf = { 0 };
+				const char *path = mount_path(rv->host, rv->host_sorted[k], &buf);
+
+				r = path ? template_for_path(rv, path, m->sb, &tmpl) : -ENOMEM;
 				if (r < 0)
 					return r;
 				r = u64map_put(&rv->host_tmpl, rv->host_sorted[k], tmpl);
@@ -422,8 +432,8 @@ static int resolve_external(struct resolver *rv, size_t mi)
 	return rfail(rv->report, -ENOENT, m,
 		     "Mount %" PRIu64 " at %s needs the external %s filesystem %s (key %s, root %s), "
 		     "which is not mounted here; map it with --external %s=PATH or --external %s=PATH",
-		     m->id, m->mountpoint, sb->fstype, sb->source ? sb->source : "none", key, m->root,
-		     m->mountpoint, key);
+		     m->id, mount_abs(t, m), sb->fstype, sb->source ? sb->source : "none", key, m->root,
+		     mount_abs(t, m), key);
 }
 
 static int resolve_sources(struct resolver *rv)
@@ -948,10 +958,15 @@ static int host_peer(struct planner *pl, struct propagation *pr, uint64_t group,
 		if (!path_startswith(root, h->mounts[hi_idx].root))
 			continue;
 		if (!u64map_get(&pr->host_peer, hi_idx, &slot)) {
+			_cleanup_(strbuf_release) struct strbuf buf = { 0 };
+			const char *path = mount_path(h, hi_idx, &buf);
+
+			if (!path)
+				return -ENOMEM;
 			slot = new_slot(pl);
 			r = emit(pl, &(struct plan_op){ .type = OP_PEER_BIND, .phase = PHASE_CREATE,
 							.mount = IDX_NONE, .sb = IDX_NONE, .slot = slot,
-							.src = IDX_NONE, .path = plan_str(pl, h->mounts[hi_idx].mountpoint) });
+							.src = IDX_NONE, .path = plan_str(pl, path) });
 			if (r < 0)
 				return r;
 			if (!pl->p->ops[pl->p->n_ops - 1].path)
@@ -1064,7 +1079,7 @@ static int prop_collect(struct planner *pl, struct propagation *pr)
 				r = fail(pl, -EBADMSG, m,
 					 "Mount %" PRIu64 " at %s is in peer group %" PRIu64
 					 " with mounts of another filesystem",
-					 m->id, m->mountpoint, m->shared);
+					 m->id, mount_abs(t, m), m->shared);
 				goto out;
 			}
 		} else if (m->master && u64map_get(&pr->by_id, m->master, &gi))
@@ -1277,7 +1292,7 @@ static int prop_sources(struct planner *pl, struct propagation *pr)
 					    "Mount %" PRIu64 " at %s is a slave of peer group %" PRIu64
 					    ", which has no member here whose root contains %s "
 					    "(use --external-master=private to restore it without a master)",
-					    t->mounts[m0].id, t->mounts[m0].mountpoint, g->master, g->lcp);
+					    t->mounts[m0].id, mount_abs(t, &t->mounts[m0]), g->master, g->lcp);
 			else if (r < 0)
 				return r;
 		}
@@ -1289,14 +1304,14 @@ static int prop_sources(struct planner *pl, struct propagation *pr)
 		if (r == -ENOENT && pl->opts && pl->opts->external_master_private) {
 			log_warning("Mount %" PRIu64 " at %s is a slave of peer group %" PRIu64
 				    ", which this namespace does not have: restoring it private",
-				    m->id, m->mountpoint, m->master);
+				    m->id, mount_abs(t, m), m->master);
 			pr->ext_slave_peer[i] = IDX_NONE;
 		} else if (r == -ENOENT)
 			return fail(pl, -ENOENT, m,
 				    "Mount %" PRIu64 " at %s is a slave of peer group %" PRIu64
 				    ", which has no member here whose root contains %s "
 				    "(use --external-master=private to restore it private)",
-				    m->id, m->mountpoint, m->master, m->root);
+				    m->id, mount_abs(t, m), m->master, m->root);
 		else if (r < 0)
 			return r;
 	}
@@ -1601,10 +1616,10 @@ int plan_op_format(const struct mntcr_plan *p, size_t i, struct strbuf *out)
 		return r;
 	if (op->mount != IDX_NONE && t->n_ns > 1)
 		r = strbuf_printf(out, "  [mount %" PRIu64 " %s, namespace %zu]", t->mounts[op->mount].id,
-				  t->mounts[op->mount].mountpoint, t->mounts[op->mount].ns);
+				  mount_abs(t, &t->mounts[op->mount]), t->mounts[op->mount].ns);
 	else if (op->mount != IDX_NONE)
 		r = strbuf_printf(out, "  [mount %" PRIu64 " %s]", t->mounts[op->mount].id,
-				  t->mounts[op->mount].mountpoint);
+				  mount_abs(t, &t->mounts[op->mount]));
 	return r;
 }
 

@@ -97,6 +97,8 @@ static int read_raw(pid_t pid, unsigned flags, struct mntcr_tree **ret)
 int tree_classify(struct mntcr_tree *t, const struct mntcr_tree *self)
 {
 	struct u64map best = { 0 }; /* dev -> index in self */
+	_cleanup_(strbuf_release) struct strbuf buf = { 0 };
+	const char *path;
 	int r = 0;
 
 	for (size_t i = 0; i < self->n_mounts; i++) {
@@ -122,7 +124,8 @@ int tree_classify(struct mntcr_tree *t, const struct mntcr_tree *self)
 			continue;
 		}
 		sb->owned = false;
-		sb->ext_path = strdup(self->mounts[i].mountpoint);
+		path = mount_path(self, i, &buf);
+		sb->ext_path = path ? strdup(path) : NULL;
 		sb->ext_root = strdup(self->mounts[i].root);
 		if (!sb->ext_path || !sb->ext_root) {
 			r = -ENOMEM;
@@ -205,26 +208,31 @@ struct lookups {
  * beneath the root then has the last word. The 4,166 lookups of 50,000
  * mounts of `mix`: 8.7 -> 6.5 ms on two threads (a path walk, 3 us each).
  */
-static bool stat_mount(const struct lookups *l, const struct mntcr_mount *top, struct statx *stx)
+static bool stat_mount(const struct lookups *l, size_t top, struct strbuf *buf, struct statx *stx)
 {
 	unsigned mask = l->t->unique_ids ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID;
-	const char *rel = top->mountpoint[1] ? top->mountpoint + 1 : ".";
+	const struct mntcr_mount *m = &l->t->mounts[top];
+	const char *path = mount_path(l->t, top, buf), *rel;
 
+	if (!path)
+		return false;
+	rel = path[1] ? path + 1 : ".";
 	if (statx(l->rootfd, rel, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | mask, stx) == 0 &&
-	    statx_is_mount(l->t, stx, top))
+	    statx_is_mount(l->t, stx, m))
 		return true;
-	return stat_in_root(l->rootfd, top->mountpoint, mask, stx) == 0 && statx_is_mount(l->t, stx, top);
+	return stat_in_root(l->rootfd, path, mask, stx) == 0 && statx_is_mount(l->t, stx, m);
 }
 
 static int lookups_run(void *arg, size_t lo, size_t hi)
 {
 	const struct lookups *l = arg;
+	_cleanup_(strbuf_release) struct strbuf buf = { 0 };
 
 	for (size_t i = lo; i < hi; i++) {
-		struct mntcr_mount *m = &l->t->mounts[l->todo[i].mount], *top = &l->t->mounts[l->todo[i].top];
+		struct mntcr_mount *m = &l->t->mounts[l->todo[i].mount];
 		struct statx stx;
 
-		if (stat_mount(l, top, &stx))
+		if (stat_mount(l, l->todo[i].top, &buf, &stx))
 			m->type = S_ISDIR(stx.stx_mode) ? NODE_DIR : NODE_FILE;
 	}
 	return 0;

@@ -156,12 +156,13 @@ static void fill_basic(const struct mntcr_statmount *sm, struct mntcr_mount *m)
 }
 
 /*
- * Mount sm as the tree keeps it. Its strings go into one allocation:
+ * Mount sm as the tree keeps it, its mountpoint past its first skip bytes
+ * (the path below its parent's: point_below()). Its strings go into one allocation:
  * fstype as "type" or "type.subtype", the superblock options as mountinfo
  * prints them ("rw" or "ro", superblock flags, the filesystem's options),
  * "none" for a missing source.
  */
-static int fill_mount(const struct mntcr_statmount *sm, struct mntcr_mount *m)
+static int fill_mount(const struct mntcr_statmount *sm, struct mntcr_mount *m, size_t skip)
 {
 	const char *root = sm_str(sm, MNTCR_STATMOUNT_MNT_ROOT, sm->mnt_root, NULL),
 		   *point = sm_str(sm, MNTCR_STATMOUNT_MNT_POINT, sm->mnt_point, NULL),
@@ -178,6 +179,7 @@ static int fill_mount(const struct mntcr_statmount *sm, struct mntcr_mount *m)
 		return -EBADMSG;
 	flags_len = sb_flags_text(sm->sb_flags, flags);
 	len[MOUNT_STR_ROOT] = strlen(root);
+	point += skip;
 	len[MOUNT_STR_MOUNTPOINT] = strlen(point);
 	len[MOUNT_STR_FSTYPE] = strlen(type) + (*subtype ? 1 + strlen(subtype) : 0);
 	len[MOUNT_STR_SOURCE] = strlen(source);
@@ -186,7 +188,7 @@ static int fill_mount(const struct mntcr_statmount *sm, struct mntcr_mount *m)
 	if (r < 0)
 		return r;
 	memcpy(m->root, root, len[MOUNT_STR_ROOT] + 1);
-	memcpy(m->mountpoint, point, len[MOUNT_STR_MOUNTPOINT] + 1);
+	memcpy(m->point, point, len[MOUNT_STR_MOUNTPOINT] + 1);
 	memcpy(m->source, source, len[MOUNT_STR_SOURCE] + 1);
 	if (*subtype)
 		snprintf(m->fstype, len[MOUNT_STR_FSTYPE] + 1, "%s.%s", type, subtype);
@@ -227,7 +229,34 @@ struct stat_ids {
 	uint64_t ns_id;
 	const uint64_t *ids;
 	struct mntcr_mount *out;
+	struct point_sum *sums; /* per slot: its mountpoint's (each share writes its own) */
 };
+
+/*
+ * Where mount i's mountpoint (sm's) lies below its parent's when the share
+ * [lo, i) read the parent (ids ascend): its path below it, as the tree
+ * keeps it; else 0, the absolute path.
+ */
+static size_t stat_skip(const struct stat_ids *s, size_t lo, size_t i, const struct mntcr_statmount *sm)
+{
+	const char *point = sm_str(sm, MNTCR_STATMOUNT_MNT_POINT, sm->mnt_point, NULL);
+	size_t hi = i;
+
+	if (!point)
+		return 0;
+	s->sums[i] = point_sum_of(point, strlen(point));
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->ids[mid] < sm->mnt_parent_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo >= i || s->ids[lo] != sm->mnt_parent_id || s->out[lo].id == 0)
+		return 0;
+	return point_below(point, s->sums[i].len, &s->sums[lo]);
+}
 
 static int stat_ids_run(void *arg, size_t lo, size_t hi)
 {
@@ -247,7 +276,7 @@ static int stat_ids_run(void *arg, size_t lo, size_t hi)
 			continue;
 		}
 		if (r == 0)
-			r = fill_mount(buf, &s->out[i]);
+			r = fill_mount(buf, &s->out[i], stat_skip(s, lo, i, buf));
 	}
 	free(buf);
 	return r;
@@ -262,11 +291,15 @@ static int stat_all(uint64_t ns_id, const uint64_t *ids, size_t n, struct mntcr_
 	size_t kept = 0;
 	int r;
 
+	_cleanup_free_ struct point_sum *sums = malloc((n ? n : 1) * sizeof(*sums));
+
+	if (!sums)
+		return -ENOMEM;
 	r = GROW_EXACT(t->mounts, t->cap_mounts, n);
 	if (r < 0)
 		return r;
 	r = parallel_ranges(n, STAT_SHARE_MIN, stat_ids_run,
-			    &(struct stat_ids){ .ns_id = ns_id, .ids = ids, .out = t->mounts });
+			    &(struct stat_ids){ .ns_id = ns_id, .ids = ids, .out = t->mounts, .sums = sums });
 	/* Keep the mounts read, in order; on failure free every slot. */
 	for (size_t i = 0; i < n; i++) {
 		if (r < 0 || t->mounts[i].id == 0)

@@ -2,6 +2,9 @@
 #include "tree.h"
 
 #include <assert.h>
+#include <sys/random.h>
+#include <time.h>
+#include <xxhash.h>
 
 int tree_new(struct mntcr_tree **ret)
 {
@@ -20,7 +23,7 @@ void mount_clear(struct mntcr_mount *m)
 		free(m->strings);
 	} else if (!m->in_text) {
 		free(m->root);
-		free(m->mountpoint);
+		free(m->point);
 		free(m->fstype);
 		free(m->source);
 		free(m->sb_opts);
@@ -34,7 +37,7 @@ char **mount_str(struct mntcr_mount *m, size_t k)
 	case MOUNT_STR_ROOT:
 		return &m->root;
 	case MOUNT_STR_MOUNTPOINT:
-		return &m->mountpoint;
+		return &m->point;
 	case MOUNT_STR_FSTYPE:
 		return &m->fstype;
 	case MOUNT_STR_SOURCE:
@@ -120,6 +123,9 @@ void tree_clear_mounts(struct mntcr_tree *t)
 	for (size_t i = 0; i < t->n_texts; i++)
 		free(t->texts[i]);
 	t->n_texts = 0;
+	arena_release(&t->text_arena);
+	arena_release(&t->abs_arena);
+	t->abs_done = false;
 }
 
 MNTCR_EXPORT struct mntcr_tree *mntcr_tree_free(struct mntcr_tree *t)
@@ -344,11 +350,14 @@ static int index_parents(struct mntcr_tree *t)
 		struct mntcr_mount *m = &t->mounts[i];
 		size_t p, *root;
 
-		if (!m->root || !m->mountpoint || !m->fstype)
+		if (!m->root || !m->point || !m->fstype)
 			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " lacks a root, mountpoint or type",
 					       m->id);
-		if (m->mountpoint[0] != '/' || !mount_root_is_valid(m->fstype, m->root))
-			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " has a relative path", m->id);
+		if (!mount_root_is_valid(m->fstype, m->root))
+			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " has a relative root", m->id);
+		if (m->point[0] != '/' && !relpath_is_normalized(m->point))
+			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " has a mountpoint not in normal form: %s",
+					       m->id, m->point);
 		if (m->ns >= t->n_ns)
 			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " is in namespace %zu of %zu",
 					       m->id, m->ns, t->n_ns);
@@ -375,25 +384,186 @@ static int index_parents(struct mntcr_tree *t)
 		if (root == IDX_NONE)
 			return log_debug_errno(-EBADMSG, "Namespace %zu has no root mount: no mounts, or the "
 							 "parent ids form a cycle", k);
-		if (!streq(t->mounts[root].mountpoint, "/"))
+		if (!streq(t->mounts[root].point, "/"))
 			return log_debug_errno(-EBADMSG, "The root mount %" PRIu64 " is not mounted on /",
 					       t->mounts[root].id);
 	}
 	t->root = t->n_ns ? t->nss[0].root : IDX_NONE;
+	return 0;
+}
 
-	/* Every mount must lie below its parent's mountpoint; where, mount_relpath() says. */
-	for (size_t i = 0; i < t->n_mounts; i++) {
-		struct mntcr_mount *m = &t->mounts[i];
-		const char *rel = m->parent == IDX_NONE ? m->mountpoint + 1
-							: path_relative(m->mountpoint, t->mounts[m->parent].mountpoint);
+/*
+ * Where mount i lies below its parent (mount_relpath()), and the length of
+ * its absolute mountpoint: parents first (tree_walk()). A mount given by its
+ * absolute path must lie below its parent's mountpoint; one given relative
+ * to it does by construction.
+ */
+static int index_path(const struct mntcr_tree *ct, size_t i, void *ud)
+{
+	struct mntcr_tree *t = (struct mntcr_tree *)ct; /* tree_index()'s */
+	struct mntcr_mount *m = &t->mounts[i];
+	const struct mntcr_mount *p = m->parent == IDX_NONE ? NULL : &t->mounts[m->parent];
+	const char *rel = m->point, *pp;
+	size_t len;
 
+	if (!p) {
+		m->rel_off = 1; /* "/" */
+		m->path_len = 1;
+		return 0;
+	}
+	if (m->point[0] == '/') {
+		pp = mount_path(t, m->parent, ud);
+		if (!pp)
+			return -ENOMEM;
+		rel = path_relative(m->point, pp);
 		if (!rel)
 			return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " (%s) is not below its parent %" PRIu64 " (%s)",
-					       m->id, m->mountpoint, t->mounts[m->parent].id,
-					       t->mounts[m->parent].mountpoint);
-		m->rel_off = (uint32_t)(rel - m->mountpoint);
+					       m->id, m->point, p->id, pp);
 	}
+	m->rel_off = (uint32_t)(rel - m->point);
+	len = strlen(rel);
+	len = len == 0 ? p->path_len : (p->path_len > 1 ? p->path_len : 0) + 1 + len;
+	if (len >= UINT32_MAX / 2)
+		return log_debug_errno(-EBADMSG, "Mount %" PRIu64 " lies too deep", m->id);
+	m->path_len = (uint32_t)len;
 	return 0;
+}
+
+static int index_paths(struct mntcr_tree *t)
+{
+	_cleanup_(strbuf_release) struct strbuf buf = { 0 };
+
+	return tree_walk(t, index_path, &buf);
+}
+
+uint64_t point_seed(void)
+{
+	static _Atomic uint64_t seed;
+	uint64_t s = seed;
+
+	if (s == 0) {
+		if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != sizeof(s))
+			s = (uint64_t)(uintptr_t)&s ^ (uint64_t)time(NULL) << 20;
+		s |= 1;
+		seed = s;
+	}
+	return s;
+}
+
+struct point_sum point_sum_of(const char *point, size_t len)
+{
+	return (struct point_sum){ XXH3_64bits_withSeed(point, len, point_seed()), len };
+}
+
+size_t point_below(const char *point, size_t len, const struct point_sum *parent)
+{
+	size_t pl = parent->len;
+
+	if (pl == 1) /* below "/" */
+		return point[0] == '/' ? 1 : 0;
+	if (len < pl || (point[pl] != '/' && point[pl] != 0) ||
+	    XXH3_64bits_withSeed(point, pl, point_seed()) != parent->hash)
+		return 0;
+	return point[pl] == '/' ? pl + 1 : pl;
+}
+
+bool relpath_is_normalized(const char *rel)
+{
+	const char *c = rel;
+
+	if (!*rel)
+		return true;
+	for (;;) {
+		const char *e = strchrnul(c, '/');
+		size_t n = (size_t)(e - c);
+
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		if (!*e)
+			return true;
+		c = e + 1;
+	}
+}
+
+const char *mount_path(const struct mntcr_tree *t, size_t i, struct strbuf *buf)
+{
+	const struct mntcr_mount *m = &t->mounts[i];
+	size_t len = m->path_len;
+	char *p;
+
+	if (m->abs)
+		return m->abs;
+	if (m->point[0] == '/')
+		return m->point;
+	buf->len = 0;
+	if (strbuf_reserve(buf, len) < 0)
+		return NULL;
+	p = buf->buf + len;
+	*p = 0;
+	/* from the mount up to the first one that has its absolute path, each one's name before the last */
+	for (size_t j = i;; j = t->mounts[j].parent) {
+		const struct mntcr_mount *a = &t->mounts[j];
+		const char *rel;
+		size_t rl;
+
+		if (a->abs || a->point[0] == '/') {
+			/* all of it, unless it is "/" (then p is at the start) */
+			memcpy(buf->buf, a->abs ? a->abs : a->point, (size_t)(p - buf->buf));
+			break;
+		}
+		rel = a->point + a->rel_off;
+		rl = strlen(rel);
+		if (rl == 0)
+			continue; /* on its parent's root: the same path */
+		p -= rl;
+		memcpy(p, rel, rl);
+		*--p = '/';
+	}
+	buf->len = len;
+	return buf->buf;
+}
+
+/* Mount i's absolute mountpoint, its parent's made (tree_walk()). */
+static int abs_path(const struct mntcr_tree *ct, size_t i, void *ud)
+{
+	struct mntcr_tree *t = (struct mntcr_tree *)ct; /* a cache */
+	struct mntcr_mount *m = &t->mounts[i];
+	const struct mntcr_mount *p;
+	size_t rl, pl;
+	char *a;
+
+	(void)ud;
+	if (m->point[0] == '/') {
+		m->abs = m->point;
+		return 0;
+	}
+	p = &t->mounts[m->parent];
+	rl = strlen(m->point);
+	if (rl == 0) {
+		m->abs = p->abs;
+		return 0;
+	}
+	pl = p->path_len > 1 ? p->path_len : 0;
+	a = arena_alloc(&t->abs_arena, m->path_len + 1);
+	if (!a)
+		return -ENOMEM;
+	memcpy(a, p->abs, pl);
+	a[pl] = '/';
+	memcpy(a + pl + 1, m->point, rl + 1);
+	m->abs = a;
+	return 0;
+}
+
+int tree_abs_paths(const struct mntcr_tree *t)
+{
+	int r;
+
+	if (t->abs_done)
+		return 0;
+	r = tree_walk(t, abs_path, NULL);
+	if (r == 0)
+		((struct mntcr_tree *)t)->abs_done = true;
+	return r;
 }
 
 /* Counting sort of mounts by parent into child_idx, then order each run. */
@@ -493,7 +663,7 @@ static int index_covers(struct mntcr_tree *t)
 	if (!sorted || !mlen || !key || !keys || !tmp)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->n_mounts; i++) {
-		mlen[i] = strlen(t->mounts[i].mountpoint);
+		mlen[i] = strlen(mount_relpath(t, &t->mounts[i]));
 		t->mounts[i].covered_by = IDX_NONE;
 		t->mounts[i].cover = COVER_NONE;
 		t->mounts[i].hidden = false;
@@ -503,19 +673,16 @@ static int index_covers(struct mntcr_tree *t)
 	for (size_t pi = 0; pi < t->n_mounts; pi++) {
 		struct mntcr_mount *p = &t->mounts[pi];
 		size_t *kids = t->child_idx + p->first_child, nk = p->n_children;
-		size_t skip = mlen[pi], plen = streq(p->mountpoint, "/") ? 0 : skip;
 		size_t top = IDX_NONE; /* the child on p's own root: the next layer of p's stack */
 
 		if (nk == 0)
 			continue;
 		for (size_t k = 0; k < nk; k++) {
 			const struct mntcr_mount *m = &t->mounts[kids[k]];
-			size_t len;
+			size_t len = mlen[kids[k]];
 
-			assert(mlen[kids[k]] >= skip); /* index_parents(): below the parent */
-			len = mlen[kids[k]] - skip;
-			key[k] = (struct sib_key){ .pre = path_pre(m->mountpoint + skip, len),
-						   .s = m->mountpoint + skip,
+			key[k] = (struct sib_key){ .pre = path_pre(mount_relpath(t, m), len),
+						   .s = mount_relpath(t, m),
 						   .len = len,
 						   .id = m->id,
 						   .idx = kids[k] };
@@ -542,12 +709,12 @@ static int index_covers(struct mntcr_tree *t)
 				continue;
 			}
 			/* Prefixes of m's path below p's, shortest first: a sibling on one. */
-			for (size_t e = plen + 1; e < ml && m->covered_by == IDX_NONE; e++) {
-				const char *q = m->mountpoint + skip;
-				size_t qlen = e - skip, lo = 0, hi = nk;
+			for (size_t e = 1; e < ml && m->covered_by == IDX_NONE; e++) {
+				const char *q = mount_relpath(t, m);
+				size_t qlen = e, lo = 0, hi = nk;
 				uint64_t qpre;
 
-				if (m->mountpoint[e] != '/')
+				if (q[e] != '/')
 					continue;
 				qpre = path_pre(q, qlen);
 				while (lo < hi) {
@@ -579,8 +746,7 @@ static int index_covers(struct mntcr_tree *t)
 		if (m->parent == IDX_NONE)
 			continue;
 		p = &t->mounts[m->parent];
-		if (p->cover == COVER_SIBLING || mlen[i] != mlen[m->parent] ||
-		    !streq(m->mountpoint, p->mountpoint))
+		if (p->cover == COVER_SIBLING || mlen[i] != 0)
 			continue;
 		if (p->covered_by == IDX_NONE || t->mounts[p->covered_by].id < m->id) {
 			p->covered_by = i;
@@ -708,8 +874,14 @@ static int index_attach_order(struct mntcr_tree *t)
 
 	if (!depth || !tmp)
 		return -ENOMEM;
-	for (size_t i = 0; i < t->n_mounts; i++)
-		depth[i] = path_depth(t->mounts[i].mountpoint);
+	/* siblings' depths differ as their paths below the parent's do */
+	for (size_t i = 0; i < t->n_mounts; i++) {
+		const char *rel = mount_relpath(t, &t->mounts[i]);
+
+		depth[i] = 0;
+		for (const char *c = rel; *rel && c; c = strchr(c + 1, '/'))
+			depth[i]++;
+	}
 	for (size_t pi = 0; pi < t->n_mounts; pi++) {
 		const struct mntcr_mount *p = &t->mounts[pi];
 		size_t *kids = t->child_idx + p->first_child, nk = p->n_children, lo = SIZE_MAX, hi = 0;
@@ -795,6 +967,9 @@ int tree_index(struct mntcr_tree *t)
 	r = index_children(t);
 	if (r < 0)
 		return r;
+	r = index_paths(t);
+	if (r < 0)
+		return r;
 	r = index_covers(t);
 	if (r < 0)
 		return r;
@@ -849,7 +1024,12 @@ MNTCR_EXPORT size_t mntcr_tree_n_mounts(const struct mntcr_tree *t) { return t->
 MNTCR_EXPORT size_t mntcr_tree_root(const struct mntcr_tree *t) { return t->root; }
 MNTCR_EXPORT const struct mntcr_mount *mntcr_tree_mount(const struct mntcr_tree *t, size_t idx)
 {
-	return idx < t->n_mounts ? &t->mounts[idx] : NULL;
+	if (idx >= t->n_mounts)
+		return NULL;
+	/* mntcr_mount_mountpoint() gives absolute paths; a failure leaves the relative ones */
+	if (t->indexed)
+		(void)tree_abs_paths(t);
+	return &t->mounts[idx];
 }
 MNTCR_EXPORT size_t mntcr_tree_n_sbs(const struct mntcr_tree *t) { return t->n_sbs; }
 MNTCR_EXPORT const struct mntcr_sb *mntcr_tree_sb(const struct mntcr_tree *t, size_t idx)
@@ -890,7 +1070,7 @@ MNTCR_EXPORT uint64_t mntcr_mount_id(const struct mntcr_mount *m) { return m->id
 MNTCR_EXPORT uint64_t mntcr_mount_parent_id(const struct mntcr_mount *m) { return m->parent_id; }
 MNTCR_EXPORT size_t mntcr_mount_parent(const struct mntcr_mount *m) { return m->parent; }
 MNTCR_EXPORT const char *mntcr_mount_root(const struct mntcr_mount *m) { return m->root; }
-MNTCR_EXPORT const char *mntcr_mount_mountpoint(const struct mntcr_mount *m) { return m->mountpoint; }
+MNTCR_EXPORT const char *mntcr_mount_mountpoint(const struct mntcr_mount *m) { return m->abs ? m->abs : m->point; }
 MNTCR_EXPORT const char *mntcr_mount_fstype(const struct mntcr_mount *m) { return m->fstype; }
 MNTCR_EXPORT const char *mntcr_mount_source(const struct mntcr_mount *m) { return m->source; }
 MNTCR_EXPORT const char *mntcr_mount_sb_options(const struct mntcr_mount *m) { return m->sb_opts; }

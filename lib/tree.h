@@ -41,7 +41,10 @@ struct mntcr_mount {
 	uint32_t old_id;    /* mountinfo (32-bit, reused) id; 0 when unknown */
 	uint32_t dev_major, dev_minor;
 	char *root;       /* path inside the filesystem (bytes) */
-	char *mountpoint; /* absolute path in the namespace (bytes) */
+	char *point;      /* where it is mounted (bytes): an absolute path, or the path below its
+			   * parent's mountpoint (no '/' first; "" on the parent's root), as image
+			   * version 5 and the statmount reader keep them; mount_path() gives the
+			   * absolute path */
 	uint64_t attr;    /* MOUNT_ATTR_* per-mount flags */
 	char *fstype;     /* "type" or "type.subtype" */
 	char *source;     /* may be NULL ("none") */
@@ -63,8 +66,10 @@ struct mntcr_mount {
 	size_t covered_by;   /* the mount that covers this one directly, or IDX_NONE; a sibling
 			      * cover wins over a root cover (index_covers) */
 	enum mount_cover cover;
-	uint32_t rel_off;    /* mountpoint + rel_off: the path below the parent's (mount_relpath) */
+	uint32_t rel_off;    /* point + rel_off: the path below the parent's (mount_relpath) */
+	uint32_t path_len;   /* the length of its absolute mountpoint */
 	bool hidden;         /* no path walk reaches this mount */
+	const char *abs;     /* its absolute mountpoint once tree_abs_paths() has run, or NULL */
 };
 
 struct mntcr_sb {
@@ -124,6 +129,9 @@ struct mntcr_tree {
 	char *hostname;
 	char **texts; /* mountinfo texts that mounts' strings point into (in_text) */
 	size_t n_texts, cap_texts;
+	struct arena text_arena; /* or the strings of in_text mounts, copied out of their text */
+	struct arena abs_arena; /* the absolute mountpoints tree_abs_paths() made */
+	bool abs_done;
 
 	/* Indexes, built by tree_index(). */
 	struct u64map by_id;  /* mount id -> index */
@@ -214,11 +222,61 @@ bool tree_find(const struct mntcr_tree *t, uint64_t id, size_t *ret_idx);
  */
 bool mount_root_is_valid(const char *fstype, const char *root);
 
-/* The path of mount m relative to its parent's mountpoint ("" for a stacked mount). */
+/*
+ * The path of mount m relative to its parent's mountpoint ("" for a stacked mount; for a
+ * namespace's root, its own path below "/": ""). Set by tree_index().
+ */
 static inline const char *mount_relpath(const struct mntcr_tree *t, const struct mntcr_mount *m)
 {
-	assert(t->indexed || m->rel_off > 0);
-	return m->mountpoint + m->rel_off;
+	(void)t;
+	return m->point + m->rel_off;
+}
+
+/* A relative path in normal form: "", or names joined by single '/', none "." or "..". */
+bool relpath_is_normalized(const char *rel);
+
+/*
+ * The absolute mountpoint of mount i of an indexed tree: its point or its
+ * tree_abs_paths() path when it has one, else made in buf (O(depth)).
+ * NULL: out of memory.
+ */
+const char *mount_path(const struct mntcr_tree *t, size_t i, struct strbuf *buf);
+
+/*
+ * Every mount's absolute mountpoint in m->abs, made once (a cache, hence
+ * the const tree): for the code that looks at many of them (the compat
+ * engine, diff, content, the public getters). The hot paths of dump and
+ * restore use mount_relpath() and do without.
+ */
+int tree_abs_paths(const struct mntcr_tree *t);
+
+/*
+ * For the readers, which keep a mountpoint below its parent's when they
+ * read the parent first: an absolute mountpoint's length and hash
+ * (XXH3-64 with a seed of point_seed(), drawn once a process, so that no
+ * path can be made to match another's).
+ */
+struct point_sum {
+	uint64_t hash;
+	size_t len;
+};
+uint64_t point_seed(void);
+struct point_sum point_sum_of(const char *point, size_t len);
+/*
+ * Where the path of point (absolute, len bytes) below its parent's (sum)
+ * starts: past the parent's path and the '/' after it; 0 when point does
+ * not lie below it.
+ */
+size_t point_below(const char *point, size_t len, const struct point_sum *parent);
+
+/*
+ * m's absolute mountpoint (m a mount of t), where one path is wanted in
+ * passing (a message, a plan's text): all of t's made once
+ * (tree_abs_paths()); out of memory, its point.
+ */
+static inline const char *mount_abs(const struct mntcr_tree *t, const struct mntcr_mount *m)
+{
+	return tree_abs_paths(t) == 0 && m->abs ? m->abs : m->point;
 }
 
 /*

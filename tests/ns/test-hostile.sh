@@ -69,7 +69,8 @@ manifest_version() { sed -n 's/^  "version": \([0-9]*\),$/\1/p' "$1"; }
 ns_start forge 'mount -t tmpfs F $D; mkdir -p $D/a; mount -t tmpfs A $D/a; mkdir -p $D/a/b; mount --bind $D/a $D/a/b'
 mntcr_dump "$(ns_pid forge)" "$NS_TMP/forge.img" --no-content --compress=none
 tar --warning=no-unknown-keyword -xOf "$NS_TMP/forge.img" manifest.json >"$NS_TMP/forge.json"
-B=$S/forge/a/b
+# The manifest gives each mountpoint below its parent's: the bind $S/forge/a/b is "b" under "a".
+B=b
 # forge DESC SED-SCRIPT: the dumped manifest edited, in an image of its own ($FORGED).
 forge() {
 	FORGED=$NS_TMP/forged.img
@@ -89,6 +90,10 @@ check_exit 0 "forge: the manifest as dumped, forged, restores (the forger is rig
 umount "$NS_TMP/forged.ns" 2>/dev/null
 forge "a mountpoint with .." "s|\"mountpoint\": \"$B\"|\"mountpoint\": \"$B/../../../../etc\"|"
 refused 4 "a mountpoint with .." "not a valid mntcr image" --image "$FORGED"
+forge "an absolute mountpoint with .." "s|\"mountpoint\": \"$B\"|\"mountpoint\": \"$S/forge/a/b/../../../../etc\"|"
+refused 4 "an absolute mountpoint with .." "not a valid mntcr image" --image "$FORGED"
+forge "a mountpoint outside its parent's" "s|\"mountpoint\": \"$B\"|\"mountpoint\": \"$S/elsewhere\"|"
+refused 4 "a mountpoint outside its parent's" "not a valid mntcr image" --image "$FORGED"
 forge "a bind root escaping its filesystem" "/\"id\": $b_id,/s|\"root\": \"/\"|\"root\": \"/../../etc\"|"
 refused 4 "a bind root escaping its filesystem" "unsafe path" --image "$FORGED"
 forge "a cycle in parent ids" "/\"id\": $root_id,/s|\"parent_id\": [0-9]*|\"parent_id\": $b_id|"
@@ -111,10 +116,11 @@ ns_start magic 'mkdir -p $D/p; mount -t proc proc $D/p; mount -t tmpfs T $D/p/fs
 mntcr_dump "$(ns_pid magic)" "$NS_TMP/magic.img" --no-content --compress=none
 tar --warning=no-unknown-keyword -xOf "$NS_TMP/magic.img" manifest.json >"$NS_TMP/magic.json"
 ns_stop magic
-sed -e "s|\"mountpoint\": \"$S/magic/p/fs\"|\"mountpoint\": \"$S/magic/p/self/cwd/escaped\"|" \
+# T is "fs" below proc's mountpoint
+sed -e "s|\"mountpoint\": \"fs\"|\"mountpoint\": \"self/cwd/escaped\"|" \
 	"$NS_TMP/magic.json" >"$NS_TMP/magic-forged.json"
 if cmp -s "$NS_TMP/magic.json" "$NS_TMP/magic-forged.json"; then
-	not_ok "magic: the edit applies" "the mountpoint $S/magic/p/fs is not in the manifest"
+	not_ok "magic: the edit applies" "the mountpoint fs (of $S/magic/p/fs) is not in the manifest"
 fi
 check "magic: the proc filesystem is restored, not borrowed" grep -q '"fstype": "proc",' "$NS_TMP/magic.json"
 "$MNTCR_FORGE" "$(manifest_version "$NS_TMP/magic.json")" "$NS_TMP/magic-forged.json" "$NS_TMP/magic-forged.img"

@@ -393,8 +393,8 @@ TEST(encoding)
 	CHECK_INT(good_image(&img, &len), 0);
 	if (!img)
 		return;
-	/* version 4 (version 2's layout), with the manifest's digest member */
-	CHECK(memmem(img, len, "mntcr-image\nversion 4\n", 22) != NULL);
+	/* version 5 (version 2's layout), with the manifest's digest member */
+	CHECK(memmem(img, len, "mntcr-image\nversion 5\n", 22) != NULL);
 	CHECK(memmem(img, len, "manifest.checksum", 17) != NULL);
 	/* a socket: an empty regular file with the attribute */
 	CHECK(memmem(img, len, "SCHILY.xattr.mntcr.type=socket", 30) != NULL);

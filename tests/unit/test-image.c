@@ -154,8 +154,8 @@ static bool trees_equal(const struct mntcr_tree *a, const struct mntcr_tree *b, 
 		     "mount %zu ids", i);
 		DIFF(x->dev_major != y->dev_major || x->dev_minor != y->dev_minor, "mount %zu dev",
 		     i);
-		DIFF(!streq_ptr(x->root, y->root) || !streq_ptr(x->mountpoint, y->mountpoint),
-		     "mount %zu paths '%s' '%s'", i, y->root, y->mountpoint);
+		DIFF(!streq_ptr(x->root, y->root) || !streq_ptr(mount_abs(a, x), mount_abs(b, y)),
+		     "mount %zu paths '%s' '%s'", i, y->root, mount_abs(b, y));
 		DIFF(x->attr != y->attr, "mount %zu attr %#" PRIx64 " vs %#" PRIx64, i, x->attr,
 		     y->attr);
 		DIFF(!streq_ptr(x->fstype, y->fstype) || !streq_ptr(x->source, y->source) ||
@@ -316,11 +316,46 @@ static struct json_object *sample_manifest(void)
 	return manifest_of(sample_tree());
 }
 
+/* Each mount's mountpoint made absolute, as versions before 5 have them (the writer's are relative). */
+static void manifest_absolute_points(struct json_object *mounts)
+{
+	size_t n = json_object_array_length(mounts);
+	bool more = true;
+
+	/* a mount whose parent's is absolute already, until none is left: parents come first or later */
+	for (size_t round = 0; more && round <= n; round++) {
+		more = false;
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *m = json_object_array_get_idx(mounts, i);
+			const char *rel = json_object_get_string(json_object_object_get(m, "mountpoint"));
+			int64_t pid = json_object_get_int64(json_object_object_get(m, "parent_id"));
+			_cleanup_free_ char *abs = NULL;
+
+			if (!rel || rel[0] == '/')
+				continue;
+			for (size_t k = 0; k < n && !abs; k++) {
+				struct json_object *p = json_object_array_get_idx(mounts, k);
+				const char *pp = json_object_get_string(json_object_object_get(p, "mountpoint"));
+
+				if (json_object_get_int64(json_object_object_get(p, "id")) != pid || !pp)
+					continue;
+				if (pp[0] != '/')
+					break;
+				abs = *rel ? path_join(pp, rel) : strdup(pp);
+			}
+			if (abs)
+				json_object_object_add(m, "mountpoint", json_object_new_string(abs));
+			more = true;
+		}
+	}
+}
+
 /*
- * A manifest the writer wrote (version 4) as an older version says it:
- * every mount with every key (those version 4 leaves out are its
- * superblock's, or no propagation), without the namespaces and processes
- * before version 3 and the superblocks' content before version 2.
+ * A manifest the writer wrote (version 5) as an older version says it:
+ * absolute mountpoints before version 5, every mount with every key
+ * before version 4 (those version 4 leaves out are its superblock's, or
+ * no propagation), without the namespaces and processes before version 3
+ * and the superblocks' content before version 2.
  */
 static struct json_object *manifest_as_version(struct json_object *root, unsigned version)
 {
@@ -340,7 +375,9 @@ static struct json_object *manifest_as_version(struct json_object *root, unsigne
 	sbs = json_object_object_get(root, "superblocks");
 	mounts = json_object_object_get(root, "mounts");
 	json_object_object_add(root, "version", json_object_new_int((int)version));
-	for (size_t i = 0; i < json_object_array_length(mounts); i++) {
+	if (version < 5)
+		manifest_absolute_points(mounts);
+	for (size_t i = 0; version < 4 && i < json_object_array_length(mounts); i++) {
 		struct json_object *m = json_object_array_get_idx(mounts, i), *sb;
 
 		sb = json_object_array_get_idx(
@@ -677,11 +714,11 @@ TEST(round_trip_memfd)
 		size_t i;
 
 		CHECK(tree_find(u, 31, &i));
-		CHECK_STREQ(u->mounts[i].mountpoint, "/mnt/\xc3\xa9t\xe9\xff");
+		CHECK_STREQ(mount_abs(u, &u->mounts[i]), "/mnt/\xc3\xa9t\xe9\xff");
 		CHECK_STREQ(u->mounts[i].root, "/\xc3\xa9t\xe9");
 		CHECK_STREQ(u->mounts[i].fstype, "fuse.sshfs");
 		CHECK(tree_find(u, 27, &i));
-		CHECK_STREQ(u->mounts[i].mountpoint, "/mnt/new\nline");
+		CHECK_STREQ(mount_abs(u, &u->mounts[i]), "/mnt/new\nline");
 		CHECK_STREQ(u->mounts[i].source, "tmp\\fs");
 		CHECK(tree_find(u, 32, &i));
 		CHECK(u->mounts[i].attr & MOUNT_ATTR_IDMAP);
@@ -722,9 +759,10 @@ TEST(round_trip_memfd)
 		json_object_put(root);
 	}
 	CHECK(manifest && strstr(manifest, "\"flags\": [") != NULL);
+	/* below their parent's, "/" */
 	CHECK(manifest &&
-	      strstr(manifest, "\"mountpoint\": \"/mnt/\xc3\xa9t\\\\xe9\\\\xff\"") != NULL);
-	CHECK(manifest && strstr(manifest, "\"mountpoint\": \"/mnt/new\\nline\"") != NULL);
+	      strstr(manifest, "\"mountpoint\": \"mnt/\xc3\xa9t\\\\xe9\\\\xff\"") != NULL);
+	CHECK(manifest && strstr(manifest, "\"mountpoint\": \"mnt/new\\nline\"") != NULL);
 	CHECK(manifest &&
 	      strstr(manifest, "\"ext_path\": \"/host/with space/new\\nline\"") != NULL);
 	mntcr_tree_free(t);
@@ -778,7 +816,7 @@ TEST(several_namespaces)
 	CHECK_INT(t->n_ns, 2);
 	CHECK_INT(image_bytes(t, &img, &len), 0);
 	CHECK_INT(extract_member(img, len, "mntcr-image", &magic), 0);
-	CHECK_STREQ(magic, "mntcr-image\nversion 4\n");
+	CHECK_STREQ(magic, "mntcr-image\nversion 5\n");
 	CHECK_INT(read_bytes(img, len, &u), 0);
 	CHECK(u && trees_equal(t, u, true));
 	if (u) {
@@ -918,7 +956,7 @@ TEST(members_in_order)
 	archive_read_free(a);
 	CHECK_INT(len % 10240, 0);
 	CHECK_INT(extract_member(img, len, "mntcr-image", &magic), 0);
-	CHECK_STREQ(magic, "mntcr-image\nversion 4\n");
+	CHECK_STREQ(magic, "mntcr-image\nversion 5\n");
 	CHECK_INT(extract_member(img, len, "checksum", &sum), 0);
 	CHECK(sum && strstr(sum, "\"algorithm\": \"xxh3-64\"") && strstr(sum, "\"members\": 3"));
 	mntcr_tree_free(t);
@@ -1359,7 +1397,7 @@ TEST(round_trip_random_paths)
 				random_bytes(comp, 1 + rnd() % 30);
 			while (strchr(comp, '/') || streq(comp, ".") || streq(comp, ".."));
 			random_bytes(src, rnd() % 30);
-			m.mountpoint = i == 0 ? strdup("/") : path_join("/", comp);
+			m.point = i == 0 ? strdup("/") : path_join("/", comp);
 			m.root = path_join("/", src[0] ? src : "r");
 			m.fstype = strdup("tmpfs");
 			m.source = strdup(src);
@@ -1371,7 +1409,7 @@ TEST(round_trip_random_paths)
 			continue;
 		}
 		t->sbs[0].owned = false;
-		t->sbs[0].ext_path = path_join("/ext", t->mounts[n - 1].mountpoint);
+		t->sbs[0].ext_path = path_join("/ext", t->mounts[n - 1].point);
 		t->sbs[0].ext_root = strdup(t->mounts[n - 1].root);
 		if (image_bytes(t, &img, &len) < 0 || read_bytes(img, len, &u) < 0 ||
 		    !trees_equal(t, u, failures == 0))
@@ -1472,10 +1510,10 @@ TEST(write_refuses)
 	CHECK_INT(mntcr_image_write(fd, t, 0), -EINVAL);
 	t->mounts[1].attr = attr;
 
-	mp = t->mounts[1].mountpoint;
-	t->mounts[1].mountpoint = (char *)"/proc/../etc";
+	mp = t->mounts[1].point; /* "/proc": what follows "/" is written */
+	t->mounts[1].point = (char *)"/proc/../etc";
 	CHECK_INT(mntcr_image_write(fd, t, 0), -EINVAL);
-	t->mounts[1].mountpoint = mp;
+	t->mounts[1].point = mp;
 	CHECK_INT(lseek(fd, 0, SEEK_END), 0); /* nothing written */
 
 	ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -1606,7 +1644,7 @@ TEST(versions)
 	struct mntcr_tree *t = sample_tree();
 	struct json_object *v1 = manifest_as_version(sample_manifest(), 1);
 	_cleanup_free_ char *img = NULL, *manifest = NULL, *msum = NULL, *sum = NULL, *sum1 = NULL;
-	/* magic texts around a version 1 manifest (layout 1) and around the writer's (layout 4) */
+	/* magic texts around a version 1 manifest (layout 1) and around the writer's (layout 5) */
 	static const struct {
 		const char *magic;
 		unsigned layout;
@@ -1614,17 +1652,18 @@ TEST(versions)
 	} cases[] = {
 		{ "mntcr-image\nversion 1\n", 1, 0 },
 		{ "mntcr-image\nversion 1\nfuture: ignored\n", 1, 0 },
-		{ "mntcr-image\nversion 4\n", 4, 0 },
-		{ "mntcr-image\nversion 4\nfuture: ignored\n", 4, 0 },
-		/* versions 2 and 3 exist: the manifest must say the same, and manifest.checksum must follow */
+		{ "mntcr-image\nversion 5\n", 5, 0 },
+		{ "mntcr-image\nversion 5\nfuture: ignored\n", 5, 0 },
+		/* versions 2 to 4 exist: the manifest must say the same, and manifest.checksum must follow */
 		{ "mntcr-image\nversion 2\n", 1, -EBADMSG },
 		{ "mntcr-image\nversion 3\n", 1, -EBADMSG },
-		{ "mntcr-image\nversion 3\n", 4, -EBADMSG },
-		/* version 4 with version 1's layout and manifest */
-		{ "mntcr-image\nversion 4\n", 1, -EBADMSG },
-		{ "mntcr-image\nversion 1\n", 4, -EBADMSG },
-		{ "mntcr-image\nversion 5\n", 4, -EPROTO },
-		{ "mntcr-image\nversion 5\n", 1, -EPROTO },
+		{ "mntcr-image\nversion 3\n", 5, -EBADMSG },
+		{ "mntcr-image\nversion 4\n", 5, -EBADMSG },
+		/* version 5 with version 1's layout and manifest */
+		{ "mntcr-image\nversion 5\n", 1, -EBADMSG },
+		{ "mntcr-image\nversion 1\n", 5, -EBADMSG },
+		{ "mntcr-image\nversion 6\n", 5, -EPROTO },
+		{ "mntcr-image\nversion 6\n", 1, -EPROTO },
 		{ "mntcr-image\nversion 4294967296\n", 1, -EPROTO },
 		{ "mntcr-image\nversion 99999999999999999999999999\n", 1, -EPROTO },
 		{ "mntcr-image\nversion 0\n", 1, -EBADMSG },
@@ -1672,7 +1711,7 @@ TEST(versions)
 	/* A newer version in a real image, patched in place: the magic is not under the checksum.
 	 */
 	{
-		char *v = memmem(img, len, "version 4\n", 10);
+		char *v = memmem(img, len, "version 5\n", 10);
 		struct mntcr_tree *u = NULL;
 
 		CHECK(v != NULL);
@@ -2064,11 +2103,14 @@ TEST(manifest_paths)
 	static const struct {
 		const char *key, *value;
 	} cases[] = {
-		{ "mountpoint", "relative/path" },
+		{ "mountpoint", "relative/../path" },
+		{ "mountpoint", "relative//path" },
+		{ "mountpoint", "relative/" },
+		{ "mountpoint", "./relative" },
+		{ "mountpoint", ".." },
 		{ "mountpoint", "/a/../b" },
 		{ "mountpoint", "/a//b" },
 		{ "mountpoint", "/a/" },
-		{ "mountpoint", "" },
 		{ "root", "relative" },
 		{ "root", "" },
 		{ "root", "/bad\\escape" },
@@ -2080,6 +2122,44 @@ TEST(manifest_paths)
 		jset(jpath(root, "mounts", 1), cases[i].key,
 		     json_object_new_string(cases[i].value));
 		CHECK_INT(read_edited(root), -EBADMSG);
+	}
+	/* Relative to the parent's (from version 5), "" on the parent's root; absolute ones too. */
+	{
+		static const char *const ok[] = { "relative/path", "", "/proc" };
+
+		for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+			root = sample_manifest();
+			jset(jpath(root, "mounts", 1), "mountpoint", json_object_new_string(ok[i]));
+			CHECK_INT(read_edited(root), 0);
+		}
+	}
+	/* Before version 5, only absolute ones. */
+	root = manifest_as_version(sample_manifest(), 4);
+	jset(jpath(root, "mounts", 1), "mountpoint", json_object_new_string("proc"));
+	CHECK_INT(read_edited(root), -EBADMSG);
+	root = manifest_as_version(sample_manifest(), 4);
+	CHECK_INT(read_edited(root), 0);
+	/* The absolute path that relative ones make is bounded as an absolute one is (4096 bytes). */
+	{
+		struct strbuf b = { 0 };
+		size_t k30 = SIZE_MAX, k32 = SIZE_MAX;
+		struct json_object *mounts;
+
+		root = sample_manifest();
+		mounts = json_object_object_get(root, "mounts");
+		for (size_t i = 0; i < json_object_array_length(mounts); i++) {
+			int64_t id = json_object_get_int64(json_object_object_get(jpath(root, "mounts", i), "id"));
+
+			k30 = id == 30 ? i : k30;
+			k32 = id == 32 ? i : k32;
+		}
+		CHECK(k30 != SIZE_MAX && k32 != SIZE_MAX);
+		for (int i = 0; i < 4000; i++)
+			strbuf_puts(&b, "x");
+		jset(jpath(root, "mounts", k30), "mountpoint", json_object_new_string(b.buf));
+		jset(jpath(root, "mounts", k32), "mountpoint", json_object_new_string(b.buf + 3800));
+		CHECK_INT(read_edited(root), -EBADMSG);
+		strbuf_release(&b);
 	}
 	/* A NUL inside the JSON string itself. */
 	root = sample_manifest();
@@ -2219,9 +2299,10 @@ TEST(manifest_structure)
 	jset(jpath(root, "mounts", 2), "parent_id", json_object_new_int64(22));
 	jset(jpath(root, "mounts", 2), "mountpoint", json_object_new_string("/proc"));
 	CHECK_INT(read_edited(root), -EBADMSG);
-	/* a child outside its parent */
+	/* a child outside its parent: only an absolute mountpoint can say so */
 	root = sample_manifest();
 	jset(jpath(root, "mounts", 2), "parent_id", json_object_new_int64(22));
+	jset(jpath(root, "mounts", 2), "mountpoint", json_object_new_string("/sys"));
 	CHECK_INT(read_edited(root), -EBADMSG);
 	/* root_id names a mount that is not the root */
 	root = sample_manifest();

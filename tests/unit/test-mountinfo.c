@@ -73,6 +73,18 @@ static int parse_string(const char *text, struct mntcr_tree **ret)
 	return r;
 }
 
+/* parse_string() on one thread (MNTCR_THREADS=1), or on as many as the reader takes. */
+static int parse_on(int threads, const char *text, struct mntcr_tree **ret)
+{
+	int r;
+
+	if (threads == 1)
+		setenv("MNTCR_THREADS", "1", 1);
+	r = parse_string(text, ret);
+	unsetenv("MNTCR_THREADS");
+	return r;
+}
+
 static const struct mntcr_mount *by_id(const struct mntcr_tree *t, uint64_t id)
 {
 	size_t i;
@@ -185,7 +197,7 @@ TEST(unescape_only_octal_escapes)
 		return;
 	CHECK_STREQ(by_id(t, 1)->source, "a\\9z\\");
 	CHECK_STREQ(by_id(t, 2)->root, "/x\\400y");
-	CHECK_STREQ(by_id(t, 2)->mountpoint, "/m\\04");
+	CHECK_STREQ(by_id(t, 2)->point, "/m\\04");
 	CHECK_STREQ(by_id(t, 2)->source, "b\\1");
 	mntcr_tree_free(t);
 }
@@ -660,7 +672,7 @@ TEST(parse_line_direct)
 	CHECK_INT(m.dev_major, 98);
 	CHECK_INT(m.dev_minor, 0);
 	CHECK_STREQ(m.root, "/mnt1");
-	CHECK_STREQ(m.mountpoint, "/mnt2");
+	CHECK_STREQ(m.point, "/mnt2");
 	CHECK_INT(m.attr, NOATIME);
 	CHECK_INT(m.master, 1);
 	CHECK_INT(m.shared, 0);
@@ -700,9 +712,9 @@ static void check_same_mounts(const struct mntcr_tree *a, const struct mntcr_tre
 
 		if (x->id != y->id || x->parent_id != y->parent_id || x->old_id != y->old_id ||
 		    x->dev_major != y->dev_major || x->dev_minor != y->dev_minor || x->attr != y->attr ||
-		    x->shared != y->shared || !streq(x->root, y->root) || !streq(x->mountpoint, y->mountpoint) ||
+		    x->shared != y->shared || !streq(x->root, y->root) || !streq(x->point, y->point) ||
 		    !streq(x->fstype, y->fstype) || !streq(x->source, y->source) || !streq(x->sb_opts, y->sb_opts)) {
-			printf("#   mount %zu differs: %s / %s\n", i, x->mountpoint, y->mountpoint);
+			printf("#   mount %zu differs: %s / %s\n", i, x->point, y->point);
 			tap_failed_checks++;
 			return;
 		}
@@ -720,10 +732,8 @@ TEST(large_table_threads_and_reads)
 	CHECK(text && strlen(text) > (1U << 20));
 	if (!text)
 		return;
-	setenv("MNTCR_THREADS", "1", 1);
-	CHECK_INT(parse_string(text, &one), 0);
-	unsetenv("MNTCR_THREADS");
-	CHECK_INT(parse_string(text, &two), 0);
+	CHECK_INT(parse_on(1, text, &one), 0);
+	CHECK_INT(parse_on(2, text, &two), 0);
 	fd = mkstemp(path);
 	CHECK(fd >= 0);
 	if (fd >= 0) {
@@ -739,7 +749,7 @@ TEST(large_table_threads_and_reads)
 		CHECK_INT(one->n_mounts, n);
 		CHECK(m != NULL);
 		if (m) {
-			CHECK_STREQ(m->mountpoint, "/m14 x");
+			CHECK_STREQ(m->point, "/m14 x");
 			CHECK_STREQ(m->source, "src 3");
 			CHECK(m->in_text && m->strings == NULL);
 			CHECK_INT(m->attr, MOUNT_ATTR_NOSUID | STRICT);
@@ -771,6 +781,117 @@ TEST(large_table_bad_line)
 }
 
 /*
+ * A deep tree: chains of mounts 50 deep, names of 40 bytes, so that a
+ * chunk's mountpoints average a kilobyte and the reader keeps them below
+ * their parents' (compact_chunk()). line_of[k]: the k-th line's mount, so
+ * that the old ids need not ascend; `late`: a mount whose parent is listed
+ * last, in a later chunk.
+ */
+static char *deep_table(size_t n, bool shuffled_ids, size_t late, char ***ret_paths, uint64_t **ret_ids)
+{
+	struct strbuf sb = { 0 };
+	char **path = calloc(n + 1, sizeof(char *));
+	uint64_t *id = calloc(n + 1, sizeof(uint64_t));
+	size_t *line = calloc(n + 1, sizeof(size_t));
+
+	if (!path || !id || !line) {
+		free(path), free(id), free(line);
+		return NULL;
+	}
+	for (size_t k = 1; k <= n; k++) {
+		id[k] = shuffled_ids ? 1 + (k * 7919) % (n + 13) : k; /* unique: 7919 is prime, n + 13 < 7919 * k */
+		line[k] = k;
+	}
+	path[1] = strdup("/");
+	for (size_t k = 2; k <= n; k++) {
+		size_t parent = (k - 2) % 50 == 0 ? 1 : k - 1;
+
+		path[k] = NULL;
+		if (asprintf(&path[k], "%s/%02zu%s", streq(path[parent], "/") ? "" : path[parent], k % 100,
+			     "-a-name-of-forty-bytes-or-so-xxxxxxxxx") < 0)
+			path[k] = NULL;
+	}
+	if (late) { /* the late mount's parent listed last */
+		for (size_t k = late - 1; k < n; k++)
+			line[k] = k + 1;
+		line[n] = late - 1;
+	}
+	for (size_t k = 1; k <= n; k++) {
+		size_t m = line[k], parent = m == 1 ? 0 : (m - 2) % 50 == 0 ? 1 : m - 1;
+
+		strbuf_printf(&sb, "%" PRIu64 " %" PRIu64 " 0:%zu / %s rw - tmpfs t%zu rw\n", id[m],
+			      parent ? id[parent] : 0, m, path[m] ? path[m] : "?", m);
+	}
+	free(line);
+	*ret_paths = path;
+	*ret_ids = id;
+	return strbuf_detach(&sb);
+}
+
+TEST(deep_paths_compacted)
+{
+	const size_t n = 3000;
+
+	for (int variant = 0; variant < 4; variant++) {
+		bool shuffled = variant & 1;
+		size_t late = variant & 2 ? 1234 : 0;
+		char **path = NULL;
+		uint64_t *id = NULL;
+		_cleanup_free_ char *text = deep_table(n, shuffled, late, &path, &id);
+
+		CHECK(text != NULL);
+		if (!text)
+			return;
+		for (int threads = 1; threads <= 2; threads++) {
+			struct mntcr_tree *t = NULL;
+			struct strbuf buf = { 0 };
+			size_t rel = 0, bad = 0;
+
+			CHECK_INT(parse_on(threads, text, &t), 0);
+			if (!t)
+				continue;
+			CHECK_INT(t->n_mounts, n);
+			for (size_t k = 1; k <= n; k++) {
+				size_t i;
+				const char *p;
+
+				if (!tree_find(t, id[k], &i)) {
+					bad++;
+					continue;
+				}
+				p = mount_path(t, i, &buf);
+				rel += t->mounts[i].point[0] != '/';
+				if (!p || !streq(p, path[k]) || !t->mounts[i].in_text)
+					bad++;
+			}
+			CHECK_INT(bad, 0);
+			/* all but the root, and the mount listed before its parent */
+			CHECK_INT(rel, n - 1 - (late ? 1 : 0));
+			/* every chunk copied out and freed */
+			CHECK_INT(t->n_texts, 0);
+			strbuf_release(&buf);
+			mntcr_tree_free(t);
+		}
+		/* a mount that is not below its parent, with a path as long as one below it */
+		{
+			char *q = strstr(text, "/01-a-name"), *p = q ? strstr(q + 1, "/02-a-name") : NULL;
+			struct mntcr_tree *t = NULL;
+
+			CHECK(p != NULL);
+			if (p) {
+				p[-1] = p[-1] == 'x' ? 'y' : 'x'; /* the parent's last byte, in the child's path */
+				CHECK_INT(parse_string(text, &t), -EBADMSG);
+				mntcr_tree_free(t);
+			}
+		}
+		for (size_t k = 0; k <= n; k++)
+			free(path[k]);
+		free(path);
+		free(id);
+	}
+}
+
+/*
  * Lines longer than a chunk are read whole, on one thread or two; a line
  * past 1 MiB (the last one too) or a NUL byte in a later chunk is -EBADMSG.
  */
@@ -794,15 +915,12 @@ TEST(long_lines)
 		strbuf_printf(&sb, "%zu 1 0:2 / /m%zu rw - tmpfs src %s\n", i, i, i % 1000 == 500 ? opts : "rw");
 	text = strbuf_detach(&sb);
 	for (int threads = 1; threads <= 2; threads++) {
-		if (threads == 1)
-			setenv("MNTCR_THREADS", "1", 1);
-		CHECK_INT(parse_string(text, &t), 0);
-		unsetenv("MNTCR_THREADS");
+		CHECK_INT(parse_on(threads, text, &t), 0);
 		if (!t)
 			continue;
 		CHECK_INT(t->n_mounts, n);
 		CHECK_INT(strlen(by_id(t, 1500)->sb_opts), long_opts);
-		CHECK_STREQ(by_id(t, 1501)->mountpoint, "/m1501");
+		CHECK_STREQ(by_id(t, 1501)->point, "/m1501");
 		CHECK_STREQ(by_id(t, 3000)->sb_opts, "rw");
 		t = mntcr_tree_free(t);
 	}

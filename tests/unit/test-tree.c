@@ -134,6 +134,75 @@ static char *describe(const struct mntcr_tree *t)
 	return strbuf_detach(&b);
 }
 
+/*
+ * The same tree with its mountpoints relative to their parents', except
+ * every `every`-th (and the roots), which stay absolute: image version 5
+ * and the mountinfo reader's compacted chunks give such trees.
+ */
+static struct mntcr_tree *relative_copy(const struct mntcr_tree *t, size_t every)
+{
+	struct mntcr_tree *u = NULL;
+	int r = tree_new(&u);
+
+	for (size_t i = 0; r == 0 && i < t->n_mounts; i++) {
+		const struct mntcr_mount *a = &t->mounts[i];
+		bool abs = a->parent == IDX_NONE || (every && i % every == 0);
+		struct mntcr_mount m = {
+			.id = a->id,
+			.parent_id = a->parent_id,
+			.dev_major = a->dev_major,
+			.dev_minor = a->dev_minor,
+			.root = strdup(a->root),
+			.point = strdup(abs ? a->point : mount_relpath(t, a)),
+			.fstype = strdup(a->fstype),
+			.attr = a->attr,
+		};
+
+		r = tree_add_mount(u, &m);
+	}
+	if (r == 0)
+		r = tree_index(u);
+	if (r < 0) {
+		printf("#   the relative copy: %s\n", strerror(-r));
+		tap_failed_checks++;
+		u = mntcr_tree_free(u);
+	}
+	return u;
+}
+
+/* t (absolute mountpoints) and relative copies of it: the same index, the same paths. */
+static void check_relative(const struct mntcr_tree *t)
+{
+	_cleanup_free_ char *want = describe(t);
+	size_t bad = 0;
+
+	for (size_t every = 0; every < 4; every++) {
+		struct mntcr_tree *u = relative_copy(t, every);
+		_cleanup_free_ char *got = NULL;
+		struct strbuf buf = { 0 };
+
+		if (!u)
+			continue;
+		got = describe(u);
+		CHECK_STREQ(got, want);
+		for (size_t i = 0; i < t->n_mounts; i++) {
+			const char *p = mount_path(u, i, &buf);
+
+			if (!p || !streq(p, t->mounts[i].point) || u->mounts[i].path_len != strlen(p) ||
+			    !streq(mount_relpath(u, &u->mounts[i]), mount_relpath(t, &t->mounts[i])))
+				bad++;
+		}
+		/* all at once, and through the public getters */
+		CHECK_INT(tree_abs_paths(u), 0);
+		for (size_t i = 0; i < t->n_mounts; i++)
+			if (!streq(mntcr_mount_mountpoint(mntcr_tree_mount(u, i)), t->mounts[i].point))
+				bad++;
+		strbuf_release(&buf);
+		mntcr_tree_free(u);
+	}
+	CHECK_INT(bad, 0);
+}
+
 /* A small deterministic PRNG (xorshift64*), so failures reproduce. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static uint64_t rng(void)
@@ -288,6 +357,59 @@ static const char stack_table[] = "1 0 254:0 / / rw - ext4 /dev/vda rw\n"
 				  "7 4 0:45 / /d/s/in2 rw - tmpfs under2 rw\n"
 				  "8 5 0:46 / /d/s/top rw - tmpfs ontop rw\n"
 				  "9 6 0:47 / /d/s/in1/deep rw - tmpfs deep rw\n";
+
+TEST(relative_mountpoints)
+{
+	static const char *const tables[] = { sibling_table, stack_table };
+	static const struct {
+		const char *point; /* of mount 3, child of mount 2 at /d */
+		int want;
+	} cases[] = {
+		{ "x", 0 },	      { "", 0 },	  { "x/y", 0 },	    { "/d/x", 0 },  { "/d", 0 },
+		{ "/e/x", -EBADMSG }, { "/dx", -EBADMSG }, { "x/../y", -EBADMSG }, { "./x", -EBADMSG },
+		{ "x/", -EBADMSG },   { "x//y", -EBADMSG }, { "..", -EBADMSG },
+	};
+
+	CHECK(relpath_is_normalized("") && relpath_is_normalized("a") && relpath_is_normalized("a/b.c/..d"));
+	CHECK(!relpath_is_normalized("/a") && !relpath_is_normalized("a/") && !relpath_is_normalized("a//b") &&
+	      !relpath_is_normalized(".") && !relpath_is_normalized("a/./b") && !relpath_is_normalized("a/.."));
+	for (size_t k = 0; k < ARRAY_SIZE(tables); k++) {
+		struct mntcr_tree *t = parse(tables[k]);
+
+		if (t)
+			check_relative(t);
+		mntcr_tree_free(t);
+	}
+	/* a child of a relative parent given by an absolute path, checked against the parent's path */
+	for (size_t c = 0; c < ARRAY_SIZE(cases); c++) {
+		const char *pts[] = { "/", "d", cases[c].point };
+		struct mntcr_tree *t = NULL;
+		int r = tree_new(&t);
+
+		for (size_t i = 0; r == 0 && i < 3; i++) {
+			struct mntcr_mount m = { .id = i + 1, .parent_id = i, .dev_minor = (uint32_t)i,
+						 .root = strdup("/"), .point = strdup(pts[i]),
+						 .fstype = strdup("tmpfs") };
+			r = tree_add_mount(t, &m);
+		}
+		if (r == 0)
+			r = tree_index(t);
+		if (r != cases[c].want)
+			printf("#   mountpoint %s\n", cases[c].point);
+		CHECK_INT(r, cases[c].want);
+		mntcr_tree_free(t);
+	}
+	/* a root mount given by a relative path is not on "/" */
+	{
+		struct mntcr_tree *t = NULL;
+		struct mntcr_mount m = { .id = 1, .root = strdup("/"), .point = strdup(""), .fstype = strdup("ext4") };
+
+		CHECK_INT(tree_new(&t), 0);
+		CHECK_INT(tree_add_mount(t, &m), 0);
+		CHECK_INT(tree_index(t), -EBADMSG);
+		mntcr_tree_free(t);
+	}
+}
 
 TEST(stack_of_three)
 {
@@ -507,7 +629,7 @@ TEST(built_by_hand)
 			.parent_id = ms[i].parent,
 			.dev_minor = (uint32_t)i,
 			.root = strdup("/"),
-			.mountpoint = strdup(ms[i].mp),
+			.point = strdup(ms[i].mp),
 			.fstype = strdup("tmpfs"),
 		};
 		CHECK_INT(tree_add_mount(t, &m), 0);
@@ -535,7 +657,7 @@ TEST(strings_in_one_block)
 		[MOUNT_STR_SB_OPTS] = 0,
 	};
 	struct mntcr_mount root = {
-		.id = 1, .root = strdup("/"), .mountpoint = strdup("/"), .fstype = strdup("ext4"),
+		.id = 1, .root = strdup("/"), .point = strdup("/"), .fstype = strdup("ext4"),
 	};
 	size_t i = 0;
 
@@ -544,19 +666,19 @@ TEST(strings_in_one_block)
 		return;
 	CHECK_INT(mount_strings_alloc(&m, room), 0);
 	CHECK(m.strings == m.root && m.source == NULL);
-	CHECK(m.mountpoint == m.root + 5 && m.fstype == m.mountpoint + 10 && m.sb_opts == m.fstype + 6);
-	CHECK(m.sb_opts && *m.sb_opts == 0 && *m.mountpoint == 0);
+	CHECK(m.point == m.root + 5 && m.fstype == m.point + 10 && m.sb_opts == m.fstype + 6);
+	CHECK(m.sb_opts && *m.sb_opts == 0 && *m.point == 0);
 	if (!m.strings)
 		return;
 	memcpy(m.root, "/sub", 5);
-	memcpy(m.mountpoint, "/a", 3);
+	memcpy(m.point, "/a", 3);
 	memcpy(m.fstype, "tmpfs", 6);
 	CHECK_INT(tree_add_mount(t, &root), 0);
 	CHECK_INT(tree_add_mount(t, &m), 0);
 	CHECK(m.strings == NULL); /* ownership moved */
 	CHECK_INT(tree_index(t), 0);
 	CHECK(tree_find(t, 2, &i));
-	CHECK_STREQ(t->mounts[i].mountpoint, "/a");
+	CHECK_STREQ(t->mounts[i].point, "/a");
 	CHECK_STREQ(t->mounts[i].root, "/sub");
 	CHECK_STREQ(t->sbs[t->mounts[i].sb].fstype, "tmpfs");
 	CHECK_STREQ(t->sbs[t->mounts[i].sb].opts, "");
@@ -575,7 +697,8 @@ TEST(nsfs_root_by_hand)
 		{ 3, 1, "/ns", "net:[4026532301]", "nsfs", 0 },
 		{ 3, 1, "/ns", "mnt:[4026532178]", "tmpfs", -EBADMSG },
 		{ 3, 1, "/ns", "ns", "nsfs", -EBADMSG },
-		{ 3, 1, "ns", "mnt:[4026532178]", "nsfs", -EBADMSG },
+		{ 3, 1, "ns", "mnt:[4026532178]", "nsfs", 0 },        /* relative to its parent's */
+		{ 3, 1, "../ns", "mnt:[4026532178]", "nsfs", -EBADMSG }, /* not in normal form */
 	};
 
 	for (size_t c = 0; c < ARRAY_SIZE(cases); c++) {
@@ -583,7 +706,7 @@ TEST(nsfs_root_by_hand)
 		struct mntcr_mount root = {
 			.id = 1,
 			.root = strdup("/"),
-			.mountpoint = strdup("/"),
+			.point = strdup("/"),
 			.fstype = strdup("ext4"),
 		};
 		struct mntcr_mount m = {
@@ -591,7 +714,7 @@ TEST(nsfs_root_by_hand)
 			.parent_id = cases[c].parent,
 			.dev_minor = 4,
 			.root = strdup(cases[c].root),
-			.mountpoint = strdup(cases[c].mp),
+			.point = strdup(cases[c].mp),
 			.fstype = strdup(cases[c].fstype),
 		};
 
@@ -688,13 +811,13 @@ TEST(fifty_thousand)
 			if (m->parent_id == 1) {
 				/* a group: kids + the hidden one, the hidden one first */
 				if (m->n_children != kids + 1 ||
-				    !strstr(tree_child(t, m, 0)->mountpoint, "/c0/x/y") ||
+				    !strstr(tree_child(t, m, 0)->point, "/c0/x/y") ||
 				    m->hidden || m->cover != COVER_NONE ||
 				    t->sbs[m->sb].n_mounts != kids + 1)
 					bad++;
 				continue;
 			}
-			if (strstr(m->mountpoint, "/c0/x/y")) {
+			if (strstr(m->point, "/c0/x/y")) {
 				const struct mntcr_mount *c = m->covered_by == IDX_NONE
 								      ? NULL
 								      : &t->mounts[m->covered_by];
@@ -780,6 +903,8 @@ static void random_siblings(size_t n)
 			bad++;
 	}
 	CHECK_INT(bad, 0);
+	if (t && n <= 300)
+		check_relative(t);
 out:
 	for (size_t i = 0; path && i < n; i++)
 		free(path[i]);
