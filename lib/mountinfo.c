@@ -341,10 +341,10 @@ static size_t point_rel_off(struct text_load *l, size_t i)
 
 /*
  * The mounts parsed from a chunk, from index first: when their mountpoints
- * are long, their strings are copied into one exact block, each mountpoint
- * as the path below its parent's where the parent is among the lines read
- * so far (nearly always: a child is mounted after its parent), and
- * the chunk's text, the last of the tree's texts, is freed. A chain of
+ * are long, their strings are copied out into the tree's arena, each
+ * mountpoint as the path below its parent's where the parent is among the
+ * lines read so far (nearly always: a child is mounted after its parent),
+ * and the chunk's text, the last of the tree's texts, is freed. A chain of
  * 10,000 nested mounts holds 2 KB of text a mount otherwise.
  */
 static int compact_chunk(struct text_load *l, size_t first)
@@ -364,10 +364,6 @@ static int compact_chunk(struct text_load *l, size_t first)
 		for (size_t k = 0; k < _MOUNT_STR_MAX; k++)
 			total += strlen(*mount_str(m, k)) + 1;
 	}
-	/*
-	 * Not a block of its own between two chunks: the chunks, a few bytes
-	 * longer each, would not fit in the holes the ones before left.
-	 */
 	block = arena_alloc(&t->text_arena, total);
 	if (!block)
 		return -ENOMEM;
