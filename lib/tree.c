@@ -436,7 +436,7 @@ static int index_paths(struct mntcr_tree *t)
 	return tree_walk(t, index_path, &buf);
 }
 
-uint64_t point_seed(void)
+static uint64_t point_seed(void)
 {
 	static _Atomic uint64_t seed;
 	uint64_t s = seed;

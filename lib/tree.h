@@ -129,7 +129,7 @@ struct mntcr_tree {
 	char *hostname;
 	char **texts; /* mountinfo texts that mounts' strings point into (in_text) */
 	size_t n_texts, cap_texts;
-	struct arena text_arena; /* or the strings of in_text mounts, copied out of their text */
+	struct arena text_arena; /* strings of in_text mounts copied out of their text (compact_chunk()) */
 	struct arena abs_arena; /* the absolute mountpoints tree_abs_paths() made */
 	bool abs_done;
 
@@ -253,14 +253,13 @@ int tree_abs_paths(const struct mntcr_tree *t);
 /*
  * For the readers, which keep a mountpoint below its parent's when they
  * read the parent first: an absolute mountpoint's length and hash
- * (XXH3-64 with a seed of point_seed(), drawn once a process, so that no
- * path can be made to match another's).
+ * (XXH3-64 with a seed drawn once a process, so that no path can be made
+ * to match another's).
  */
 struct point_sum {
 	uint64_t hash;
 	size_t len;
 };
-uint64_t point_seed(void);
 struct point_sum point_sum_of(const char *point, size_t len);
 /*
  * Where the path of point (absolute, len bytes) below its parent's (sum)
